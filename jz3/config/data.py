@@ -1,0 +1,52 @@
+"""Data config: tokenizer, packing, mixing and sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from jz3.config.enums import OnError, TokenizerKind
+
+
+@dataclass
+class TokenizerConfig:
+    kind: TokenizerKind = TokenizerKind.sentencepiece
+    path: Optional[str] = None  # tokenizer.model file or HF tokenizer folder
+    # Training a sentencepiece model for tiny runs (used when path is None or missing).
+    train_files: List[str] = field(default_factory=list)
+    vocab_size: int = 2048
+    model_type: str = "bpe"
+    train_max_sentences: int = 200000
+    save_dir: str = "${run_dir}/tokenizer"
+
+
+@dataclass
+class DataSource:
+    """One source of training records, mixed with the others by weight."""
+
+    name: str = "source"
+    path: str = ""  # a file, a folder of shards, or a glob
+    weight: float = 1.0
+
+
+@dataclass
+class SnippetConfig:
+    corpus: List[str] = field(default_factory=list)  # corpus JSONL files or globs
+    size: int = 1000  # target characters per snippet
+    min_size: int = 200
+    max_snippets: Optional[int] = None
+    source_weights: dict = field(default_factory=dict)  # source name -> weight
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    sources: List[DataSource] = field(default_factory=list)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    seq_len: int = 2048
+    packed_dir: str = "${run_dir}/packed"
+    num_workers: int = 2
+    on_error: OnError = OnError.raise_
+    add_bos: bool = True
+    add_eos: bool = True
+    seed: int = 0

@@ -1,0 +1,46 @@
+"""Trainer config: optimisation, schedule, checkpoints, tracking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from jz3.config.enums import Precision, Schedule, TrainMode, WandbMode
+
+
+@dataclass
+class WandbConfig:
+    mode: WandbMode = WandbMode.disabled
+    project: str = "jz3"
+    entity: Optional[str] = None
+    name: Optional[str] = None
+    dir: str = "${run_dir}"
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainerConfig:
+    mode: TrainMode = TrainMode.pretrain
+    output_dir: str = "${run_dir}/train"
+    init_from: Optional[str] = None  # HF folder to start from (e.g. a pretrain export for SFT)
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    schedule: Schedule = Schedule.wsd
+    warmup_ratio: float = 0.03
+    stable_ratio: float = 0.85  # WSD only
+    min_lr_ratio: float = 0.1
+    max_steps: int = -1  # -1 = derive from epochs
+    epochs: float = 1.0
+    global_batch_size: int = 32
+    micro_batch_size: int = 1
+    grad_clip: float = 1.0
+    precision: Precision = Precision.bf16
+    seed: int = 42
+    log_every: int = 10
+    save_every: int = 1000
+    keep_last: int = 2
+    resume: bool = True
+    export_hf: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -1,0 +1,1 @@
+"""Record IO, tokenizers, packing, sampling, snippets, dedup and decontamination."""

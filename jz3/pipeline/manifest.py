@@ -1,0 +1,81 @@
+"""Stage manifests: what a stage was run with and what it wrote (DESIGN.md, Run directory)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from jz3.data.records import atomic_write_text
+
+MANIFEST = "manifest.json"
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def config_hash(*parts: Any) -> str:
+    """A stable sha256 (hex, 16 chars) of dataclasses / dicts / lists / scalars."""
+    blob = json.dumps([_jsonable(p) for p in parts], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def versions() -> Dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jz3", "torch", "transformers", "deepspeed"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(stage_dir: Path | str, stage: str, config_hash_: str,
+                   inputs: Optional[Dict[str, str]] = None, counts: Optional[Dict[str, Any]] = None,
+                   outputs: Optional[List[str]] = None, wall_s: Optional[float] = None,
+                   extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Write `manifest.json` last, atomically: the stage is complete once it exists."""
+    m = {
+        "stage": stage,
+        "config_hash": config_hash_,
+        "inputs": dict(inputs or {}),  # input stage name -> its manifest hash
+        "counts": counts or {},
+        "outputs": list(outputs or []),
+        "wall_s": wall_s,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": versions(),
+    }
+    if extra:
+        m.update(extra)
+    atomic_write_text(Path(stage_dir) / MANIFEST, json.dumps(m, indent=2, ensure_ascii=False))
+    return m
+
+
+def read_manifest(stage_dir: Path | str) -> Optional[Dict[str, Any]]:
+    p = Path(stage_dir) / MANIFEST
+    if not p.exists():
+        return None
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def manifest_hash(m: Dict[str, Any]) -> str:
+    """Identity of a finished stage output, for downstream stages' `inputs`."""
+    return config_hash(m.get("config_hash"), m.get("inputs"), m.get("counts"))
