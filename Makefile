@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install system-deps test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -20,7 +20,13 @@ $(STAMP): setup.py
 	$(PIP) install -q -e ".[dev]"
 	touch $(STAMP)
 
-test: install
+# SLURM + munge for the real local-cluster tests (tests/slurm_cluster.py); installed when missing.
+system-deps:
+	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
+	  && command -v sbatch >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge; }
+
+test: install system-deps
 	$(PY) -m pytest -q tests
 
 test-fast: install

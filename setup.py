@@ -23,6 +23,7 @@ setup(
         "submitit>=1.5",
         "wandb>=0.18",
         "numpy>=1.26",
+        "scipy>=1.10",  # sparse TF-IDF of the offline teacher
         "pyarrow>=15",
         "datasketch>=1.6",
         "sympy>=1.12",

@@ -52,6 +52,27 @@ class TeacherKind(str, Enum):
     openai = "openai"
 
 
+class PromptType(str, Enum):
+    """The JiuZhang3.0 education-stage prompts (eight chain-of-thought stages + tool)."""
+
+    grade_school = "grade_school"
+    middle_school = "middle_school"
+    high_school = "high_school"
+    college = "college"
+    amc8 = "amc8"
+    amc10 = "amc10"
+    amc12 = "amc12"
+    aime = "aime"
+    tool = "tool"
+
+
+class JournalSync(str, Enum):
+    """SQLite `synchronous` for the teacher journal: normal survives kill -9, full power loss."""
+
+    normal = "normal"
+    full = "full"
+
+
 class GenBackend(str, Enum):
     hf = "hf"
     vllm = "vllm"
@@ -72,3 +93,8 @@ class WandbMode(str, Enum):
     online = "online"
     offline = "offline"
     disabled = "disabled"
+
+
+class EvalSetting(str, Enum):
+    cot = "cot"  # chain of thought: `## Solution`
+    tool = "tool"  # Python in the sandbox: `## Code Solution`

@@ -1,15 +1,17 @@
-"""Synthesis and filter config."""
+"""Synthesis (synthesizer generation over shards) and filter config."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import GenBackend
+from jz3.config.enums import GenBackend, Precision
 
 
 @dataclass
 class FilterConfig:
+    input: str = "${run_dir}/synth"  # merged synth records (file, folder or glob)
+    out_dir: str = "${run_dir}/filter"  # cot/ and tool/ folders, rejected.jsonl, manifest.json
     min_problem_chars: int = 20
     max_problem_chars: int = 4000
     min_solution_chars: int = 20
@@ -19,22 +21,35 @@ class FilterConfig:
     dedup_near: bool = True
     minhash_threshold: float = 0.8
     minhash_num_perm: int = 128
-    minhash_shingle: int = 5
+    minhash_shingle: int = 5  # word shingles
     decontam_ngram: int = 10  # 13 is the other common choice
+    decontam_min_matches: int = 1  # shared n-grams needed to call a record contaminated
+    decontam_solution: bool = False  # also check the solution text, not only the problem
     decontam_benchmarks: List[str] = field(default_factory=list)  # folders with test.jsonl
     verify_tool: bool = True
     tool_timeout_s: float = 10.0
+    tool_workers: int = 2  # concurrent sandbox runs
 
 
 @dataclass
 class SynthConfig:
     backend: GenBackend = GenBackend.hf
     model_path: Optional[str] = None  # distilled synthesizer (HF folder)
+    tokenizer_path: Optional[str] = None  # None = the model folder, else data.tokenizer
+    input: str = "${run_dir}/snippets"  # snippet records
+    out_dir: str = "${run_dir}/synth"
     temperature: float = 1.0
     top_p: float = 0.95
     max_new_tokens: int = 2500
     tool_temperature: float = 0.1
+    max_prompt_tokens: int = 4096  # longer prompts are recorded as failed, not truncated
     batch_size: int = 16
+    flush_every: int = 64  # records per committed chunk (the resume granularity)
+    limit: Optional[int] = None  # first N snippets only (smoke runs)
+    device: str = "auto"  # auto = cuda when available, else cpu
+    precision: Precision = Precision.fp32
+    tensor_parallel_size: int = 1  # vLLM
+    gpu_memory_utilization: float = 0.9  # vLLM
     seed: int = 0
     shard: Optional[int] = None  # None = SLURM_ARRAY_TASK_ID or 0
     num_shards: Optional[int] = None  # None = SLURM_ARRAY_TASK_COUNT or 1

@@ -5,16 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import TeacherKind
+from jz3.config.enums import JournalSync, TeacherKind
 
 
 @dataclass
 class BudgetConfig:
+    """Hard caps over every run sharing one journal; each HTTP attempt counts as a call."""
+
     max_calls: int = 10_000
     max_tokens: int = 50_000_000
     max_cost_usd: float = 500.0
     price_input_per_1m: float = 10.0  # USD per 1M prompt tokens
     price_output_per_1m: float = 30.0  # USD per 1M completion tokens
+    # Prompt-token upper bound = UTF-8 bytes / chars_per_token + overhead (1.0: a true bound).
+    chars_per_token: float = 1.0
+    prompt_overhead_tokens: int = 16
 
 
 @dataclass
@@ -22,6 +27,7 @@ class TeacherConfig:
     kind: TeacherKind = TeacherKind.offline
     base_url: Optional[str] = None
     model: str = "gpt-4"
+    api_key: Optional[str] = None  # else read from the environment variable `api_key_env`
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 32
     timeout_s: float = 120.0
@@ -31,11 +37,19 @@ class TeacherConfig:
     temperature: float = 0.7
     top_p: float = 1.0
     max_tokens: int = 2048
+    # Send the journal key as an `Idempotency-Key` header (servers that honour it never bill
+    # twice for a request that was in flight when the client died).
+    idempotency_header: bool = True
+    retry_failed: bool = True  # on a rerun, try journal entries that failed before again
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     journal: str = "${run_dir}/teacher_journal.sqlite"
-    # Prompt-type mixture: prompt type name -> weight.
+    journal_sync: JournalSync = JournalSync.normal
+    # Prompt-type mixture: prompt type name -> weight (empty: equal weights on all nine).
     mixture: dict = field(default_factory=dict)
     num_seed: int = 8000  # snippets sent to the teacher for the seed KD set
     num_boost: int = 1300  # extra snippets chosen by influence (boosting)
-    # Offline teacher: local pools of human-written problems.
+    # Offline teacher: local pools of human-written problems (GSM8K-style {question, answer} or
+    # JiuZhang3.0 {input, output}); each item is sorted into the elementary, advanced or tool
+    # tier by its content, and a request gets one of its tier's `offline_top_k` nearest items.
     offline_pools: List[str] = field(default_factory=list)
+    offline_top_k: int = 4

@@ -39,6 +39,7 @@ class TrainerConfig:
     precision: Precision = Precision.bf16
     seed: int = 42
     log_every: int = 10
+    peak_tflops: Optional[float] = None  # per device, for MFU; None = look up the GPU (0 on CPU)
     save_every: int = 1000
     keep_last: int = 2
     resume: bool = True

@@ -29,6 +29,7 @@ class RecordKind(str, Enum):
     kd = "kd"  # teacher-written (knowledge distillation) records
     synth = "synth"  # synthesizer-written records, same shape as kd
     train = "train"  # {"input","output"} or {"text"}
+    example = "example"  # train, or a kd/synth-shaped {"prompt","completion",...} (packing input)
     prediction = "prediction"
     any = "any"  # any JSON object
 
@@ -92,7 +93,11 @@ def validate(record: Any, kind: RecordKind) -> Optional[Tuple[Optional[str], str
         return None, f"expected a JSON object, got {type(record).__name__}"
     if kind == RecordKind.any:
         return None
-    if kind == RecordKind.train:
+    if kind == RecordKind.example and ("prompt" in record or "completion" in record):
+        return _check_fields(
+            record, {"prompt": (_STR, True, False), "completion": (_STR, True, True)}
+        )
+    if kind in (RecordKind.train, RecordKind.example):
         if "text" in record:
             return _check_fields(record, {"text": (_STR, True, True)})
         if "input" in record or "output" in record:

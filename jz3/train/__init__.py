@@ -1,0 +1,1 @@
+"""Trainer: loop, schedules, checkpoints/resume, callbacks, tracking; entry `run_training(cfg)`."""

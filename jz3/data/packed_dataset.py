@@ -1,0 +1,133 @@
+"""Fixed-length training sequences read from packed token shards, and their collate function.
+
+Documents are concatenated and cut every `seq_len` tokens; each sequence keeps its document
+boundaries (`seq_lens`), so attention can stay inside a document (see docs/DATA.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from jz3.data.packing import DOC_OFFSETS, LOSS_MASK, META, TOKENS
+from jz3.data.records import PathLike
+from jz3.pipeline.manifest import read_manifest
+
+IGNORE_INDEX = -100
+
+
+class PackedDataset:
+    """Sequences of one packed source; `ds[i]` is a dict of numpy arrays of length `seq_len`."""
+
+    def __init__(self, source_dir: PathLike, seq_len: int):
+        self.dir = Path(source_dir)
+        meta_file = self.dir / META
+        if not meta_file.exists():
+            raise FileNotFoundError(f"{meta_file}: no packed source here (run launch/pack.py)")
+        self.meta: Dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
+        if seq_len < 2:
+            raise ValueError(f"seq_len must be >= 2, got {seq_len}")
+        self.seq_len = seq_len
+        self.pad_id = int(self.meta["pad_id"])
+        self.n_tokens = int(self.meta["n_tokens"])
+        self.offsets = np.load(self.dir / DOC_OFFSETS)
+        if self.n_tokens:
+            self.tokens = np.memmap(self.dir / TOKENS, dtype=np.dtype(self.meta["dtype"]), mode="r")
+            self.mask = np.memmap(self.dir / LOSS_MASK, dtype=np.uint8, mode="r")
+        else:
+            self.tokens = np.zeros(0, np.dtype(self.meta["dtype"]))
+            self.mask = np.zeros(0, np.uint8)
+        if len(self.tokens) != self.n_tokens or len(self.mask) != self.n_tokens \
+                or int(self.offsets[-1]) != self.n_tokens:
+            raise ValueError(f"{self.dir}: tokens/loss_mask/doc_offsets disagree with meta.json "
+                             f"n_tokens={self.n_tokens}")
+
+    def __len__(self) -> int:
+        return -(-self.n_tokens // self.seq_len)
+
+    def __getitem__(self, i: int) -> Dict[str, np.ndarray]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sequence {i} out of range for {n} sequences in {self.dir}")
+        i = i % n
+        L = self.seq_len
+        start, end = i * L, min((i + 1) * L, self.n_tokens)
+        real = end - start
+        ids = np.full(L, self.pad_id, np.int64)
+        ids[:real] = self.tokens[start:end]
+        mask = np.zeros(L, bool)
+        mask[:real] = self.mask[start:end] != 0
+        # segment starts inside this sequence: its first token, then every document start
+        lo, hi = np.searchsorted(self.offsets, [start, end], side="right")
+        starts = np.concatenate([[0], self.offsets[lo:hi] - start]).astype(np.int64)
+        starts = starts[starts < real]
+        if real < L:
+            starts = np.append(starts, real)
+        seq_lens = np.diff(np.append(starts, L)).astype(np.int32)
+        labels = np.where(mask, ids, IGNORE_INDEX)
+        labels[starts] = IGNORE_INDEX
+        position_ids = np.arange(L, dtype=np.int64) - np.repeat(starts, seq_lens)
+        attention_mask = np.zeros(L, np.int64)
+        attention_mask[:real] = 1
+        return {"input_ids": ids, "labels": labels, "position_ids": position_ids,
+                "seq_lens": seq_lens, "attention_mask": attention_mask}
+
+
+class MixedPackedDataset:
+    """All sources of a pack, one after another: global index = `offsets[s] + local index`."""
+
+    def __init__(self, packed_dir: PathLike, seq_len: int, names: Optional[Sequence[str]] = None):
+        self.dir = Path(packed_dir)
+        m = read_manifest(self.dir)
+        if names is None:
+            if m is None:
+                raise FileNotFoundError(f"{self.dir}/manifest.json missing: pack is not finished")
+            names = m["sources"]
+        self.names: List[str] = list(names)
+        self.sources = [PackedDataset(self.dir / n, seq_len) for n in self.names]
+        self.lengths: List[int] = [len(s) for s in self.sources]
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        self.weights: Dict[str, float] = dict((m or {}).get("weights", {}))
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(source index, local index) of global index `i`."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"sequence {i} out of range for {len(self)} sequences in {self.dir}")
+        s = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return s, int(i - self.offsets[s])
+
+    def __getitem__(self, i: int) -> Dict[str, np.ndarray]:
+        s, j = self.locate(int(i))
+        return self.sources[s][j]
+
+
+def collate(batch: Sequence[Dict[str, np.ndarray]]) -> Dict[str, Any]:
+    """Stack sequences into `[B, L]` tensors plus `segment_ids`, `cu_seqlens`, `max_seqlen`."""
+    import torch
+
+    out: Dict[str, Any] = {
+        k: torch.from_numpy(np.stack([b[k] for b in batch]))
+        for k in ("input_ids", "labels", "position_ids", "attention_mask")
+    }
+    out["segment_ids"] = torch.from_numpy(np.stack(
+        [np.repeat(np.arange(len(b["seq_lens"]), dtype=np.int32), b["seq_lens"]) for b in batch]))
+    lens = np.concatenate([b["seq_lens"] for b in batch]).astype(np.int32)
+    out["cu_seqlens"] = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32))
+    out["max_seqlen"] = int(lens.max())
+    return out
+
+
+def block_causal_mask(segment_ids: Any) -> Any:
+    """bool `[B, 1, L, L]`: True where query i may attend key j (same segment and j <= i)."""
+    import torch
+
+    L = segment_ids.shape[-1]
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    causal = torch.ones(L, L, dtype=torch.bool, device=segment_ids.device).tril()
+    return (same & causal)[:, None]

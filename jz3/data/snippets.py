@@ -1,0 +1,182 @@
+"""Cut corpus documents into ~`size`-character snippets for the teacher prompts.
+
+Contract (used by launch/kd.py and the pipeline's `snippets` stage):
+`make_snippets(snippet_cfg, mixture, out_path) -> SnippetStats` reads the corpus records named
+by `snippet_cfg.corpus`, cuts each document at paragraph boundaries (then sentence boundaries,
+then whitespace, only for over-long units) into pieces close to `size` characters, samples at
+most `max_snippets` of them by `source_weights` (seeded; a source with weight 0 is left out),
+gives each a prompt type from `mixture` (`jz3.prompts.assign_prompt_type`) and writes snippet
+records `{id, doc_id, text, source, prompt_type}` to `out_path` atomically. Pieces shorter than
+`min_size` that cannot be merged into a neighbour, and bad corpus records, go to
+`rejected.jsonl` beside `out_path`, with a reason. Snippet ids are `<doc_id>:<k>` (stable).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from tqdm import tqdm
+
+from jz3.config.data import SnippetConfig
+from jz3.config.enums import OnError, PromptType
+from jz3.data.records import IOStats, Quarantine, RecordKind, read_records, write_jsonl
+from jz3.prompts import PROMPT_TYPES, assign_prompt_type, normalize_mixture
+from jz3.prompts.mixture import unit_hash
+
+log = logging.getLogger(__name__)
+__all__ = ["PROMPT_TYPES", "PromptType", "SnippetStats", "cut_document", "make_snippets"]
+
+_PARA = re.compile(r"\n[ \t]*\n+")
+_SENT = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[$\\A-Z0-9])")
+OVERFLOW = 1.5  # a snippet may exceed `size` by this factor when that lands closer to `size`
+
+
+@dataclass
+class SnippetStats:
+    documents: int = 0
+    pieces: int = 0
+    too_short: int = 0
+    excluded_by_weight: int = 0
+    not_sampled: int = 0
+    written: int = 0
+    corpus_rejected: int = 0
+    by_source: Dict[str, int] = field(default_factory=dict)
+    by_prompt_type: Dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _split_long(unit: str, limit: int) -> List[str]:
+    """Split a unit longer than `limit` at sentence ends, then at whitespace."""
+    if len(unit) <= limit:
+        return [unit]
+    out: List[str] = []
+    for sent in _SENT.split(unit):
+        while len(sent) > limit:
+            cut = sent.rfind(" ", limit // 2, limit)
+            cut = cut if cut > 0 else limit
+            out.append(sent[:cut].strip())
+            sent = sent[cut:].strip()
+        if sent:
+            out.append(sent)
+    return out
+
+
+def _units(text: str, size: int) -> List[Tuple[str, str]]:
+    """(separator before, text) units: paragraphs, or sentences of over-long paragraphs."""
+    units: List[Tuple[str, str]] = []
+    for para in _PARA.split(text.strip()):
+        para = para.strip()
+        if not para:
+            continue
+        for j, piece in enumerate(_split_long(para, size)):
+            units.append(("\n\n" if j == 0 else " ", piece))
+    return units
+
+
+def cut_document(text: str, size: int, min_size: int) -> Tuple[List[str], List[str]]:
+    """(snippets, too-short leftovers) of one document, cut at paragraph/sentence boundaries.
+
+    Units are packed greedily; a unit joins the current snippet while the result stays within
+    `size`, or overshoots it by less than the current snippet falls short (capped at 1.5x size).
+    """
+    chunks: List[str] = []
+    cur = ""
+    for sep, unit in _units(text, size):
+        if not cur:
+            cur = unit
+            continue
+        joined = len(cur) + len(sep) + len(unit)
+        closer = joined - size < size - len(cur)
+        if joined <= size or (closer and joined <= OVERFLOW * size):
+            cur = cur + sep + unit
+        else:
+            chunks.append(cur)
+            cur = unit
+    if cur:
+        chunks.append(cur)
+    kept: List[str] = []
+    short: List[str] = []
+    for chunk in chunks:
+        if len(chunk) >= min_size:
+            kept.append(chunk)
+        elif kept and len(kept[-1]) + 2 + len(chunk) <= OVERFLOW * size:
+            kept[-1] = kept[-1] + "\n\n" + chunk
+        else:
+            short.append(chunk)
+    return kept, short
+
+
+def _weighted_sample(items: List[Dict[str, Any]], weights: Mapping[str, float], k: int,
+                     seed: int) -> List[Dict[str, Any]]:
+    """k items without replacement, P proportional to their source weight (Efraimidis-Spirakis)."""
+    def key(rec: Dict[str, Any]) -> float:
+        u = max(unit_hash("snippet_sample", seed, rec["id"]), 1e-300)
+        return math.log(u) / float(weights.get(rec["source"], 1.0))
+
+    chosen = sorted(items, key=key, reverse=True)[:k]
+    order = {id(r): i for i, r in enumerate(items)}
+    return sorted(chosen, key=lambda r: order[id(r)])
+
+
+def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, float]],
+                  out_path: os.PathLike | str) -> SnippetStats:
+    """Cut, sample and label snippets; write them to `out_path` (see the module docstring)."""
+    cfg = snippet_cfg
+    if not cfg.corpus:
+        raise ValueError("snippets.corpus is empty: name at least one corpus JSONL file or glob")
+    if cfg.size <= 0 or not 0 <= cfg.min_size <= cfg.size:
+        raise ValueError(f"snippets.size={cfg.size} / min_size={cfg.min_size}: need 0 <= min_size <= size")
+    for src, w in (cfg.source_weights or {}).items():
+        if float(w) < 0:
+            raise ValueError(f"snippets.source_weights[{src!r}] = {w} must be >= 0")
+    mix = normalize_mixture(mixture)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejected_path = out.parent / "rejected.jsonl"
+    tmp_rejected = out.parent / ".rejected.jsonl.tmp"
+    tmp_rejected.unlink(missing_ok=True)
+    weights = {k: float(v) for k, v in (cfg.source_weights or {}).items()}
+    stats = SnippetStats()
+    io = IOStats()
+    pieces: List[Dict[str, Any]] = []
+    with Quarantine(tmp_rejected) as quarantine:
+        docs: Iterable[Dict[str, Any]] = read_records(
+            list(cfg.corpus), RecordKind.corpus, OnError.quarantine, quarantine, io)
+        for doc in tqdm(docs, desc="snippets", unit="doc", mininterval=2.0):
+            stats.documents += 1
+            kept, short = cut_document(doc["text"], cfg.size, cfg.min_size)
+            for chunk in short:
+                stats.too_short += 1
+                quarantine.add(f"too_short: {len(chunk)} < min_size {cfg.min_size} chars",
+                               {"doc_id": doc["id"], "source": doc["source"], "text": chunk})
+            for k, chunk in enumerate(kept):
+                rec = {"id": f"{doc['id']}:{k}", "doc_id": doc["id"], "text": chunk,
+                       "source": doc["source"]}
+                stats.pieces += 1
+                if weights.get(doc["source"], 1.0) <= 0:
+                    stats.excluded_by_weight += 1
+                    continue
+                pieces.append(rec)
+    stats.corpus_rejected = io.rejected
+    if cfg.max_snippets is not None and cfg.max_snippets < len(pieces):
+        chosen = _weighted_sample(pieces, weights, cfg.max_snippets, cfg.seed)
+        stats.not_sampled = len(pieces) - len(chosen)
+    else:
+        chosen = pieces
+    for rec in chosen:
+        rec["prompt_type"] = assign_prompt_type(rec["id"], mix, cfg.seed).value
+        stats.by_source[rec["source"]] = stats.by_source.get(rec["source"], 0) + 1
+        stats.by_prompt_type[rec["prompt_type"]] = stats.by_prompt_type.get(rec["prompt_type"], 0) + 1
+    stats.written = write_jsonl(out, chosen)
+    os.replace(tmp_rejected, rejected_path) if tmp_rejected.exists() else rejected_path.unlink(missing_ok=True)
+    log.info("snippets: %d documents -> %d pieces -> %d written to %s (%d too short, %d bad records)",
+             stats.documents, stats.pieces, stats.written, out, stats.too_short, stats.corpus_rejected)
+    return stats

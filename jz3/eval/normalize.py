@@ -1,0 +1,150 @@
+"""String normalisation of answers and exact number parsing (no sympy: the fast path).
+
+The rules and why each exists are documented in docs/GRADING.md. In short: strip LaTeX layout
+(`\\left`, `\\!`, `\\,`, `$`, `\\text{}` around numbers, trailing units, degrees, percent), unify
+`\\dfrac`/`\\tfrac`/`\\frac12`, remove thousands separators only where they are real thousands
+groups (so `(1,2)` stays a pair), and parse numbers exactly as `Fraction` so that `0.333` and
+`1/3` differ while `$29.00` and `29` agree.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Optional
+
+_SPACING = re.compile(r"\\[!,;:> ]|\\quad|\\qquad|~")
+_LEFT_RIGHT = re.compile(r"\\(left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\s*")
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_UNIT_WORDS = (
+    "degrees", "degree", "dollars", "dollar", "cents", "cent", "units", "unit", "square",
+    "sq", "inches", "inch", "feet", "foot", "ft", "meters", "meter", "cm", "km", "mm", "m",
+    "miles", "mile", "hours", "hour", "minutes", "minute", "seconds", "second", "days", "day",
+    "years", "year", "pounds", "pound", "kg", "grams", "gram", "g", "mph", "percent",
+)
+_TRAILING_UNIT = re.compile(
+    r"^(.*?[\d}])\s*(?:(?:" + "|".join(_UNIT_WORDS) + r")\b(?:\^\{?\d\}?)?\s*)+\.?$",
+    re.IGNORECASE,
+)
+_FRAC_SHORT = re.compile(r"\\frac\s*(\d)\s*(\d)")
+_FRAC_HALF_SHORT = re.compile(r"\\frac\s*\{([^{}]*)\}\s*(\d)")
+_FRAC_FIRST_SHORT = re.compile(r"\\frac\s*(\d)\s*\{([^{}]*)\}")
+_SQRT_SHORT = re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])")
+_MIXED_NUMBER = re.compile(r"^(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_SIMPLE_FRAC = re.compile(r"^([+-]?)\\frac\{([+-]?[\d.]+)\}\{([+-]?[\d.]+)\}$")
+_SLASH_FRAC = re.compile(r"^([+-]?[\d.]+)/([+-]?[\d.]+)$")
+_SCI = re.compile(r"^([+-]?[\d.]+)\s*(?:\\times|\\cdot|\*|x)\s*10\^\{?([+-]?\d+)\}?$")
+
+
+def strip_dollar_math(s: str) -> str:
+    """Remove math delimiters `$...$`, `\\(...\\)`, `\\[...\\]` around an answer."""
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left): len(s) - len(right)].strip()
+    return s
+
+
+def _unwrap_text(s: str) -> str:
+    """`\\text{13}` -> `13`; `5\\text{ cm}` -> `5 cm` (units are stripped afterwards)."""
+    prev = None
+    while prev != s:
+        prev = s
+        s = _TEXT_CMD.sub(lambda m: " " + m.group(1).strip() + " " if m.start() else m.group(1), s)
+    return s.strip()
+
+
+def normalize_answer(ans: str) -> str:
+    """Canonical string form of an extracted answer (idempotent)."""
+    s = strip_dollar_math(str(ans).strip())
+    s = s.replace("\n", " ").replace("\\displaystyle", "")
+    s = _LEFT_RIGHT.sub("", s)
+    s = _SPACING.sub("", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
+    s = _DEGREES.sub("", s)
+    s = _unwrap_text(s)
+    s = s.replace("\\leq", "\\le").replace("\\geq", "\\ge").replace("\\neq", "\\ne")
+    s = s.replace("≤", "\\le").replace("≥", "\\ge").replace("≠", "\\ne").replace("−", "-")
+    s = s.rstrip(".").strip()
+    m = _TRAILING_UNIT.match(s)
+    if m:
+        s = m.group(1)
+    s = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", s)
+    s = _FRAC_HALF_SHORT.sub(r"\\frac{\1}{\2}", s)
+    s = _FRAC_FIRST_SHORT.sub(r"\\frac{\1}{\2}", s)
+    s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    s = re.sub(r"\s+", "", s)
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    if s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
+        s = s[1:-1]
+    # `x=5` -> `5` when the left side is a single variable (the usual MATH convention)
+    m = re.match(r"^[a-zA-Z](?:_\{?\w+\}?)?=(?!=)(.+)$", s)
+    if m and "=" not in m.group(1):
+        s = m.group(1)
+    s = re.sub(r"(?<=\d)\.0+(?!\d)", "", s) if _NUMBER.match(s) else s
+    if s.startswith("+") and _NUMBER.match(s):
+        s = s[1:]
+    return s
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        depth += ch == "{"
+        depth -= ch == "}"
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _dec(s: str) -> Fraction:
+    return Fraction(s)  # exact: Fraction("0.333") == 333/1000
+
+
+def parse_number(s: str) -> Optional[Fraction]:
+    """An exact rational for plain numbers, `a/b`, `\\frac{a}{b}`, mixed numbers, `a\\times10^k`."""
+    if not s:
+        return None
+    try:
+        if _NUMBER.match(s):
+            return _dec(s)
+        m = _SIMPLE_FRAC.match(s)
+        if m:
+            val = _dec(m.group(2)) / _dec(m.group(3))
+            return -val if m.group(1) == "-" else val
+        m = _SLASH_FRAC.match(s)
+        if m:
+            return _dec(m.group(1)) / _dec(m.group(2))
+        m = _MIXED_NUMBER.match(s)
+        if m:
+            val = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
+            return -val if m.group(1) else val
+        m = _SCI.match(s)
+        if m and abs(int(m.group(2))) < 400:
+            return _dec(m.group(1)) * Fraction(10) ** int(m.group(2))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def significant_digits(s: str) -> int:
+    """Digits in a decimal literal (used to recognise printed floats like 3.3333333333333335)."""
+    digits = re.sub(r"[^\d]", "", s.split("e")[0].split("E")[0]).lstrip("0")
+    return len(digits)
+
+
+def numbers_equal(a: str, b: str, fa: Fraction, fb: Fraction) -> bool:
+    """Exact equality, except that a float printed with >= 12 significant digits may differ from
+    the exact value by float rounding (relative 1e-9): `3.3333333333333335` == `10/3`, but
+    `0.333` != `1/3` and `100000` != `100001`."""
+    if fa == fb:
+        return True
+    if max(significant_digits(a), significant_digits(b)) >= 12:
+        scale = max(abs(fa), abs(fb))
+        return abs(fa - fb) <= Fraction(1, 10**9) * scale
+    return False

@@ -1,0 +1,111 @@
+"""Build Llama / Mistral / Mixtral causal LMs from a `ModelConfig` or a local HF checkpoint.
+
+Under ZeRO-3, pass the DeepSpeed config dict: a live `HfDeepSpeedConfig` makes transformers
+construct (or load) the model inside `deepspeed.zero.Init`, so every parameter is partitioned
+as it is created and a 7B model never sits whole on one rank.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaConfig,
+    MistralConfig,
+    MixtralConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from jz3.config.enums import Arch
+from jz3.config.model import ModelConfig
+from jz3.models.attention import resolve_attn_impl
+
+log = logging.getLogger(__name__)
+
+# Keeps the HfDeepSpeedConfig alive: transformers only holds a weak reference to it.
+_HF_DS_CONFIG: Any = None
+
+
+def hf_config_from(cfg: ModelConfig) -> PretrainedConfig:
+    """The transformers config for a preset architecture."""
+    common: Dict[str, Any] = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rope_theta=cfg.rope_theta,
+        rms_norm_eps=cfg.rms_norm_eps,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        use_cache=False,
+    )
+    if cfg.arch == Arch.llama:
+        return LlamaConfig(**common)
+    if cfg.arch == Arch.mistral:
+        return MistralConfig(sliding_window=cfg.sliding_window, **common)
+    if cfg.arch == Arch.mixtral:
+        if cfg.num_local_experts <= 0:
+            raise ValueError("model.arch=mixtral needs model.num_local_experts > 0")
+        return MixtralConfig(
+            sliding_window=cfg.sliding_window,
+            num_local_experts=cfg.num_local_experts,
+            num_experts_per_tok=cfg.num_experts_per_tok,
+            router_aux_loss_coef=cfg.router_aux_loss_coef,
+            output_router_logits=True,
+            **common,
+        )
+    raise ValueError(f"model.arch: unknown architecture {cfg.arch!r}")
+
+
+def enable_zero3_init(ds_config: Optional[Dict[str, Any]]) -> None:
+    """Register the DeepSpeed config with transformers (ZeRO-3 => partitioned construction)."""
+    global _HF_DS_CONFIG
+    if ds_config is None:
+        _HF_DS_CONFIG = None
+        return
+    from transformers.integrations import HfDeepSpeedConfig
+
+    _HF_DS_CONFIG = HfDeepSpeedConfig(ds_config)
+
+
+def build_model(
+    cfg: ModelConfig,
+    dtype: torch.dtype = torch.float32,
+    ds_config: Optional[Dict[str, Any]] = None,
+    path: Optional[str] = None,
+) -> PreTrainedModel:
+    """A causal LM from `path` (or `cfg.path`) if given, else freshly initialised from `cfg`.
+
+    `ds_config` with ZeRO stage 3 builds the model partitioned across ranks.
+    """
+    attn = resolve_attn_impl(cfg.attn_impl)
+    zero3 = ds_config is not None and ds_config.get("zero_optimization", {}).get("stage", 0) == 3
+    enable_zero3_init(ds_config if zero3 else None)
+    src = path or cfg.path
+    if src:
+        log.info("loading %s from %s (attn=%s, zero3=%s)", cfg.arch.value, src, attn, zero3)
+        model = AutoModelForCausalLM.from_pretrained(
+            src, dtype=dtype, attn_implementation=attn, local_files_only=True
+        )
+        model.config.use_cache = False
+    else:
+        hf_cfg = hf_config_from(cfg)
+        log.info("building %s %s from config (attn=%s, zero3=%s)", cfg.arch.value, cfg.name, attn, zero3)
+        model = AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype, attn_implementation=attn)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def load_hf_config(path: str) -> PretrainedConfig:
+    return AutoConfig.from_pretrained(path, local_files_only=True)

@@ -1,0 +1,168 @@
+"""Build a KD set: snippets -> education-stage prompts -> teacher -> parsed kd records.
+
+Contract (the pipeline's kd_seed and kd_boost stages call it; boost passes the snippet ids
+picked by influence as `ids`):
+`build_kd(cfg, snippets_path, out_dir, limit=None, ids=None) -> KDStats` reads snippet records,
+renders `jz3.prompts.render(prompt_type, text)`, asks the teacher (`cfg.teacher.kind`: offline
+pools or an OpenAI-compatible endpoint) through the journal (`cfg.teacher.journal`, shared by
+every KD stage of a run, so no prompt is ever paid twice) and the hard budget, parses each
+completion with `jz3.synth.parse.parse_completion`, and writes atomically:
+- `out_dir/kd.jsonl`: `{id, snippet_id, prompt_type, prompt, completion, problem, solution,
+  answer, model, usage}`, in snippet order; `completion` is exactly the teacher's text, i.e.
+  what the synthesizer is trained to write after `prompt`.
+- `out_dir/rejected.jsonl`: `{reason, snippet_id, ...}` for unparseable completions
+  (`parse: <ParseFailure>`), failed requests (`teacher_failed: ...`), requests the budget
+  refused (`budget_exhausted: ...`) and unknown `ids` (`unknown_snippet_id`).
+- `out_dir/manifest.json` (last): counts, this run's usage, journal totals and budget report.
+A rerun after a crash re-sends only what the journal does not hold as answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from jz3.config.enums import TeacherKind
+from jz3.config.root import JZ3Config
+from jz3.config.teacher import TeacherConfig
+from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records
+from jz3.pipeline.manifest import config_hash, write_manifest
+from jz3.prompts import render
+from jz3.synth.parse import ParseError, parse_completion
+from jz3.teacher.journal import Journal, request_key
+from jz3.teacher.runner import TeacherRunner, sampling_params
+from jz3.teacher.types import OutcomeStatus, TeacherBackend, TeacherRequest
+
+log = logging.getLogger(__name__)
+
+KD_FILE, REJECTED_FILE = "kd.jsonl", "rejected.jsonl"
+
+
+@dataclass
+class KDStats:
+    snippets: int = 0
+    requests: int = 0
+    written: int = 0
+    rejected: int = 0
+    reasons: Dict[str, int] = field(default_factory=dict)
+    usage: Dict[str, Any] = field(default_factory=dict)  # this run: attempts, retries, errors
+    journal: Dict[str, Any] = field(default_factory=dict)  # all runs: calls, tokens, cost
+    budget: Dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    wall_s: float = 0.0
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        key = reason.split(":", 1)[0]
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def make_backend(cfg: TeacherConfig) -> TeacherBackend:
+    """The teacher named by `cfg.kind`."""
+    if cfg.kind == TeacherKind.offline:
+        from jz3.teacher.offline import OfflineTeacher
+
+        return OfflineTeacher(cfg.offline_pools, name=cfg.model, top_k=cfg.offline_top_k)
+    from jz3.teacher.openai_client import OpenAIBackend
+
+    return OpenAIBackend(cfg)
+
+
+def _select(snippets_path: str | Path, limit: Optional[int], ids: Optional[Sequence[str]],
+            rejected: AtomicJsonlWriter, stats: KDStats) -> List[Dict[str, Any]]:
+    snippets = list(read_records(snippets_path, RecordKind.snippet))
+    if ids is not None:
+        by_id = {s["id"]: s for s in snippets}
+        chosen, seen = [], set()
+        for sid in ids:
+            if sid in seen:
+                continue
+            seen.add(sid)
+            if sid not in by_id:
+                rejected.write({"reason": f"unknown_snippet_id: {sid!r} not in {snippets_path}",
+                                "snippet_id": sid})
+                stats.reject("unknown_snippet_id")
+                continue
+            chosen.append(by_id[sid])
+        snippets = chosen
+    if limit is not None:
+        snippets = snippets[:limit]
+    return snippets
+
+
+def build_kd(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | Path,
+             limit: Optional[int] = None, ids: Optional[Sequence[str]] = None,
+             backend: Optional[TeacherBackend] = None, progress: bool = True) -> KDStats:
+    """Build `out_dir/kd.jsonl` (see the module docstring)."""
+    t0 = time.time()
+    tcfg = cfg.teacher
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = KDStats()
+    rejected = AtomicJsonlWriter(out / REJECTED_FILE)
+    kd = AtomicJsonlWriter(out / KD_FILE)
+    try:
+        snippets = _select(snippets_path, limit, ids, rejected, stats)
+        stats.snippets = len(snippets)
+        backend = backend or make_backend(tcfg)
+        stats.model = backend.name
+        params = sampling_params(tcfg)
+        requests = []
+        for s in snippets:
+            prompt = render(s["prompt_type"], s["text"])
+            requests.append(TeacherRequest(request_key(backend.name, prompt, params), prompt,
+                                           s["prompt_type"], s["text"]))
+        stats.requests = len(requests)
+        with Journal(tcfg.journal, tcfg.journal_sync) as journal:
+            runner = TeacherRunner(backend, journal, tcfg)
+            outcomes = asyncio.run(runner.run(requests, progress=progress))
+            stats.journal = asdict(journal.totals())
+        stats.usage = asdict(runner.report)
+        stats.budget = runner.budget.report()
+        for s, req, o in zip(snippets, requests, outcomes):
+            base = {"snippet_id": s["id"], "prompt_type": s["prompt_type"], "key": req.key}
+            if o.status == OutcomeStatus.budget_exhausted:
+                rejected.write({"reason": o.reason, **base})
+                stats.reject(o.reason or "budget_exhausted")
+                continue
+            if o.status == OutcomeStatus.failed:
+                reason = f"teacher_failed: {o.reason}"
+                rejected.write({"reason": reason, **base})
+                stats.reject(reason)
+                continue
+            assert o.text is not None
+            try:
+                p = parse_completion(o.text, s["prompt_type"])
+            except ParseError as e:
+                reason = f"parse: {e}"
+                rejected.write({"reason": reason, **base, "completion": o.text, "model": o.model})
+                stats.reject(f"parse_{e.reason.value}")
+                continue
+            kd.write({"id": f"{s['id']}|{s['prompt_type']}", "snippet_id": s["id"],
+                      "prompt_type": s["prompt_type"], "prompt": req.prompt, "completion": o.text,
+                      "problem": p.problem, "solution": p.solution, "answer": p.answer,
+                      "model": o.model or backend.name, "usage": o.usage})
+            stats.written += 1
+    except BaseException:
+        kd.abort()
+        rejected.abort()
+        raise
+    kd.commit()
+    rejected.commit()
+    stats.wall_s = round(time.time() - t0, 3)
+    chash = config_hash(tcfg.kind, tcfg.model, tcfg.base_url, params, tcfg.mixture,
+                        tcfg.offline_pools, tcfg.offline_top_k, [r.key for r in requests])
+    write_manifest(out, "kd", chash, counts={"in": stats.snippets, "out": stats.written,
+                                              "rejected": stats.rejected},
+                   outputs=[KD_FILE, REJECTED_FILE], wall_s=stats.wall_s,
+                   extra={"teacher": stats.as_dict()})
+    log.info("kd: %d snippets -> %d kd records, %d rejected %s; usage %s", stats.snippets,
+             stats.written, stats.rejected, stats.reasons, stats.budget)
+    return stats

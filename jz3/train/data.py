@@ -1,0 +1,69 @@
+"""Training data: pack `cfg.data` once (local rank 0), then a mixed packed dataset, a resumable
+data-parallel `MixtureSampler` and a DataLoader (see docs/DATA.md for the packing contract)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from jz3.config.data import DataConfig
+from jz3.parallel.dist import barrier
+
+log = logging.getLogger(__name__)
+
+
+def prepare_packed(data: DataConfig, tokenizer: Any, local_rank: int) -> Path:
+    """Tokenize + pack the sources into `data.packed_dir` (idempotent; other ranks wait)."""
+    from jz3.data.packing import pack_sources
+
+    out = Path(data.packed_dir)
+    if not data.sources:
+        raise ValueError("data.sources is empty: nothing to train on")
+    if local_rank == 0:
+        pack_sources(data, tokenizer, out)
+    barrier()
+    return out
+
+
+@dataclass
+class TrainData:
+    dataset: Any
+    sampler: Any
+    micro_batch: int
+    num_workers: int
+
+    def loader(self) -> DataLoader:
+        from jz3.data.packed_dataset import collate
+
+        return DataLoader(self.dataset, batch_size=self.micro_batch, sampler=self.sampler,
+                          collate_fn=collate, num_workers=self.num_workers,
+                          persistent_workers=False, drop_last=False)
+
+
+def open_dataset(data: DataConfig, packed_dir: Path) -> Any:
+    from jz3.data.packed_dataset import MixedPackedDataset
+
+    names = [s.name for s in data.sources]
+    return MixedPackedDataset(packed_dir, data.seq_len, names=names)
+
+
+def build_train_data(data: DataConfig, dataset: Any, micro_batch: int, seed: int, dp_rank: int,
+                     dp_world: int, state: Optional[Dict[str, Any]] = None) -> TrainData:
+    """Sampler over the mixture for this data-parallel rank, restored from `state` if given."""
+    from jz3.data.sampler import MixtureSampler
+
+    sampler = MixtureSampler(dataset.lengths, weights=[s.weight for s in data.sources], seed=seed,
+                             rank=dp_rank, world_size=dp_world)
+    if state is not None:
+        sampler.load_state_dict(state)
+    workers = min(data.num_workers, 2)
+    return TrainData(dataset, sampler, micro_batch, workers)
+
+
+def micro_batches(loader: DataLoader) -> Iterator[Dict[str, torch.Tensor]]:
+    yield from loader
