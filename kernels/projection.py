@@ -113,6 +113,14 @@ try:  # Triton is optional at import time (CPU-only installs still get the torch
     import triton
     import triton.language as tl
 
+    HAVE_TRITON = True
+except ImportError:  # pragma: no cover - triton is a declared dependency
+    HAVE_TRITON = False
+
+# `triton.jit` decides at definition time whether to interpret (TRITON_INTERPRET=1): tests set
+# the variable before importing this module.
+if HAVE_TRITON:
+
     @triton.jit
     def _rand_block(seed, key, rows, cols, GAUSSIAN: tl.constexpr):
         """R[rows, cols] for int64 `rows` [BK] and int32 `cols` [BD] (float32 [BK, BD])."""
@@ -163,10 +171,6 @@ try:  # Triton is optional at import time (CPU-only installs still get the torch
         r = _rand_block(seed, key, row_offset + offs_k.to(tl.int64), offs_d, GAUSSIAN)
         mask = (offs_k[:, None] < K) & (offs_d[None, :] < D)
         tl.store(out_ptr + offs_k[:, None] * D + offs_d[None, :], r, mask=mask)
-
-    HAVE_TRITON = True
-except ImportError:  # pragma: no cover - triton is a declared dependency
-    HAVE_TRITON = False
 
 
 def triton_usable(x: torch.Tensor) -> bool:

@@ -8,7 +8,11 @@ import torch
 from jz3.config.enums import Arch, AttnImpl
 from jz3.config.model import ModelConfig
 from jz3.models import build_model, flops_per_token, hf_config_from, resolve_attn_impl
-from jz3.models.attention import block_causal_mask, cu_seqlens_from_position_ids, document_forward_kwargs
+from jz3.models.attention import (
+    block_causal_mask,
+    cu_seqlens_from_position_ids,
+    document_forward_kwargs,
+)
 from jz3.train.loss import causal_lm_loss_sum
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from itertools import islice
 from pathlib import Path
 
@@ -142,6 +143,9 @@ def test_mixed_dataset_collate_and_block_mask(packed, sources):
     np.testing.assert_array_equal(ds[ds.lengths[0] + 3]["input_ids"], ds.sources[1][3]["input_ids"])
     with pytest.raises(IndexError):
         ds[len(ds)]
+    blob = pickle.dumps(ds)  # DataLoader workers: memory maps are reopened, not copied
+    assert len(blob) < 20_000
+    np.testing.assert_array_equal(pickle.loads(blob)[7]["labels"], ds[7]["labels"])
     items = [ds[i] for i in (0, 5, len(ds) - 1)]
     b = collate(items)
     assert b["input_ids"].shape == b["labels"].shape == b["segment_ids"].shape == (3, 64)

@@ -84,6 +84,13 @@ class ProjKind(str, Enum):
     gaussian = "gaussian"
 
 
+class InfluenceStep(str, Enum):
+    all = "all"  # warmup + extract + score in one process
+    warmup = "warmup"  # LoRA warmup only (before a SLURM array of extract tasks)
+    extract = "extract"  # candidate features of one shard (shard/num_shards or SLURM env)
+    score = "score"  # target features, merge shards (reports missing ones), score, select
+
+
 class LauncherKind(str, Enum):
     local = "local"
     slurm = "slurm"

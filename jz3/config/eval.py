@@ -50,6 +50,7 @@ class EvalConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     out_dir: str = "${run_dir}/eval"
     tokenizer_path: Optional[str] = None  # default: the model folder
+    build_tiny_model: bool = False  # tests/demo: make a random tiny Llama at model_path if absent
     device: str = "auto"  # auto = cuda when available, else cpu
     dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
     top_p: float = 1.0

@@ -41,6 +41,7 @@ class TeacherConfig:
     # twice for a request that was in flight when the client died).
     idempotency_header: bool = True
     retry_failed: bool = True  # on a rerun, try journal entries that failed before again
+    aiohttp_transport: bool = True  # openai's aiohttp HTTP transport (faster than httpx's pool)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     journal: str = "${run_dir}/teacher_journal.sqlite"
     journal_sync: JournalSync = JournalSync.normal

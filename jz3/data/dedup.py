@@ -1,7 +1,7 @@
 """Exact (normalised-text hash) and near (MinHash LSH, datasketch) duplicate detection.
 
 Both keep the first record seen and answer, for each later record, which kept record it
-duplicates. Near duplicates are LSH candidates at the configured Jaccard threshold over word
+duplicates. Near duplicates are LSH candidates (datasketch `MinHashLSH`) at the configured Jaccard threshold over word
 shingles (the usual large-scale practice; candidates are not re-verified pairwise).
 """
 
@@ -11,9 +11,12 @@ import hashlib
 import re
 import unicodedata
 import zlib
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
+from datasketch import MinHashLSH
+
+from jz3.data.ngram_hash import Windows
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -46,43 +49,73 @@ class ExactDeduper:
         return None
 
 
+class _Signature:
+    """What datasketch's MinHashLSH reads from a MinHash: `hashvalues` and `len()`."""
+
+    __slots__ = ("hashvalues",)
+
+    def __init__(self, hashvalues: np.ndarray) -> None:
+        self.hashvalues = hashvalues
+
+    def __len__(self) -> int:
+        return len(self.hashvalues)
+
+
 class NearDeduper:
-    """MinHash over word `shingle`-grams, banded LSH at `threshold` (datasketch)."""
+    """MinHash over word `shingle`-grams, banded LSH at `threshold` (datasketch MinHashLSH).
+
+    Signatures are computed for blocks of texts at once: crc32 per word, shingle hashes from
+    `jz3.data.ngram_hash.Windows`, then `num_perm` affine hash functions modulo 2**32 and a per-text
+    minimum (numpy, uint32), which is what datasketch's MinHash does one text at a time.
+    """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5,
-                 seed: int = 1) -> None:
+                 seed: int = 1, block: int = 256) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"minhash_threshold={threshold} must be in (0, 1]")
-        self.num_perm, self.shingle, self.seed = num_perm, shingle, seed
+        self.num_perm, self.shingle, self.block = num_perm, shingle, block
+        rng = np.random.RandomState(seed)
+        self.a = (rng.randint(0, 2**31, num_perm, dtype=np.uint64) * 2 + 1).astype(np.uint32)
+        self.b = rng.randint(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        # crc32 of each shingle (C speed; the scheme's finaliser mixes it before permuting)
-        template = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
-        self._perms, self._scheme = template.permutations, template.scheme  # made once
         self.size = 0
 
-    def shingles(self, text: str) -> List[bytes]:
-        w = words(text)
-        k = self.shingle
-        if len(w) <= k:
-            return [" ".join(w).encode()]
-        return [" ".join(w[i:i + k]).encode() for i in range(len(w) - k + 1)]
+    def signatures(self, word_lists: Sequence[List[str]]) -> np.ndarray:
+        """MinHash signatures [len(word_lists), num_perm] (uint32; all-max for an empty text)."""
+        out = np.full((len(word_lists), self.num_perm), 2**32 - 1, dtype=np.uint32)
+        for start in range(0, len(word_lists), self.block):
+            part = word_lists[start:start + self.block]
+            flat = np.array([zlib.crc32(t.encode()) for w in part for t in w], dtype=np.uint64)
+            win = Windows(flat=flat, lengths=[len(w) for w in part])
+            h, rec = win.hashes(self.shingle)
+            short = [i for i, w in enumerate(part) if 0 < len(w) < self.shingle]
+            if short:  # a text shorter than one shingle is its own single shingle
+                h = np.concatenate([h, np.array([win.whole(i) for i in short], dtype=np.uint64)])
+                rec = np.concatenate([rec, np.array(short, dtype=np.int64)])
+                order = np.argsort(rec, kind="stable")
+                h, rec = h[order], rec[order]
+            if len(h) == 0:
+                continue
+            h = (h ^ (h >> np.uint64(31))) * np.uint64(0x9E3779B97F4A7C15)
+            h = (h >> np.uint64(32)).astype(np.uint32)  # 32 well-mixed bits
+            perm = np.multiply.outer(h, self.a)  # affine maps mod 2**32, in place (uint32)
+            perm += self.b
+            firsts = np.flatnonzero(np.r_[True, rec[1:] != rec[:-1]])
+            out[start + rec[firsts]] = np.minimum.reduceat(perm, firsts, axis=0)
+        return out
 
-    def minhash(self, text: str) -> MinHash:
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=zlib.crc32,
-                    permutations=self._perms,
-                    scheme=self._scheme)
-        m.update_batch(self.shingles(text))
-        return m
-
-    def check_add(self, key: str, text: str) -> Optional[str]:
+    def check_add_signature(self, key: str, sig: np.ndarray) -> Optional[str]:
         """None (and index `key`) when no kept text is near, else one near kept key."""
-        m = self.minhash(text)
-        hits = self.lsh.query(m)
+        s = _Signature(sig)
+        hits = self.lsh.query(s)
         if hits:
             return str(min(hits))  # deterministic choice among candidates
-        self.lsh.insert(key, m, check_duplication=False)
+        self.lsh.insert(key, s, check_duplication=False)
         self.size += 1
         return None
+
+    def check_add(self, key: str, text: str) -> Optional[str]:
+        return self.check_add_signature(key, self.signatures([words(text)])[0])
 
 
 def jaccard(a: str, b: str, shingle: int = 5) -> float:

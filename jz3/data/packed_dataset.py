@@ -34,16 +34,30 @@ class PackedDataset:
         self.pad_id = int(self.meta["pad_id"])
         self.n_tokens = int(self.meta["n_tokens"])
         self.offsets = np.load(self.dir / DOC_OFFSETS)
+        self._open()
+        if len(self.tokens) != self.n_tokens or len(self.mask) != self.n_tokens \
+                or int(self.offsets[-1]) != self.n_tokens:
+            raise ValueError(f"{self.dir}: tokens/loss_mask/doc_offsets disagree with meta.json "
+                             f"n_tokens={self.n_tokens}")
+
+    def _open(self) -> None:
         if self.n_tokens:
             self.tokens = np.memmap(self.dir / TOKENS, dtype=np.dtype(self.meta["dtype"]), mode="r")
             self.mask = np.memmap(self.dir / LOSS_MASK, dtype=np.uint8, mode="r")
         else:
             self.tokens = np.zeros(0, np.dtype(self.meta["dtype"]))
             self.mask = np.zeros(0, np.uint8)
-        if len(self.tokens) != self.n_tokens or len(self.mask) != self.n_tokens \
-                or int(self.offsets[-1]) != self.n_tokens:
-            raise ValueError(f"{self.dir}: tokens/loss_mask/doc_offsets disagree with meta.json "
-                             f"n_tokens={self.n_tokens}")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickle without the memory maps (DataLoader workers reopen them, nothing is copied)."""
+        state = dict(self.__dict__)
+        state.pop("tokens", None)
+        state.pop("mask", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open()
 
     def __len__(self) -> int:
         return -(-self.n_tokens // self.seq_len)

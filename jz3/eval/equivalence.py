@@ -100,7 +100,7 @@ class Equivalence:
                 return False
             if ta[0] == "{":  # a set: order does not matter
                 return self._multiset_equal(ta[2], tb[2], depth)
-            return all(self._equal(x, y, depth + 1) for x, y in zip(ta[2], tb[2]))
+            return all(self._equal(x, y, depth + 1) for x, y in zip(ta[2], tb[2], strict=True))
         ma, mb = _MATRIX.match(a), _MATRIX.match(b)
         if ma or mb:
             if not (ma and mb):
@@ -110,7 +110,7 @@ class Equivalence:
             if [len(r) for r in rows_a] != [len(r) for r in rows_b]:
                 return False
             return all(self._equal(x, y, depth + 1)
-                       for ra, rb in zip(rows_a, rows_b) for x, y in zip(ra, rb))
+                       for ra, rb in zip(rows_a, rows_b, strict=True) for x, y in zip(ra, rb, strict=True))
         # unbracketed lists (all solutions) and `a \pm b`: order does not matter
         la = [p for x in split_top_level(a) for p in _expand_pm(x)]
         lb = [p for x in split_top_level(b) for p in _expand_pm(x)]

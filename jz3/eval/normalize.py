@@ -13,7 +13,7 @@ import re
 from fractions import Fraction
 from typing import Optional
 
-_SPACING = re.compile(r"\\[!,;:> ]|\\quad|\\qquad|~")
+_SPACING = re.compile(r"(?<!\\)\\[!,;:> ]|\\quad|\\qquad|~")
 _LEFT_RIGHT = re.compile(r"\\(left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\s*")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree")

@@ -6,7 +6,7 @@ GSM8K 8-shot (gsm8k train), MATH 4-shot Minerva-style, 5-shot for multiple-choic
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Dict, List
 
@@ -29,7 +29,7 @@ def format_example(question: str, setting: EvalSetting, solution: str = "") -> s
     return f"## Question\n{question.strip()}\n\n{HEADERS[EvalSetting(setting)]}\n{solution}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_fewshot(name: str) -> List[Dict[str, str]]:
     path = FEWSHOT_DIR / f"{name}.json"
     rows = json.loads(path.read_text())

@@ -52,6 +52,7 @@ class ExecResult:
     wall_s: float = 0.0
     truncated: bool = False
     blocked: List[str] = field(default_factory=list)
+    workdir: str = ""  # the (already removed) private folder; unique per execution
 
     @property
     def ok(self) -> bool:
@@ -357,7 +358,7 @@ def _run_in_slot(code: str, limits: SandboxConfig, slot: int) -> ExecResult:
         stderr = "\n".join(ln for ln in stderr.splitlines() if not ln.startswith(_MARK))
         res = ExecResult(stdout=out.decode("utf-8", "replace"), stderr=stderr,
                          returncode=rc, timed_out=timed_out, truncated=truncated,
-                         blocked=blocked)
+                         blocked=blocked, workdir=workdir)
         signum = -rc if rc is not None and rc < 0 else None
         res.error = _classify(res, limits, signum)
         res.wall_s = time.monotonic() - t0
@@ -389,7 +390,7 @@ class SandboxPool:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

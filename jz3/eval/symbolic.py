@@ -100,7 +100,10 @@ def latex_to_sympy_str(s: str) -> str:
 
 def _parse(s: str):
     from sympy.parsing.sympy_parser import (
-        convert_xor, implicit_multiplication_application, parse_expr, rationalize,
+        convert_xor,
+        implicit_multiplication_application,
+        parse_expr,
+        rationalize,
         standard_transformations,
     )
 

@@ -97,6 +97,8 @@ def allocate_dims(sizes: Sequence[int], dim: int) -> List[int]:
             base[j] += 1
         for j in open_:
             out[j] = base[j] + 1
+    elif left > 0:  # every layer is exact: the spare dims stay zero (in the last layer's block)
+        out[-1] += left
     return out
 
 

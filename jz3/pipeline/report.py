@@ -101,25 +101,36 @@ class Report:
         self.add("## Teacher calls, cost and KD size", "")
         if self.missing("kd_seed"):
             return
-        rows, keys = [], ("kd_records", "requested", "rejected", "calls", "api_calls",
-                          "cached", "failed", "cost_usd", "prompt_tokens", "completion_tokens")
-        for st in ("kd_seed", "kd_boost"):
-            mt = self.metrics(st)
-            if mt:
-                rows.append([st] + [mt.get(k, "") for k in keys])
-        self.table(["stage", *keys], rows)
+        keys = ("kd_records", "requested", "rejected", "usage.attempts", "usage.retries",
+                "journal.calls", "journal.tokens", "journal.cost", "budget.cost_usd")
+        stages = [st for st in ("kd_seed", "kd_boost") if self.metrics(st)]
+        flat = {st: _flatten(self.metrics(st)) for st in stages}
+        self.table(["stage", *keys], [[st] + [flat[st].get(k, "") for k in keys]
+                                      for st in stages])
+        self.add("`journal.*` are the run's cumulative teacher totals (one journal per run: a "
+                 "prompt is never paid twice); `usage.*` are this stage's HTTP attempts.", "")
 
-        def draw(ax):
-            names = [r[0] for r in rows]
+        def sizes(ax):
             for i, k in enumerate(("kd_records", "rejected")):
-                ax.bar([j + 0.4 * i for j in range(len(rows))],
-                       [_num(self.metrics(n).get(k)) or 0 for n in names], width=0.4, label=k)
-            ax.set_xticks([j + 0.2 for j in range(len(rows))], names)
+                ax.bar([j + 0.4 * i for j in range(len(stages))],
+                       [_num(flat[n].get(k)) or 0 for n in stages], width=0.4, label=k)
+            ax.set_xticks([j + 0.2 for j in range(len(stages))], stages)
             ax.set_ylabel("records")
-            ax.set_title("KD set size (teacher)")
+            ax.set_title("KD set size")
             ax.legend()
 
-        self.figure("kd_size", draw)
+        def calls(ax):
+            c = [_num(flat[n].get("journal.calls")) or 0 for n in stages]
+            cost = [_num(flat[n].get("journal.cost")) or 0 for n in stages]
+            ax.bar(stages, c, color="tab:blue")
+            ax.set_ylabel("teacher calls (cumulative)")
+            ax2 = ax.twinx()
+            ax2.plot(stages, cost, "o-", color="tab:red")
+            ax2.set_ylabel("cost USD (cumulative)")
+            ax.set_title("Teacher calls and cost")
+
+        self.figure("kd_size", sizes)
+        self.figure("teacher_calls", calls)
 
     def curves(self, title: str, name: str, stages: Sequence[str]) -> None:
         self.add(f"## {title}", "")

@@ -8,7 +8,7 @@
 """
 
 from jz3.prompts.mixture import DEFAULT_MIXTURE, assign_prompt_type, normalize_mixture
-from jz3.prompts.render import (
+from jz3.prompts.renderer import (
     COT_TYPES,
     PROMPT_TYPES,
     PromptError,

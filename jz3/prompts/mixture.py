@@ -11,7 +11,7 @@ import hashlib
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 from jz3.config.enums import PromptType
-from jz3.prompts.render import PROMPT_TYPES, PromptError, as_prompt_type
+from jz3.prompts.renderer import PROMPT_TYPES, PromptError, as_prompt_type
 
 # Equal weight on each of the nine types unless the config says otherwise.
 DEFAULT_MIXTURE: Dict[PromptType, float] = {t: 1.0 for t in PROMPT_TYPES}

@@ -133,19 +133,18 @@ class Journal:
             (key, model, prompt, json.dumps(params, sort_keys=True), tokens, cost, tokens, cost,
              now, now))
 
-    def _settle(self, key: str, tokens: int, cost: float) -> str:
-        return ("charged_tokens=charged_tokens-pending_tokens+%d, "
-                "charged_cost=charged_cost-pending_cost+%r, pending_tokens=0, pending_cost=0"
-                % (int(tokens), float(cost)))
+    _SETTLE = ("charged_tokens=charged_tokens-pending_tokens+?, "
+               "charged_cost=charged_cost-pending_cost+?, pending_tokens=0, pending_cost=0")
 
     def settle_ok(self, key: str, completion: str, response_model: str,
                   finish_reason: Optional[str], usage: Dict[str, Any], tokens: int,
                   cost: float) -> None:
         """Record the answer and replace the attempt's reservation by its real charge."""
         self._db.execute(
-            f"UPDATE calls SET status='ok', completion=?, response_model=?, finish_reason=?,"
-            f" usage=?, reason=NULL, updated=?, {self._settle(key, tokens, cost)} WHERE key=?",
-            (completion, response_model, finish_reason, json.dumps(usage), time.time(), key))
+            "UPDATE calls SET status='ok', completion=?, response_model=?, finish_reason=?,"
+            f" usage=?, reason=NULL, updated=?, {self._SETTLE} WHERE key=?",
+            (completion, response_model, finish_reason, json.dumps(usage), time.time(),
+             int(tokens), float(cost), key))
 
     def settle_error(self, key: str, reason: str, tokens: int, cost: float) -> None:
         """Record a failed attempt (the request stays pending) with what it is charged."""
@@ -153,8 +152,8 @@ class Journal:
         errors = json.loads(row[0]) if row else []
         errors.append(reason)
         self._db.execute(
-            f"UPDATE calls SET errors=?, reason=?, updated=?, {self._settle(key, tokens, cost)}"
-            f" WHERE key=?", (json.dumps(errors), reason, time.time(), key))
+            f"UPDATE calls SET errors=?, reason=?, updated=?, {self._SETTLE} WHERE key=?",
+            (json.dumps(errors), reason, time.time(), int(tokens), float(cost), key))
 
     def mark_failed(self, key: str, reason: str) -> None:
         self._db.execute("UPDATE calls SET status='failed', reason=?, updated=? WHERE key=?",

@@ -126,7 +126,7 @@ def build_kd(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | Path,
             stats.journal = asdict(journal.totals())
         stats.usage = asdict(runner.report)
         stats.budget = runner.budget.report()
-        for s, req, o in zip(snippets, requests, outcomes):
+        for s, req, o in zip(snippets, requests, outcomes, strict=True):
             base = {"snippet_id": s["id"], "prompt_type": s["prompt_type"], "key": req.key}
             if o.status == OutcomeStatus.budget_exhausted:
                 rejected.write({"reason": o.reason, **base})

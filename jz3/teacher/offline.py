@@ -28,7 +28,13 @@ import scipy.sparse as sp
 from jz3.config.enums import PromptType
 from jz3.data.records import RecordKind, read_records
 from jz3.prompts.mixture import unit_hash
-from jz3.synth.parse import ParseError, extract_answer_phrase, extract_boxed, format_completion, parse_completion
+from jz3.synth.parse import (
+    ParseError,
+    extract_answer_phrase,
+    extract_boxed,
+    format_completion,
+    parse_completion,
+)
 from jz3.teacher.types import PermanentError, TeacherRequest, TeacherResponse
 
 log = logging.getLogger(__name__)
@@ -108,7 +114,7 @@ def load_pool(paths: Sequence[str]) -> Tuple[List[PoolItem], Counter]:
 
 def _terms(text: str) -> List[str]:
     words = _WORD.findall(text.lower())
-    return words + [a + " " + b for a, b in zip(words, words[1:])]
+    return words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]
 
 
 class TfidfIndex:

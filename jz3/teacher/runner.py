@@ -102,7 +102,7 @@ class TeacherRunner:
         finally:
             bar.close()
             await self.backend.aclose()
-        by_key = dict(zip(unique.keys(), done))
+        by_key = dict(zip(unique.keys(), done, strict=True))
         return [by_key[r.key] for r in requests]
 
     async def _one(self, req: TeacherRequest) -> Outcome:

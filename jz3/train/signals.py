@@ -23,7 +23,7 @@ class PreemptionHandler:
         log.warning("received %s: will checkpoint and stop after this step", signal.Signals(signum).name)
         self.requested = True
 
-    def install(self) -> "PreemptionHandler":
+    def install(self) -> PreemptionHandler:
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)

@@ -26,7 +26,7 @@ def as_prompt_type(value: Union[str, PromptType]) -> PromptType:
         raise PromptError(f"unknown prompt type {value!r} (expected one of: {names})") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_template(prompt_type: Union[str, PromptType]) -> str:
     """The raw template text of a prompt type."""
     pt = as_prompt_type(prompt_type)

@@ -1,0 +1,61 @@
+"""The tool setting: the model writes ```python```, the harness runs it in the sandbox, pastes
+```output```, and the model continues (up to `rounds` executions per sample)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from jz3.eval.backends import Generator, GenParams
+from jz3.eval.sandbox import ExecResult, SandboxPool
+
+_CODE = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def last_code_block(text: str) -> Optional[str]:
+    blocks = _CODE.findall(text)
+    return blocks[-1] if blocks else None
+
+
+@dataclass
+class ToolTrace:
+    prompt: str
+    completion: str = ""
+    executions: List[ExecResult] = field(default_factory=list)
+    done: bool = False
+
+
+def run_tool_loop(gen: Generator, prompts: Sequence[str], stops: Sequence[str],
+                  params: GenParams, pool: SandboxPool, rounds: int = 4) -> List[List[ToolTrace]]:
+    """`params.n` traces per prompt; each ends when the model writes no new code block, or after
+    `rounds` executions (then the model gets one last turn to state the answer)."""
+    first = gen.generate(prompts, stops, params)
+    traces = [[ToolTrace(p, c) for c in outs] for p, outs in zip(prompts, first, strict=True)]
+    flat = [t for ts in traces for t in ts]
+    one = GenParams(params.max_new_tokens, params.temperature, params.top_p, 1, params.seed)
+    for _ in range(rounds + 1):
+        pending: List[ToolTrace] = []
+        codes: List[str] = []
+        for t in flat:
+            if t.done:
+                continue
+            # the newest chunk must end in a closed code block that has not run yet
+            tail = t.completion.rsplit("```output", 1)[-1]
+            code = last_code_block(tail)
+            if code is None or len(t.executions) >= rounds:
+                t.done = True
+                continue
+            pending.append(t)
+            codes.append(code)
+        if not pending:
+            break
+        for t, res in zip(pending, pool.run_many(codes), strict=True):
+            t.executions.append(res)
+            if not t.completion.endswith("\n"):
+                t.completion += "\n"
+            t.completion += f"```output\n{res.feedback()}\n```\n"
+        more = gen.generate([t.prompt + t.completion for t in pending], stops, one)
+        for t, outs in zip(pending, more, strict=True):
+            t.completion += outs[0]
+    return traces

@@ -1,0 +1,98 @@
+"""Cutting the corpus into ~1,000-character snippets, with source weights and prompt types."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from jz3.config.data import SnippetConfig
+from jz3.data.records import RecordKind, read_records
+from jz3.data.snippets import PROMPT_TYPES, cut_document, make_snippets
+
+
+def _doc(n_paras: int, words: int = 30) -> str:
+    paras = []
+    for p in range(n_paras):
+        sents = [f"Paragraph {p} sentence {s} has " + "word " * words + "end." for s in range(3)]
+        paras.append(" ".join(sents))
+    return "\n\n".join(paras)
+
+
+def test_cut_document_cuts_at_boundaries_near_the_target_size():
+    text = _doc(12)
+    kept, short = cut_document(text, size=1000, min_size=200)
+    assert short == []
+    assert all(200 <= len(k) <= 1500 for k in kept)
+    assert sum(abs(len(k) - 1000) < 400 for k in kept) >= len(kept) - 1
+    for k in kept:  # every snippet starts and ends on a sentence boundary
+        assert k.startswith("Paragraph") and k.endswith("end.")
+    # nothing lost: the snippets hold every sentence of the document, in order
+    assert " ".join(" ".join(k.split()) for k in kept) == " ".join(text.split())
+
+
+def test_cut_document_splits_one_huge_paragraph_by_sentences():
+    huge = " ".join(f"Sentence number {i} is right here." for i in range(200))
+    kept, _ = cut_document(huge, size=500, min_size=100)
+    assert len(kept) > 5 and all(len(k) <= 750 for k in kept)
+    assert all(k.endswith("here.") for k in kept)
+    kept, short = cut_document("Too short.", size=500, min_size=100)
+    assert kept == [] and short == ["Too short."]
+
+
+def _corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    rows = [{"id": f"a{i}", "text": _doc(6), "source": "alpha"} for i in range(20)]
+    rows += [{"id": f"b{i}", "text": _doc(6), "source": "beta"} for i in range(20)]
+    rows += [{"id": "tiny", "text": "Short.", "source": "beta"}]
+    with open(path, "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+        fh.write('{"id": "broken", "text": 5, "source": "beta"}\n')
+    return path
+
+
+def test_make_snippets_writes_valid_seeded_records_and_rejects_with_reasons(tmp_path):
+    corpus = _corpus(tmp_path)
+    cfg = SnippetConfig(corpus=[str(corpus)], size=600, min_size=100, seed=3)
+    stats = make_snippets(cfg, {"grade_school": 1, "tool": 1}, tmp_path / "s" / "snippets.jsonl")
+    recs = list(read_records(tmp_path / "s" / "snippets.jsonl", RecordKind.snippet))
+    assert len(recs) == stats.written == stats.pieces
+    assert len({r["id"] for r in recs}) == len(recs)
+    assert {r["prompt_type"] for r in recs} == {"grade_school", "tool"}
+    rejected = [json.loads(line) for line in open(tmp_path / "s" / "rejected.jsonl")]
+    assert sorted(r["reason"].split(":")[0] for r in rejected) == ["expected string, got int", "too_short"]
+    bad = next(r for r in rejected if r["reason"].startswith("expected"))
+    assert bad["field"] == "text" and bad["line"] == 42  # the bad record, with its place
+    assert stats.too_short == 1 and stats.corpus_rejected == 1
+    # same config -> same bytes; another seed -> other prompt types
+    again = tmp_path / "again.jsonl"
+    make_snippets(cfg, {"grade_school": 1, "tool": 1}, again)
+    assert again.read_bytes() == (tmp_path / "s" / "snippets.jsonl").read_bytes()
+    cfg.seed = 4
+    make_snippets(cfg, {"grade_school": 1, "tool": 1}, again)
+    assert again.read_bytes() != (tmp_path / "s" / "snippets.jsonl").read_bytes()
+
+
+def test_source_weights_shape_the_sample(tmp_path):
+    corpus = _corpus(tmp_path)
+    cfg = SnippetConfig(corpus=[str(corpus)], size=600, min_size=100, max_snippets=40,
+                        source_weights={"alpha": 9.0, "beta": 1.0}, seed=0)
+    stats = make_snippets(cfg, None, tmp_path / "w.jsonl")
+    assert stats.written == 40 and stats.not_sampled == stats.pieces - 40
+    assert stats.by_source["alpha"] > 3 * stats.by_source.get("beta", 0)
+    cfg.source_weights = {"beta": 0}
+    cfg.max_snippets = None
+    stats = make_snippets(cfg, None, tmp_path / "w.jsonl")
+    assert set(stats.by_source) == {"alpha"} and stats.excluded_by_weight > 0
+
+
+def test_real_corpus_snippets(shared_data, tmp_path):
+    cfg = SnippetConfig(corpus=[str(shared_data / "corpus" / "levin-discrete.jsonl")],
+                        max_snippets=300, seed=0)
+    stats = make_snippets(cfg, None, tmp_path / "snippets.jsonl")
+    recs = list(read_records(tmp_path / "snippets.jsonl", RecordKind.snippet))
+    assert stats.written == 300 == len(recs)
+    lengths = sorted(len(r["text"]) for r in recs)
+    assert lengths[0] >= cfg.min_size and lengths[-1] <= 1500
+    assert 700 <= lengths[len(lengths) // 2] <= 1200  # median near the 1,000-char target
+    assert len(Counter(r["prompt_type"] for r in recs)) == len(PROMPT_TYPES)
