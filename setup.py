@@ -27,7 +27,7 @@ setup(
         "pyarrow>=15",
         "datasketch>=1.6",
         "sympy>=1.12",
-        "openai>=1.50",
+        "openai[aiohttp]>=1.90",  # DefaultAioHttpClient (the teacher client transport)
         "tqdm>=4.66",
         "matplotlib>=3.8",
     ],

@@ -16,11 +16,13 @@ from jz3.config import JZ3Config, hydra_entry
 
 
 def snippets_stage(cfg: JZ3Config, stage_dir: Path) -> Path:
+    from jz3.data.records import expand_paths
     from jz3.data.snippets import make_snippets
     from jz3.pipeline.manifest import config_hash, read_manifest, write_manifest
 
     out = stage_dir / "snippets.jsonl"
-    chash = config_hash(cfg.snippets, cfg.teacher.mixture)
+    corpus = [(str(f), f.stat().st_size) for f in expand_paths(list(cfg.snippets.corpus))]
+    chash = config_hash(cfg.snippets, cfg.teacher.mixture, corpus)
     m = read_manifest(stage_dir)
     if m is not None and m.get("config_hash") == chash and out.exists():
         logging.info("snippets: up to date (%s), skipped", stage_dir)

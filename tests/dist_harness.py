@@ -5,6 +5,7 @@ fault-injection and probe callbacks, for the training tests.
 
 --kill-at K     rank 0 sends itself SIGKILL at the end of step K (a real kill -9, no cleanup)
 --term-at K     rank 0 sends itself SIGTERM at the end of step K (preemption path)
+--shapes-out F  at train start, every rank writes layer 0's local weight shapes to F.rank<r>
 --logits-out F  at train end, the engine's logits on a fixed probe batch are saved to F (rank 0)
 """
 
@@ -49,6 +50,20 @@ class SignalAt(Callback):
     def on_step_end(self, state: TrainState, metrics: Dict[str, float]) -> None:
         if state.step == self.step and state.dist.is_main:
             os.kill(os.getpid(), self.sig)
+
+
+class DumpShapes(Callback):
+    """Each rank writes the local shapes of layer 0's weights and their module types at train start."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, state: TrainState) -> None:
+        layer = state.model.model.layers[0]
+        local = {n: list(p.shape) for n, p in layer.named_parameters()}
+        types = {n: type(m).__name__ for n, m in layer.named_modules() if n}
+        Path(f"{self.path}.rank{state.dist.rank}").write_text(
+            json.dumps({"local": local, "types": types}))
 
 
 class DumpLogits(Callback):
@@ -158,6 +173,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--kill-at", type=int)
     ap.add_argument("--term-at", type=int)
     ap.add_argument("--logits-out")
+    ap.add_argument("--shapes-out")
     ap.add_argument("--local_rank", "--local-rank", type=int)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
@@ -172,6 +188,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         cbs.append(SignalAt(args.kill_at, signal.SIGKILL))
     if args.term_at:
         cbs.append(SignalAt(args.term_at, signal.SIGTERM))
+    if args.shapes_out:
+        cbs.append(DumpShapes(args.shapes_out))
     if args.logits_out:
         cbs.append(DumpLogits(args.logits_out))
     res = run_training(cfg, callbacks=cbs)

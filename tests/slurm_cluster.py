@@ -92,6 +92,7 @@ class SlurmCluster:
                                     "slurmctld slurmd slurm-client munge) as root")
         for d in ("munge", "state", "spool", "log"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
+        (self.root / "spool" / self.nodename).mkdir(exist_ok=True)
         os.chmod(self.root, 0o700)
         os.chmod(self.root / "munge", 0o700)
         key = self.root / "munge" / "munge.key"

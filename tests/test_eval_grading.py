@@ -102,7 +102,7 @@ def _perturb(gold: str) -> str:
         pass
     m = list(re.finditer(r"\d+", gold))
     if m:
-        x = m[-1]
+        x = m[0]  # the first number: `52_8` -> `53_8`, `864 inches^2` -> `865 inches^2`
         return gold[: x.start()] + str(int(x.group()) + 1) + gold[x.end():]
     return gold + "2"
 

@@ -158,7 +158,8 @@ def test_runner_end_to_end_tiny_model(tmp_path, tiny_model_dir):
     from jz3.eval.runner import evaluate, predictions_path
 
     cfg = compose(["+exp=tiny_eval", f"run_dir={tmp_path}", f"eval.model_path={tiny_model_dir}",
-                   "eval.limit=2", "eval.max_new_tokens=6", "eval.batch_size=4"])
+                   "eval.limit=2", "eval.max_new_tokens=4", "eval.batch_size=4",
+                   "eval.tool_rounds=1"])
     metrics = evaluate(cfg)
     out = Path(cfg.eval.out_dir)
     assert set(metrics) == set(cfg.eval.benchmarks) and len(metrics) == 9
@@ -179,3 +180,29 @@ def test_runner_end_to_end_tiny_model(tmp_path, tiny_model_dir):
     mtime = predictions_path(out, "gsm8k", "cot").stat().st_mtime_ns
     assert evaluate(cfg) == metrics
     assert predictions_path(out, "gsm8k", "cot").stat().st_mtime_ns == mtime
+
+
+def test_majority_vote_record_and_config_preset():
+    from jz3.config import compose
+    from jz3.eval.loaders import EvalItem
+    from jz3.eval.runner import grade_item
+
+    item = EvalItem(idx=3, question="q", gold="12")
+    rec = grade_item(item, ["The answer is 11.", "#### 12", "so \\boxed{12}"], "gsm8k",
+                     EvalSetting.cot)
+    assert rec["pred"] in ("12",) and rec["correct"] and rec["sample_preds"] == ["11", "12", "12"]
+    cfg = compose(["+exp=tiny_eval"])
+    assert cfg.eval.settings == [EvalSetting.cot, EvalSetting.tool]
+    assert cfg.eval.limit == 20 and len(cfg.eval.benchmarks) == 9 and cfg.eval.build_tiny_model
+    assert cfg.eval.model_path.endswith("runs/tiny_eval/tiny_model")
+
+
+def test_wandb_offline_log(tmp_path, monkeypatch):
+    from jz3.config.enums import WandbMode
+    from jz3.eval.report import log_wandb, markdown_table
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    metrics = {"gsm8k": {"cot": {"accuracy": 0.5, "n": 2}, "tool": {"accuracy": 1.0, "n": 2}}}
+    assert "| gsm8k | 50.0 (n=2) | 100.0 (n=2) |" in markdown_table(metrics, ["cot", "tool"])
+    run_dir = log_wandb(metrics, WandbMode.offline, "jz3-test", "t", tmp_path)
+    assert run_dir and list(tmp_path.glob("wandb/offline-run-*"))

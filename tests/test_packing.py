@@ -225,3 +225,26 @@ def test_hf_fallback_encoder_matches_decode(tiny_tokenizer):
     m1 = mask[lens[0]:]
     assert tiny_tokenizer.decode(d1[m1 == 0], skip_special_tokens=True) == pairs[1][0]
     assert tiny_tokenizer.decode(d1[m1 == 1], skip_special_tokens=True) == pairs[1][1]
+
+
+def test_dataloader_resume_with_workers_gives_the_same_batches(packed):
+    """Trainer-style use: DataLoader workers prefetch, the checkpoint stores the trainer's count."""
+    from torch.utils.data import DataLoader
+
+    from jz3.data.sampler import MixtureSampler
+
+    ds = MixedPackedDataset(packed, 64)
+    weights = [ds.weights[n] for n in ds.names]
+
+    def batches(consumed: int, n: int, workers: int):
+        s = MixtureSampler(ds.lengths, weights, seed=11)
+        if consumed:
+            s.load_state_dict(MixtureSampler(ds.lengths, weights, seed=11)
+                              .state_dict(consumed=consumed))
+        loader = DataLoader(ds, batch_size=4, sampler=s, collate_fn=collate, num_workers=workers)
+        return [b["input_ids"] for b in islice(iter(loader), n)]
+
+    full = batches(0, 6, workers=0)
+    resumed = batches(3 * 4, 3, workers=2)  # 3 steps of 4 sequences were consumed
+    for a, b in zip(full[3:], resumed, strict=True):
+        assert torch.equal(a, b)

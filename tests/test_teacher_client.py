@@ -36,6 +36,7 @@ def _requests(cfg: TeacherConfig, n: int, poison_every: int = 0, tag: str = "") 
     return out
 
 
+@pytest.mark.slow  # 10-35 s on the shared 2-core box
 def test_1000_requests_with_30pct_faults_end_answered_once_or_failed_with_reason(tmp_path):
     plan = FaultPlan(fault_rate=0.3, slow_s=1.5, retry_after_s=0.05, seed=1)
     with ChatServer(plan) as server:
@@ -122,10 +123,12 @@ def test_budget_is_never_exceeded_with_many_requests_in_flight(tmp_path, limit):
         assert server.requests - sent <= 64
 
 
-def test_retries_exhausted_are_recorded_failed_with_the_last_reason(tmp_path):
+@pytest.mark.parametrize("aiohttp_transport", [True, False])
+def test_retries_exhausted_are_recorded_failed_with_the_last_reason(tmp_path, aiohttp_transport):
     plan = FaultPlan(fault_rate=1.0, weights={"server_error": 1.0}, seed=3)
     with ChatServer(plan) as server:
-        cfg = _cfg(f"http://127.0.0.1:{server.port}/v1", max_retries=2)
+        cfg = _cfg(f"http://127.0.0.1:{server.port}/v1", max_retries=2,
+                   aiohttp_transport=aiohttp_transport)
         reqs = _requests(cfg, 3, tag="x")
         with Journal(tmp_path / "j.sqlite") as journal:
             outs = TeacherRunner(OpenAIBackend(cfg), journal, cfg).run_sync(reqs, progress=False)

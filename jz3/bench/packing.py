@@ -28,7 +28,8 @@ from typing import Any, Dict, List
 from jz3.data.records import count_lines
 from jz3.paths import shared_data_dir
 
-SAMPLE_FILES = ("cot_pretrain_sampled.jsonl", "tool_pretrain_sampled.jsonl", "finetune_sampled.jsonl")
+SAMPLE_FILES = ("cot_pretrain_sampled.jsonl", "tool_pretrain_sampled.jsonl",
+                "finetune_sampled.jsonl")
 
 
 def _make_inputs(work: Path, repeat: int, limit: int | None) -> List[Path]:
@@ -74,7 +75,8 @@ def run_baseline(files: List[Path], tok_dir: Path, seq_len: int, cache: Path) ->
     return {"wall_s": wall, "tokens": n_tokens, "sequences": len(grouped)}
 
 
-def run_ours(files: List[Path], tok_dir: Path, seq_len: int, workers: int, out: Path) -> Dict[str, Any]:
+def run_ours(files: List[Path], tok_dir: Path, seq_len: int, workers: int,
+             out: Path) -> Dict[str, Any]:
     from transformers import AutoTokenizer
 
     from jz3.config.data import DataConfig, DataSource
@@ -101,7 +103,8 @@ def _cpu_s() -> float:
     """CPU seconds of this process and its finished children (the pack workers)."""
     import resource
 
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 

@@ -91,6 +91,12 @@ class InfluenceStep(str, Enum):
     score = "score"  # target features, merge shards (reports missing ones), score, select
 
 
+class SynthStep(str, Enum):
+    generate = "generate"  # one shard (synth.shard/num_shards or SLURM array env)
+    merge = "merge"  # verify every snippet answered exactly once; write synth.jsonl + manifest
+    all = "all"  # every shard in this process, then merge
+
+
 class LauncherKind(str, Enum):
     local = "local"
     slurm = "slurm"

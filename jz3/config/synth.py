@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import GenBackend, Precision
+from jz3.config.enums import GenBackend, Precision, SynthStep
 
 
 @dataclass
@@ -33,6 +33,7 @@ class FilterConfig:
 
 @dataclass
 class SynthConfig:
+    step: SynthStep = SynthStep.generate
     backend: GenBackend = GenBackend.hf
     model_path: Optional[str] = None  # distilled synthesizer (HF folder)
     tokenizer_path: Optional[str] = None  # None = the model folder, else data.tokenizer

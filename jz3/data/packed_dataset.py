@@ -97,8 +97,9 @@ class MixedPackedDataset:
         self.dir = Path(packed_dir)
         m = read_manifest(self.dir)
         if names is None:
-            if m is None:
-                raise FileNotFoundError(f"{self.dir}/manifest.json missing: pack is not finished")
+            if m is None or "sources" not in m:
+                raise FileNotFoundError(f"{self.dir}/manifest.json of a finished pack (with its "
+                                        "'sources') is missing: pass the source names")
             names = m["sources"]
         self.names: List[str] = list(names)
         self.sources = [PackedDataset(self.dir / n, seq_len) for n in self.names]

@@ -47,11 +47,12 @@ TOKENS, LOSS_MASK, DOC_OFFSETS, META = "tokens.bin", "loss_mask.bin", "doc_offse
 CHUNK_RECORDS = 256
 
 Pair = Tuple[str, str]  # (input, output); input == "" for a {"text"} record (loss on all)
+Encoded = Tuple[np.ndarray, np.ndarray, np.ndarray]  # token ids, loss mask, document lengths
 
 
 def to_train_example(record: Dict[str, Any]) -> Dict[str, str]:
     """Map a record to a train example: `{"text"}`, `{"input","output"}`, or kd/synth
-    `{"prompt","completion"}` -> `{"input": prompt, "output": completion}`. ValueError if invalid."""
+    `{"prompt","completion"}` -> `{"input": prompt, "output": completion}`; ValueError if bad."""
     bad = validate(record, RecordKind.example)
     if bad is not None:
         fld, reason = bad
@@ -71,7 +72,7 @@ def _pair(record: Dict[str, Any]) -> Pair:
 # ----------------------------------------------------------------------------- encoding (workers)
 @dataclass
 class EncoderSpec:
-    """What a worker needs to tokenize: a sentencepiece model file (fast path) or an HF tokenizer."""
+    """What a worker needs: a sentencepiece model file (fast path) or an HF tokenizer."""
 
     spm_file: Optional[str]
     hf_tokenizer: Any
@@ -106,14 +107,15 @@ class DocEncoder:
         tok = self.spec.hf_tokenizer
         return tok(texts, add_special_tokens=False)["input_ids"] if texts else []
 
-    def encode(self, pairs: Sequence[Pair]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(self, pairs: Sequence[Pair]) -> Encoded:
         """ids (int64), loss mask (uint8), document lengths (int64), documents in order."""
         first = [a if a else b for a, b in pairs]
         is_text = np.array([not a for a, _ in pairs], dtype=bool)
         idx2 = [i for i, (a, _) in enumerate(pairs) if a]
         ids1 = self._encode(first, continuation=False)
         ids2: List[List[int]] = [[] for _ in pairs]
-        for i, ids in zip(idx2, self._encode([pairs[i][1] for i in idx2], continuation=True), strict=True):
+        outs = self._encode([pairs[i][1] for i in idx2], continuation=True)
+        for i, ids in zip(idx2, outs, strict=True):
             ids2[i] = ids
         bos, eos = self.spec.bos_id, self.spec.eos_id
         nb, ne = int(bos is not None), int(eos is not None)
@@ -121,8 +123,8 @@ class DocEncoder:
         l2 = np.fromiter(map(len, ids2), np.int64, len(pairs))
         doc_lens = nb + l1 + l2 + ne
         head, tail = [bos] if nb else [], [eos] if ne else []
-        flat = np.fromiter(chain.from_iterable(chain(head, a, b, tail) for a, b in zip(ids1, ids2, strict=True)),
-                           np.int64, int(doc_lens.sum()))
+        docs = (chain(head, a, b, tail) for a, b in zip(ids1, ids2, strict=True))
+        flat = np.fromiter(chain.from_iterable(docs), np.int64, int(doc_lens.sum()))
         # per document: bos (0) | part 1 (1 for text, else 0) | part 2 (1) | eos (1)
         seg_lens = np.stack([np.full(len(pairs), nb), l1, l2, np.full(len(pairs), ne)], 1).ravel()
         seg_vals = np.stack([np.zeros(len(pairs)), is_text, np.ones(len(pairs)),
@@ -139,7 +141,7 @@ def _init_worker(spec: EncoderSpec) -> None:
     _WORKER = DocEncoder(spec)
 
 
-def _encode_in_worker(pairs: List[Pair]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _encode_in_worker(pairs: List[Pair]) -> Encoded:
     assert _WORKER is not None
     return _WORKER.encode(pairs)
 
@@ -179,7 +181,7 @@ class _Encoders:
             self._pool = ProcessPoolExecutor(self.num_workers, mp_context=ctx,
                                              initializer=_init_worker, initargs=(spec,))
 
-    def map(self, chunks: Iterator[List[Pair]]) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def map(self, chunks: Iterator[List[Pair]]) -> Iterator[Encoded]:
         if self._local is not None:
             for c in chunks:
                 yield self._local.encode(c)
@@ -304,7 +306,9 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
         return out
     vocab_size = len(tokenizer)
     dtype = token_dtype(vocab_size)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id
     metas: Dict[str, Dict[str, Any]] = {}
     todo = [s for s in data_cfg.sources
             if (read_meta(out / s.name) or {}).get("config_hash") != hashes[s.name]]

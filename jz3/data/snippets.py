@@ -176,7 +176,10 @@ def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, flo
         stats.by_source[rec["source"]] = stats.by_source.get(rec["source"], 0) + 1
         stats.by_prompt_type[rec["prompt_type"]] = stats.by_prompt_type.get(rec["prompt_type"], 0) + 1
     stats.written = write_jsonl(out, chosen)
-    os.replace(tmp_rejected, rejected_path) if tmp_rejected.exists() else rejected_path.unlink(missing_ok=True)
+    if tmp_rejected.exists():
+        os.replace(tmp_rejected, rejected_path)
+    else:
+        rejected_path.unlink(missing_ok=True)
     log.info("snippets: %d documents -> %d pieces -> %d written to %s (%d too short, %d bad records)",
              stats.documents, stats.pieces, stats.written, out, stats.too_short, stats.corpus_rejected)
     return stats

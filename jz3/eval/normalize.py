@@ -25,7 +25,7 @@ _UNIT_WORDS = (
     "years", "year", "pounds", "pound", "kg", "grams", "gram", "g", "mph", "percent",
 )
 _TRAILING_UNIT = re.compile(
-    r"^(.*?[\d}])\s*(?:(?:" + "|".join(_UNIT_WORDS) + r")\b(?:\^\{?\d\}?)?\s*)+\.?$",
+    r"^(.*?[\d}])\s+(?:(?:" + "|".join(_UNIT_WORDS) + r")\b\s*(?:\^\s*\{?\d\}?)?\s*)+\.?$",
     re.IGNORECASE,
 )
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d)\s*(\d)")

@@ -132,6 +132,12 @@ def sympy_equal(a: str, b: str) -> bool:
 
 
 def _worker_main() -> None:  # pragma: no cover - runs in the helper process
+    _limit_memory(int(os.environ.get("JZ3_SYMBOLIC_MEMORY_MB", "2048")))
+    import sympy  # noqa: F401 - imported before "ready" so that start-up is not timed as work
+    import sympy.parsing.sympy_parser  # noqa: F401
+
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     for line in sys.stdin:
         a, b = json.loads(line)
         try:
@@ -161,13 +167,23 @@ class SymbolicChecker:
         self.errors = 0
         self.calls = 0
 
-    def _start(self) -> subprocess.Popen:
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        return subprocess.Popen(
+    def _start(self, startup_timeout_s: float = 120.0) -> subprocess.Popen:
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   JZ3_SYMBOLIC_MEMORY_MB=str(self.memory_mb))
+        proc = subprocess.Popen(
             [sys.executable, "-m", "jz3.eval.symbolic"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1, env=env,
-            preexec_fn=lambda: _limit_memory(self.memory_mb), start_new_session=True,
+            start_new_session=True,
         )
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            ready = sel.select(startup_timeout_s) and proc.stdout.readline().strip() == "ready"
+        if not ready:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError("the sympy helper process did not start")
+        return proc
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -181,9 +197,13 @@ class SymbolicChecker:
             return self._cache[key]
         with self._lock:
             self.calls += 1
-            fresh = self._proc is None or self._proc.poll() is not None
-            if fresh:
-                self._proc = self._start()
+            if self._proc is None or self._proc.poll() is not None:
+                try:
+                    self._proc = self._start()
+                except RuntimeError as e:
+                    log.error("%s", e)
+                    self.errors += 1
+                    return False
             proc = self._proc
             assert proc.stdin is not None and proc.stdout is not None
             try:
@@ -196,7 +216,7 @@ class SymbolicChecker:
             sel = selectors.DefaultSelector()
             sel.register(proc.stdout, selectors.EVENT_READ)
             # the first call also pays the helper's start-up (importing sympy)
-            ready = sel.select(self.timeout_s + (20.0 if fresh else 0.0))
+            ready = sel.select(self.timeout_s)
             sel.close()
             if not ready:
                 log.warning("sympy timed out after %.1fs on %r vs %r", self.timeout_s, a, b)

@@ -61,7 +61,9 @@ def build_ds_config(ds: DeepSpeedConfig, trainer: TrainerConfig, world_size: int
             raise ValueError("deepspeed.offload_param needs deepspeed.zero_stage=3")
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     out: Dict[str, Any] = {
-        "train_batch_size": lay.global_batch,
+        # DeepSpeed checks train_batch_size against its whole world size (AutoTP ranks included)
+        # when no mpu/mesh is given; the real data-parallel batch is `lay.global_batch`.
+        "train_batch_size": lay.micro_batch * lay.grad_accum * world_size,
         "train_micro_batch_size_per_gpu": lay.micro_batch,
         "gradient_accumulation_steps": lay.grad_accum,
         "gradient_clipping": trainer.grad_clip,

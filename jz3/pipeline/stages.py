@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional
 from jz3.config.data import DataSource
 from jz3.config.enums import TrainMode
 from jz3.config.root import JZ3Config
-from jz3.data.records import atomic_write_text, count_lines, write_jsonl
+from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines, write_jsonl
 from jz3.pipeline.runner import Stage, StageContext, StageOutput, StageResult
 
 log = logging.getLogger("jz3.pipeline.stages")
@@ -173,6 +173,40 @@ def _subset(src: Path, ids: List[str], dst: Path) -> Path:
     return dst
 
 
+def _influence_candidates(pool: Path, synth_dir: Path, out: Path) -> Dict[str, int]:
+    """One candidate per pool snippet: its prompt and the seed synthesizer's raw completion.
+
+    Parsed or not: influence measures what training on this snippet's synthetic text does, and
+    a tiny synthesizer parses few of its outputs. Candidate id = snippet id. Snippets without
+    any completion go to `candidates_rejected.jsonl` with the reason."""
+    from jz3.prompts import render
+
+    comp: Dict[str, tuple] = {}
+    for r in _read_jsonl(synth_dir / "synth.jsonl"):
+        comp[r["snippet_id"]] = (r["completion"], True)
+    rej = synth_dir / "rejected.jsonl"
+    if rej.exists():
+        for r in _read_jsonl(rej):
+            if r.get("completion"):
+                comp.setdefault(r["snippet_id"], (r["completion"], False))
+    n = {"candidates": 0, "parsed": 0, "no_completion": 0}
+    with AtomicJsonlWriter(out / "candidates.jsonl") as w, \
+            AtomicJsonlWriter(out / "candidates_rejected.jsonl") as bad:
+        for sn in _read_jsonl(pool):
+            c = comp.get(sn["id"])
+            if c is None or not c[0].strip():
+                bad.write({"reason": "no_completion: the synthesizer wrote nothing usable",
+                           "snippet_id": sn["id"]})
+                n["no_completion"] += 1
+                continue
+            w.write({"id": sn["id"], "snippet_id": sn["id"], "prompt_type": sn["prompt_type"],
+                     "prompt": render(sn["prompt_type"], sn["text"]), "completion": c[0],
+                     "parsed": c[1]})
+            n["candidates"] += 1
+            n["parsed"] += int(c[1])
+    return n
+
+
 def run_influence(ctx: StageContext) -> StageResult:
     """The seed synthesizer writes for the pool snippets; influence ranks what it wrote."""
     from jz3.influence.run import run_influence as influence
@@ -185,29 +219,28 @@ def run_influence(ctx: StageContext) -> StageResult:
                    ctx.out / "pool_snippets.jsonl")
     cfg.synth.model_path = export_dir(ctx.inputs["distill"])
     cfg.synth.limit = None  # the pool size is the limit here
-    cand_dir = ctx.out / "candidates"
+    cand_dir = ctx.out / "pool_synth"
     cand_dir.mkdir(exist_ok=True)
     synthesize_shard(cfg, pool, cand_dir, 0, 1)
     mstats = _as_dict(merge_shards(cand_dir, pool, 1))
-    cands = _synth_records(cand_dir)
+    cn = _influence_candidates(pool, cand_dir, ctx.out)
+    cands = ctx.out / "candidates.jsonl"
     cfg.model.path = export_dir(ctx.inputs["distill"])
     cfg.influence.out_dir = str(ctx.out / "influence")
     stats = _as_dict(influence(cfg, cands, ctx.out / "influence"))
-    by_id = {r["id"]: r["snippet_id"] for r in _read_jsonl(cands)}
     sel = [json.loads(x) for x in (ctx.out / "influence" / "selected.jsonl").read_text(
         encoding="utf-8").splitlines() if x.strip()]
-    snippet_ids = list(dict.fromkeys(by_id[s["id"]] if isinstance(s, dict) else by_id[s]
-                                     for s in sel))
+    snippet_ids = list(dict.fromkeys(str(s["id"] if isinstance(s, dict) else s) for s in sel))
     atomic_write_text(ctx.out / "selected_snippets.json", json.dumps(snippet_ids))
     scores_file = ctx.out / "influence" / "scores.jsonl"
     scores = [float(r["score"]) for r in _read_jsonl(scores_file)] if scores_file.exists() else []
-    n_c = count_lines(cands)
     return StageResult(
-        counts={"pool": count_lines(pool), "candidates": n_c, "selected": len(snippet_ids)},
+        counts={"pool": count_lines(pool), **cn, "selected": len(snippet_ids)},
         outputs=["out/selected_snippets.json", "out/influence/scores.jsonl"],
-        metrics={"candidates": n_c, "selected": len(snippet_ids),
-                 "selected_fraction": len(snippet_ids) / max(n_c, 1), "scores": scores,
-                 "pool_synth": _scalars(mstats), **_scalars(stats)})
+        metrics={**cn, "selected": len(snippet_ids),
+                 "selected_fraction": len(snippet_ids) / max(cn["candidates"], 1),
+                 "scores": scores, "pool_synth": _scalars(mstats),
+                 "influence": _scalars(stats)})
 
 
 def _synth_records(d: Path) -> Path:

@@ -7,6 +7,7 @@ its longest survivor costs, not batch_size times that.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -43,6 +44,8 @@ class HFGenerator:
         self.device = next(model.parameters()).device
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        params = inspect.signature(model.forward).parameters  # transformers >= 5.2x: `cache`
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     @classmethod
     def from_pretrained(cls, cfg: SynthConfig, tokenizer_fallback=None) -> HFGenerator:
@@ -111,8 +114,9 @@ class HFGenerator:
         alive_list = list(range(b))
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
+        kw = {self._cache_kw: cache}
         logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
-                            past_key_values=cache, use_cache=True).logits[:, -1]
+                            use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
         next_pos = pos[:, -1] + 1
         step = 0
         while alive_list and budget.max().item() > 0:
@@ -137,7 +141,7 @@ class HFGenerator:
                 alive_list = [alive_list[k] for k in keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             logits = self.model(input_ids=tok.unsqueeze(1), attention_mask=mask,
-                                position_ids=next_pos.unsqueeze(1), past_key_values=cache,
-                                use_cache=True).logits[:, -1]
+                                position_ids=next_pos.unsqueeze(1), use_cache=True,
+                                **kw).logits[:, -1]
             next_pos = next_pos + 1
         return [(out[i], finish[i]) for i in range(b)]

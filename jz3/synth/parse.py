@@ -135,7 +135,11 @@ def parse_completion(text: str, prompt_type: Union[str, PromptType], *,
     sentence; with `require_answer` (the default, as the teacher prompts demand a boxed
     answer) a solution without one is rejected, otherwise `answer` is None.
     """
-    pt = PromptType(prompt_type)
+    try:
+        pt = PromptType(prompt_type)
+    except ValueError:
+        names = ", ".join(t.value for t in PromptType)
+        raise ValueError(f"unknown prompt type {prompt_type!r} (expected one of: {names})") from None
     if not text or not text.strip():
         raise ParseError(ParseFailure.empty, "the completion is empty")
     qs = list(_Q_HEADER.finditer(text))

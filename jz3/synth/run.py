@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from tqdm import tqdm
 
+from jz3.config.enums import SynthStep
 from jz3.config.root import JZ3Config
 from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records, shard_from_env
 from jz3.pipeline.manifest import config_hash, write_manifest
@@ -222,3 +223,18 @@ def merge_shards(out_dir: str | Path, snippets_path: str | Path, num_shards: int
                    extra={"shard_wall_s": [i["wall_s"] for i in infos if i]})
     log.info("merged %d shards: %d ok, %d failed", num_shards, ok, failed)
     return counts
+
+
+def run_synthesis(cfg: JZ3Config) -> Dict[str, Any]:
+    """The `launch/synthesize.py` entry: `synth.step` = generate | merge | all."""
+    s = cfg.synth
+    if s.step == SynthStep.generate:
+        return synthesize_shard(cfg, s.input, s.out_dir)
+    _, num_shards = shard_from_env(0, s.num_shards)
+    if s.step == SynthStep.all:
+        generator = None
+        for shard in range(num_shards):
+            if ShardStore(s.out_dir, shard, num_shards).done_info() is None and generator is None:
+                generator = make_generator(s, tokenizer_fallback=_tokenizer_fallback(cfg))
+            synthesize_shard(cfg, s.input, s.out_dir, shard, num_shards, generator=generator)
+    return merge_shards(s.out_dir, s.input, num_shards)

@@ -28,7 +28,7 @@ def printed_matches(stdout: str, answer: str) -> bool:
     lines = [ln.strip() for ln in stdout.strip().splitlines() if ln.strip()]
     if not lines:
         return False
-    candidates = [lines[-1], " ".join(lines)]
+    candidates = [lines[-1], " ".join(lines), lines[-1].strip("[](){} ")]
     nums = _NUMBER.findall(lines[-1])
     if nums:
         candidates.append(nums[-1])

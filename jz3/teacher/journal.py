@@ -98,15 +98,30 @@ class Journal:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def get(self, key: str) -> Optional[JournalEntry]:
-        row = self._db.execute(
-            "SELECT key, status, completion, response_model, finish_reason, usage, reason, errors,"
-            " attempts FROM calls WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
+    _COLUMNS = ("key, status, completion, response_model, finish_reason, usage, reason, errors,"
+                " attempts")
+
+    @staticmethod
+    def _entry(row: tuple) -> JournalEntry:
         return JournalEntry(row[0], row[1], row[2], row[3], row[4],
                             json.loads(row[5]) if row[5] else None, row[6], json.loads(row[7]),
                             row[8])
+
+    def get(self, key: str) -> Optional[JournalEntry]:
+        row = self._db.execute(f"SELECT {self._COLUMNS} FROM calls WHERE key = ?",
+                               (key,)).fetchone()
+        return None if row is None else self._entry(row)
+
+    def get_many(self, keys: List[str], chunk: int = 500) -> Dict[str, JournalEntry]:
+        """The entries of those `keys` that the journal holds (one query per `chunk` keys)."""
+        out: Dict[str, JournalEntry] = {}
+        for i in range(0, len(keys), chunk):
+            part = keys[i:i + chunk]
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(
+                    f"SELECT {self._COLUMNS} FROM calls WHERE key IN ({marks})", part):
+                out[row[0]] = self._entry(row)
+        return out
 
     def totals(self) -> Totals:
         r = self._db.execute(

@@ -20,11 +20,12 @@ A rerun after a crash re-sends only what the journal does not hold as answered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jz3.config.enums import TeacherKind
 from jz3.config.root import JZ3Config
@@ -64,12 +65,17 @@ class KDStats:
         return asdict(self)
 
 
-def make_backend(cfg: TeacherConfig) -> TeacherBackend:
-    """The teacher named by `cfg.kind`."""
-    if cfg.kind == TeacherKind.offline:
-        from jz3.teacher.offline import OfflineTeacher
+@functools.lru_cache(maxsize=2)
+def _offline(pools: Tuple[str, ...], name: str, top_k: int) -> TeacherBackend:
+    from jz3.teacher.offline import OfflineTeacher
 
-        return OfflineTeacher(cfg.offline_pools, name=cfg.model, top_k=cfg.offline_top_k)
+    return OfflineTeacher(pools, name=name, top_k=top_k)
+
+
+def make_backend(cfg: TeacherConfig) -> TeacherBackend:
+    """The teacher named by `cfg.kind` (the offline one is built once per process)."""
+    if cfg.kind == TeacherKind.offline:
+        return _offline(tuple(cfg.offline_pools), cfg.model, cfg.offline_top_k)
     from jz3.teacher.openai_client import OpenAIBackend
 
     return OpenAIBackend(cfg)

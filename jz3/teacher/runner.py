@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from jz3.config.teacher import TeacherConfig
 from jz3.teacher.budget import Budget, BudgetExhausted, Prices, prompt_token_bound
-from jz3.teacher.journal import Journal
+from jz3.teacher.journal import Journal, JournalEntry
 from jz3.teacher.types import (
     Outcome,
     OutcomeStatus,
@@ -88,9 +88,10 @@ class TeacherRunner:
         bar = tqdm(total=len(requests), desc="teacher", unit="req", disable=not progress,
                    mininterval=1.0)
         unique: Dict[str, asyncio.Task] = {}
+        known = self.journal.get_many(list(dict.fromkeys(r.key for r in requests)))
 
         async def one(req: TeacherRequest) -> Outcome:
-            out = await self._one(req)
+            out = await self._one(req, known.get(req.key))
             bar.update(1)
             return out
 
@@ -105,8 +106,7 @@ class TeacherRunner:
         by_key = dict(zip(unique.keys(), done, strict=True))
         return [by_key[r.key] for r in requests]
 
-    async def _one(self, req: TeacherRequest) -> Outcome:
-        entry = self.journal.get(req.key)
+    async def _one(self, req: TeacherRequest, entry: Optional[JournalEntry]) -> Outcome:
         if entry is not None and (entry.status == "ok" or
                                   (entry.status == "failed" and not self.cfg.retry_failed)):
             self.report.cached += 1
@@ -121,12 +121,14 @@ class TeacherRunner:
         last = "no attempt"
         sent = 0
         for attempt in range(self.cfg.max_retries + 1):
-            try:
-                res = await self.budget.reserve(worst)
-            except BudgetExhausted as e:
-                self._count(OutcomeStatus.budget_exhausted)
-                return Outcome(req.key, OutcomeStatus.budget_exhausted, reason=str(e), attempts=sent)
             async with self._sem:
+                # Reserve inside the semaphore: reservations never exceed what is in flight.
+                try:
+                    res = await self.budget.reserve(worst)
+                except BudgetExhausted as e:
+                    self._count(OutcomeStatus.budget_exhausted)
+                    return Outcome(req.key, OutcomeStatus.budget_exhausted, reason=str(e),
+                                   attempts=sent)
                 self.journal.begin_attempt(req.key, self.backend.name, req.prompt, self.params,
                                            res.tokens, res.cost)
                 sent += 1

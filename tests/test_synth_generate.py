@@ -1,0 +1,77 @@
+"""HF backend: batched decoding with KV cache + left padding, seeded per record."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from jz3.synth.backend import GenRequest, record_seed
+from jz3.synth.hf_backend import HFGenerator
+from jz3.synth.sampling import sample_next
+from tests.synth_fixtures import tiny_synthesizer  # noqa: F401
+
+PROMPTS = ["## Question\nA train travels 60 km in", "Let x be", "Compute the sum of the first "
+           "ten odd numbers and explain each step of the computation carefully.", "Solve"]
+
+
+def _gen(path, batch_size):
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    return HFGenerator(model, tok, batch_size=batch_size), model, tok
+
+
+def _reqs(temperature, max_new=12, seeds=None):
+    return [GenRequest(f"r{i}", p, temperature, 0.95, max_new,
+                       seed=(seeds or {}).get(i, record_seed(0, f"r{i}")))
+            for i, p in enumerate(PROMPTS)]
+
+
+def test_batched_equals_one_at_a_time_and_reruns_reproduce(tiny_synthesizer):  # noqa: F811
+    batched, _, _ = _gen(tiny_synthesizer, 4)
+    single, _, _ = _gen(tiny_synthesizer, 1)
+    a = batched.generate(_reqs(1.0))
+    b = single.generate(_reqs(1.0))
+    c = batched.generate(_reqs(1.0))
+    assert [r.completion for r in a] == [r.completion for r in b] == [r.completion for r in c]
+    assert all(r.completion_tokens == 12 and r.finish_reason == "length" for r in a)
+    assert len({r.completion for r in a}) == len(a)  # rows really are sampled independently
+    d = batched.generate(_reqs(1.0, seeds={0: 12345}))
+    assert d[0].completion != a[0].completion and d[1].completion == a[1].completion
+
+
+def test_greedy_matches_transformers_generate(tiny_synthesizer):  # noqa: F811
+    gen, model, tok = _gen(tiny_synthesizer, 4)
+    ours = gen.generate(_reqs(0.0, max_new=10))
+    for req, res in zip(_reqs(0.0, max_new=10), ours):
+        ids = torch.tensor([gen.encode(req.prompt)])
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
+                             do_sample=False, pad_token_id=tok.pad_token_id)
+        want = tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+        assert res.completion == want, req.prompt
+
+
+def test_prompt_too_long_is_reported_not_truncated(tiny_synthesizer):  # noqa: F811
+    gen, _, _ = _gen(tiny_synthesizer, 2)
+    gen.max_prompt_tokens = 8
+    res = gen.generate(_reqs(1.0, max_new=3))
+    long_ones = [r for r in res if r.error]
+    assert long_ones and all(r.error.startswith("prompt_too_long") for r in long_ones)
+    assert [r.id for r in res] == [f"r{i}" for i in range(len(PROMPTS))]
+
+
+def test_sample_next_top_p_and_temperature():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 3))
+    u = torch.tensor([[0.0], [0.999], [0.7]], dtype=torch.float64)
+    # top_p=0.6 keeps {0, 1}: u=0.999 must not reach token 2 or 3
+    tok = sample_next(logits, torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.6, 0.6, 1.0]), u)
+    assert tok.tolist()[0] == 0 and tok.tolist()[1] == 1
+    assert tok.tolist()[2] == 1  # full distribution: cdf 0.5, 0.8 -> u=0.7 picks token 1
+    greedy = sample_next(logits, torch.zeros(3), torch.ones(3), u)
+    assert greedy.tolist() == [0, 0, 0]
+    # empirical frequencies follow the nucleus-renormalised distribution
+    g = torch.Generator().manual_seed(0)
+    uu = torch.rand(20000, 1, generator=g, dtype=torch.float64)
+    many = sample_next(logits[:1].expand(20000, 4), torch.ones(20000), torch.full((20000,), 0.9),
+                       uu)
+    freq = torch.bincount(many, minlength=4).float() / 20000
+    assert abs(freq[0] - 0.5 / 0.95) < 0.02 and freq[3] == 0

@@ -1,0 +1,87 @@
+"""LR schedules, batch layout and the DeepSpeed config built from the typed configs (fast)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jz3.config import compose
+from jz3.config.deepspeed import DeepSpeedConfig
+from jz3.config.enums import Precision, Schedule
+from jz3.config.trainer import TrainerConfig
+from jz3.parallel.ds_config import batch_layout, build_ds_config
+from jz3.train.entry import total_steps
+from jz3.train.schedules import build_scheduler, multiplier
+
+
+def curve(schedule, total=1000, **kw):
+    args = dict(warmup_ratio=0.03, stable_ratio=0.85, min_lr_ratio=0.1) | kw
+    return [multiplier(i, total, schedule, **args) for i in range(total)]
+
+
+def test_wsd_is_jiuzhang_shape():
+    m = curve(Schedule.wsd)
+    assert m[0] == pytest.approx(1 / 30) and m[29] == 1.0  # 3% linear warmup
+    assert all(x == 1.0 for x in m[30:880])  # 85% stable
+    decay = m[880:]
+    assert all(a > b for a, b in zip(decay[:-1], decay[1:], strict=True))  # then strictly decreasing
+    assert m[-1] == pytest.approx(0.1)  # down to 0.1x lr
+
+
+def test_cosine_and_linear_end_at_min_ratio():
+    c, lin = curve(Schedule.cosine), curve(Schedule.linear)
+    assert c[-1] == pytest.approx(0.1) and lin[-1] == pytest.approx(0.1)
+    mid = 30 + (1000 - 30) // 2
+    assert c[mid] == pytest.approx(0.55, abs=0.01) and lin[mid] == pytest.approx(0.55, abs=0.01)
+    assert curve(Schedule.constant)[-1] == 1.0
+
+
+def test_scheduler_drives_optimizer_lr():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([p], lr=2.0)
+    sched = build_scheduler(opt, TrainerConfig(lr=2.0, schedule=Schedule.wsd), 100)
+    seen = []
+    for _ in range(100):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen[0] == pytest.approx(2.0 / 3) and seen[50] == 2.0 and seen[-1] == pytest.approx(0.2)
+
+
+def test_batch_layout_and_errors_name_fields():
+    t = TrainerConfig(global_batch_size=512, micro_batch_size=4)
+    lay = batch_layout(t, world_size=64)
+    assert (lay.grad_accum, lay.dp_world) == (2, 64)
+    assert batch_layout(t, world_size=64, tp_size=2).grad_accum == 4
+    with pytest.raises(ValueError, match="global_batch_size"):
+        batch_layout(TrainerConfig(global_batch_size=10, micro_batch_size=4), world_size=1)
+
+
+def test_ds_config_zero3_and_autotp():
+    t = TrainerConfig(global_batch_size=32, micro_batch_size=2, grad_clip=1.0, precision=Precision.bf16)
+    ds = build_ds_config(DeepSpeedConfig(zero_stage=3), t, world_size=8)
+    assert ds["train_batch_size"] == 32 and ds["gradient_accumulation_steps"] == 2
+    assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert "tensor_parallel" not in ds and ds["gradient_clipping"] == 1.0
+    tp = build_ds_config(DeepSpeedConfig(zero_stage=1, autotp_size=2), t, world_size=8)
+    assert tp["tensor_parallel"] == {"autotp_size": 2} and tp["gradient_accumulation_steps"] == 4
+    with pytest.raises(ValueError, match="zero_stage"):
+        build_ds_config(DeepSpeedConfig(zero_stage=3, autotp_size=2), t, world_size=8)
+    off = build_ds_config(DeepSpeedConfig(zero_stage=3, offload_optimizer=True, offload_param=True), t, 8)
+    assert off["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def test_total_steps_from_epochs_or_max_steps():
+    assert total_steps(TrainerConfig(max_steps=7), 10_000) == 7
+    assert total_steps(TrainerConfig(max_steps=-1, epochs=5, global_batch_size=32), 100) == 16
+
+
+def test_presets_compose_into_valid_ds_configs():
+    for exp, world in (("jz3_7b", 64), ("jz3_8x7b", 64), ("synth_distill", 8)):
+        cfg = compose([f"+exp={exp}"])
+        ds = build_ds_config(cfg.deepspeed, cfg.trainer, world)
+        assert ds["train_batch_size"] == cfg.trainer.global_batch_size
+    d = compose(["+exp=synth_distill"]).trainer
+    assert (d.lr, d.epochs, d.global_batch_size, d.schedule) == (1e-5, 5, 32, Schedule.cosine)
+    assert compose(["+exp=synth_distill"]).data.seq_len == 2048
