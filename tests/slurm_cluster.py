@@ -18,7 +18,6 @@ Client commands see the cluster through ``SLURM_CONF`` (set in ``cluster.env``).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -85,7 +84,7 @@ class SlurmCluster:
         self.env.pop("SLURM_JOB_ID", None)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 60.0) -> "SlurmCluster":
+    def start(self, timeout: float = 60.0) -> SlurmCluster:
         missing = missing_binaries()
         if missing:
             raise SlurmClusterError(f"missing {missing}: run `make system-deps` (apt-get install "
@@ -125,7 +124,7 @@ class SlurmCluster:
                 p.kill()
                 p.wait(timeout=5)
 
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -167,3 +167,32 @@ def test_tabmwp_public_format(tmp_path):
     assert is_correct("The answer is 1,250 cents.", items[0].gold, "tabmwp")
     assert is_correct("The answer is No.", items[1].gold, "tabmwp")
     assert tabmwp_item(mc).gold == "no"
+
+
+def test_text_answers_are_not_products_of_letters():
+    assert not answers_match("seat", "east", "asdiv")
+    assert answers_match("East", "east", "math-oai")
+    assert not answers_match("Mrs. Hilt", "Mr. Hilt", "asdiv")
+
+
+def test_choice_letter_from_option_text():
+    from jz3.eval.grading import choice_letter
+
+    assert choice_letter("so the answer is $\\frac{1}{2}$", ["1/3", "0.5", "2"]) == "B"
+    assert choice_letter("I am not sure", ["1/3", "0.5"]) == ""
+
+
+def test_math500_gold_rewritten_in_other_notations(shared_data):
+    """`\\dfrac`, `a/b`, no spaces, `$..$`, `\\left(`: every MATH500 gold still matches."""
+    items = load_benchmark("math-oai", shared_data / "benchmarks")
+    misses = []
+    for it in items:
+        g = it.gold
+        forms = [g.replace("\\frac", "\\dfrac"), g.replace(" ", ""), f"${g}$",
+                 re.sub(r"(\d),(\d)", r"\1, \2", g)]
+        if not re.search(r"\d\s*\\frac", g):  # not a mixed number like 1\frac{4}{5}
+            forms.append(re.sub(r"\\frac\{(-?\d+)\}\{(\d+)\}", r"\1/\2", g))
+        if "\\left" not in g:
+            forms.append(g.replace("(", "\\left(").replace(")", "\\right)"))
+        misses += [(g, f) for f in forms if not answers_match(f, g, "math-oai")]
+    assert misses == []

@@ -14,10 +14,10 @@ import pytest
 from jz3.config.eval import SandboxConfig
 from jz3.eval.sandbox import (
     SandboxPool,
-    _uid_drop_possible,
     network_unshare_works,
     pids_cgroup_root,
     run_python,
+    uid_drop_possible,
 )
 
 LIMITS = SandboxConfig(wall_time_s=6.0, cpu_time_s=2, memory_mb=1024, max_procs=16, workers=2)
@@ -51,9 +51,10 @@ def test_exception_is_reported():
 
 
 def test_infinite_loop_is_killed():
-    r = run_python("while True:\n    pass", LIMITS)
+    limits = SandboxConfig(wall_time_s=4.0, cpu_time_s=1)
+    r = run_python("while True:\n    pass", limits)
     assert r.error and (r.error.startswith("cpu_limit") or r.timed_out), r.error
-    assert r.wall_s < LIMITS.wall_time_s + 3
+    assert r.wall_s < limits.wall_time_s + 3
 
 
 def test_sleeping_process_group_killed_on_timeout():
@@ -70,7 +71,7 @@ def test_fork_bomb_blocked():
     assert r.error == "blocked: os.fork"
 
 
-@pytest.mark.skipif(pids_cgroup_root() is None and not _uid_drop_possible(),
+@pytest.mark.skipif(pids_cgroup_root() is None and not uid_drop_possible(),
                     reason="no pids cgroup and no dedicated uid on this machine")
 def test_fork_bomb_contained_without_audit_hook():
     """The OS layer alone (pids cgroup / RLIMIT_NPROC of the slot uid) holds a real fork bomb,
@@ -161,3 +162,13 @@ def test_parent_environment_not_leaked(monkeypatch):
     r = run_python("import os\nprint(os.environ.get('JZ3_SECRET_TOKEN'))", LIMITS)
     assert r.stdout.strip() == "None"
     assert sys.executable and os.environ["JZ3_SECRET_TOKEN"] == "s3cret"
+
+
+@pytest.mark.skipif(not uid_drop_possible(), reason="not root, or no interpreter a uid can read")
+def test_dedicated_uid_denies_writes_even_without_audit_hook(tmp_path):
+    """As root the child runs as its slot's uid: the OS itself refuses writes to the project."""
+    target = Path(__file__).resolve().parent / f"evil-{uuid.uuid4().hex[:6]}.txt"
+    r = run_python(f"import os\nprint(os.getuid())\nopen({str(target)!r}, 'w').write('x')",
+                   SandboxConfig(audit_hook=False))
+    assert int(r.stdout.split()[0]) >= SandboxConfig().uid_base
+    assert r.error.startswith("exception: PermissionError") and not target.exists()

@@ -248,3 +248,16 @@ def test_dataloader_resume_with_workers_gives_the_same_batches(packed):
     resumed = batches(3 * 4, 3, workers=2)  # 3 steps of 4 sequences were consumed
     for a, b in zip(full[3:], resumed, strict=True):
         assert torch.equal(a, b)
+
+
+def test_token_dtype_and_bad_dataset_dirs(tmp_path, packed):
+    from jz3.data.packing import token_dtype
+
+    assert token_dtype(2048) == np.uint16 and token_dtype(65536) == np.uint16
+    assert token_dtype(128_256) == np.uint32  # Llama-3
+    with pytest.raises(FileNotFoundError, match="no packed source"):
+        PackedDataset(tmp_path, 64)
+    with pytest.raises(ValueError, match="seq_len"):
+        PackedDataset(packed / "cot", 1)
+    with pytest.raises(FileNotFoundError, match="pass the source names"):
+        MixedPackedDataset(tmp_path, 64)

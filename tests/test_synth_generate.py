@@ -42,7 +42,7 @@ def test_batched_equals_one_at_a_time_and_reruns_reproduce(tiny_synthesizer):  #
 def test_greedy_matches_transformers_generate(tiny_synthesizer):  # noqa: F811
     gen, model, tok = _gen(tiny_synthesizer, 4)
     ours = gen.generate(_reqs(0.0, max_new=10))
-    for req, res in zip(_reqs(0.0, max_new=10), ours):
+    for req, res in zip(_reqs(0.0, max_new=10), ours, strict=True):
         ids = torch.tensor([gen.encode(req.prompt)])
         ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
                              do_sample=False, pad_token_id=tok.pad_token_id)

@@ -46,6 +46,7 @@ def _ids(path):
     return [r["id"] for r in read_records(path)]
 
 
+@pytest.mark.slow
 def test_shards_resume_and_merge_complete(tiny_synthesizer, snippets_file, tmp_path):  # noqa: F811
     cfg = _cfg(tiny_synthesizer, tmp_path)
     out = tmp_path / "synth"

@@ -20,7 +20,7 @@ def test_keeps_correct_rejects_wrong_and_hanging():
     recs = [_rec("ok", CORRECT, "48"), _rec("wrong", WRONG, "55"), _rec("hang", HANGING, "1"),
             _rec("crash", "print(1/0)", "0"), {**_rec("nocode", "", "1"), "solution": "no code"}]
     with ToolVerifier(SandboxConfig(), timeout_s=2.0, workers=2) as v:
-        reasons = dict(zip([r["id"] for r in recs], v.verify(recs)))
+        reasons = dict(zip([r["id"] for r in recs], v.verify(recs), strict=True))
     assert reasons["ok"] is None
     assert reasons["wrong"].startswith("tool_mismatch") and "'45'" in reasons["wrong"]
     assert reasons["hang"].startswith(("tool_timeout", "tool_error"))

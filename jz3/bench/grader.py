@@ -3,6 +3,7 @@ in the same process: the gold solutions of MATH500 and GSM8K (should all be righ
 copy of each (should all be wrong). Prints a JSON object last; disagreements go to a side file.
 
     python -m jz3.bench.grader [--out runs/bench/grader] [--limit N]
+    python -m jz3.bench.grader --sandbox     # executions/s of the tool-setting sandbox instead
 """
 
 from __future__ import annotations
@@ -64,11 +65,33 @@ def _timed(name: str, fn: Callable[[Dict], bool], pairs: List[Dict]) -> tuple:
     return res, time.perf_counter() - t0
 
 
+def bench_sandbox(workers: int = 2, n: int = 40) -> Dict:
+    """Executions per second through `SandboxPool` (all layers on), trivial and sympy code."""
+    from jz3.config.eval import SandboxConfig
+    from jz3.eval.sandbox import SandboxPool, sandbox_interpreter
+
+    out: Dict = {"workers": workers, "interpreter": sandbox_interpreter().exe}
+    with SandboxPool(SandboxConfig(workers=workers)) as pool:
+        pool.run_many(["print(1)"])
+        for name, code, k in (("print", "print(1)", n),
+                              ("sympy", "import sympy\nprint(sympy.sqrt(8))", n // 2)):
+            t0 = time.perf_counter()
+            res = pool.run_many([code] * k)
+            dt = time.perf_counter() - t0
+            out[f"{name}_exec_per_s"] = round(k / dt, 2)
+            out[f"{name}_ok"] = sum(r.ok for r in res) == k
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/bench/grader")
     ap.add_argument("--limit", type=int, default=None, help="items per benchmark (default all)")
+    ap.add_argument("--sandbox", action="store_true", help="benchmark the code sandbox instead")
     args = ap.parse_args()
+    if args.sandbox:
+        print(json.dumps(bench_sandbox()))
+        return
     pairs = build_pairs(args.limit)
     mv = _math_verify()
     # warm both up (imports, our sympy helper, math-verify's grammar) outside the timing

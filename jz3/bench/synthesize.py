@@ -3,7 +3,7 @@
 (checks + decontamination + exact/near dedup; tool sandbox runs excluded) on 10^5 records.
 Prints a JSON object last.
 
-    python -m jz3.bench.synthesize [--prompts 32] [--new-tokens 64] [--batch 16]
+    python -m jz3.bench.synthesize [--prompts 32] [--new-tokens 256] [--batch 32] [--threads 1]
                                    [--records 100000] [--out runs/bench/synthesize]
 """
 
@@ -59,12 +59,12 @@ def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int) ->
             for i, p in enumerate(prompts)]
     ours = HFGenerator(model, tok, batch_size=batch, max_prompt_tokens=2048)
     ours.generate(reqs[:2])  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = ours.generate(reqs)
-    ours_s = time.perf_counter() - t0
+    ours_s, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
     ours_tokens = sum(r.completion_tokens for r in res)
     naive_tokens = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         for r in reqs:
             ids = torch.tensor([ours.encode(r.prompt)])
@@ -73,14 +73,16 @@ def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int) ->
                                  temperature=1.0, top_p=0.95, max_new_tokens=new_tokens,
                                  use_cache=True, pad_token_id=tok.pad_token_id)
             naive_tokens += out.shape[1] - ids.shape[1]
-    naive_s = time.perf_counter() - t0
+    naive_s, naive_cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"prompts": len(reqs), "new_tokens": new_tokens, "batch_size": batch,
             "mean_prompt_tokens": round(sum(r.prompt_tokens for r in res) / len(res), 1),
             "ours_tokens": ours_tokens, "ours_s": round(ours_s, 3),
             "naive_tokens": naive_tokens, "naive_s": round(naive_s, 3),
             "ours_tokens_per_s": round(ours_tokens / ours_s, 1),
             "naive_tokens_per_s": round(naive_tokens / naive_s, 1),
-            "ratio": round((ours_tokens / ours_s) / (naive_tokens / naive_s), 2)}
+            "ratio": round((ours_tokens / ours_s) / (naive_tokens / naive_s), 2),
+            "ours_cpu_s": round(ours_cpu, 3), "naive_cpu_s": round(naive_cpu, 3),
+            "ratio_cpu_time": round((ours_tokens / ours_cpu) / (naive_tokens / naive_cpu), 2)}
 
 
 def _variant(text: str, rng: random.Random) -> str:
@@ -127,24 +129,26 @@ def bench_filter(work: Path, n: int) -> Dict[str, Any]:
     if not src.exists():
         make_synth_records(src, n)
     cfg = compose([f"run_dir={work}", "synth.filter.verify_tool=false"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = run_filter(cfg, src, work / "filter")
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"records": stats["read"], "kept": stats["kept"], "filter_s": round(wall, 2),
-            "reasons": stats["reasons"], "dedup_records_per_s": round(stats["read"] / wall, 1)}
+            "reasons": stats["reasons"], "dedup_records_per_s": round(stats["read"] / wall, 1),
+            "filter_cpu_s": round(cpu, 2), "records_per_cpu_s": round(stats["read"] / cpu, 1)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (tiny model: 1)")
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--out", default="runs/bench/synthesize")
     a = ap.parse_args()
     work = Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(a.threads)
     gen = bench_generation(work, a.prompts, a.new_tokens, a.batch)
     print(json.dumps({"generation": gen}), flush=True)
     filt = bench_filter(work, a.records)

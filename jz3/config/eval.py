@@ -24,6 +24,8 @@ class SandboxConfig:
     isolate_network: bool = True  # `unshare -n` when it works here (root / CAP_SYS_ADMIN)
     audit_hook: bool = True  # in-process guard: no fork/exec/socket/writes outside the folder
     tmp_root: Optional[str] = None  # where working folders are made (default: system temp)
+    interpreter: Optional[str] = None  # default: this Python, or a same-version system Python
+    # (+ this environment's site-packages) when a dropped uid cannot read this one
 
 
 @dataclass

@@ -35,6 +35,7 @@ class PipelineConfig:
     force: List[str] = field(default_factory=list)  # stages to re-run even if cached
     overrides: Dict[str, Any] = field(default_factory=dict)  # stage name -> nested overrides
     influence_pool: int = 2000  # non-seed snippets the seed synthesizer writes for influence
+    boost_init_from_seed: bool = True  # distill_boost continues the seed synthesizer
     synth_shards: int = 1  # local: shards run one after another; slurm: array size
     sft_sources: List[str] = field(default_factory=list)  # {"input","output"} files for SFT
     ablation: bool = True  # also pretrain on raw snippets with the same token budget

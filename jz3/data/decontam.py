@@ -165,7 +165,7 @@ class Decontaminator:
             found, where = table.lookup(h)
             if len(found):
                 weight = 1 if length == self.n else self.min_matches  # whole short question
-                for r, (b, i) in zip(rec[where].tolist(), found.tolist()):
+                for r, (b, i) in zip(rec[where].tolist(), found.tolist(), strict=True):
                     hits[r][(b, i)] += weight
         out: List[Optional[Match]] = []
         for c in hits:

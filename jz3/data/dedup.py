@@ -1,7 +1,7 @@
 """Exact (normalised-text hash) and near (MinHash LSH, datasketch) duplicate detection.
 
 Both keep the first record seen and answer, for each later record, which kept record it
-duplicates. Near duplicates are LSH candidates (datasketch `MinHashLSH`) at the configured Jaccard threshold over word
+duplicates. Near duplicates are banded-LSH candidates (bands/rows chosen by datasketch) at the configured Jaccard threshold over word
 shingles (the usual large-scale practice; candidates are not re-verified pairwise).
 """
 
@@ -14,7 +14,7 @@ import zlib
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from datasketch import MinHashLSH
+from datasketch.lsh import _optimal_param
 
 from jz3.data.ngram_hash import Windows
 
@@ -41,7 +41,11 @@ class ExactDeduper:
 
     def check_add(self, key: str, text: str) -> Optional[str]:
         """None (and remember `key`) when new, else the key of the earlier identical text."""
-        digest = hashlib.blake2b(normalize_text(text).encode(), digest_size=16).digest()
+        return self.check_add_normal(key, normalize_text(text))
+
+    def check_add_normal(self, key: str, normal: str) -> Optional[str]:
+        """`check_add` for a text already in normal form (e.g. `" ".join(words(text))`)."""
+        digest = hashlib.blake2b(normal.encode(), digest_size=16).digest()
         first = self._seen.get(digest)
         if first is not None:
             return first
@@ -49,24 +53,26 @@ class ExactDeduper:
         return None
 
 
-class _Signature:
-    """What datasketch's MinHashLSH reads from a MinHash: `hashvalues` and `len()`."""
+class _WordHashes(dict):
+    """crc32 of each word, memoised (words repeat a lot; cleared when it grows too big)."""
 
-    __slots__ = ("hashvalues",)
+    limit = 2_000_000
 
-    def __init__(self, hashvalues: np.ndarray) -> None:
-        self.hashvalues = hashvalues
-
-    def __len__(self) -> int:
-        return len(self.hashvalues)
+    def __missing__(self, word: str) -> int:
+        if len(self) > self.limit:
+            self.clear()
+        value = self[word] = zlib.crc32(word.encode())
+        return value
 
 
 class NearDeduper:
-    """MinHash over word `shingle`-grams, banded LSH at `threshold` (datasketch MinHashLSH).
+    """MinHash over word `shingle`-grams, banded LSH at `threshold`.
 
     Signatures are computed for blocks of texts at once: crc32 per word, shingle hashes from
     `jz3.data.ngram_hash.Windows`, then `num_perm` affine hash functions modulo 2**32 and a per-text
     minimum (numpy, uint32), which is what datasketch's MinHash does one text at a time.
+    The LSH uses datasketch's choice of (bands, rows) for the threshold, with one dict per band
+    keyed by the band's bytes (datasketch's MinHashLSH byte-swaps and re-hashes every band).
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5,
@@ -77,7 +83,9 @@ class NearDeduper:
         rng = np.random.RandomState(seed)
         self.a = (rng.randint(0, 2**31, num_perm, dtype=np.uint64) * 2 + 1).astype(np.uint32)
         self.b = rng.randint(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+        self.tables: List[Dict[bytes, str]] = [{} for _ in range(self.bands)]
+        self._words = _WordHashes()
         self.size = 0
 
     def signatures(self, word_lists: Sequence[List[str]]) -> np.ndarray:
@@ -85,7 +93,8 @@ class NearDeduper:
         out = np.full((len(word_lists), self.num_perm), 2**32 - 1, dtype=np.uint32)
         for start in range(0, len(word_lists), self.block):
             part = word_lists[start:start + self.block]
-            flat = np.array([zlib.crc32(t.encode()) for w in part for t in w], dtype=np.uint64)
+            wh = self._words
+            flat = np.array([wh[t] for w in part for t in w], dtype=np.uint64)
             win = Windows(flat=flat, lengths=[len(w) for w in part])
             h, rec = win.hashes(self.shingle)
             short = [i for i, w in enumerate(part) if 0 < len(w) < self.shingle]
@@ -105,12 +114,15 @@ class NearDeduper:
         return out
 
     def check_add_signature(self, key: str, sig: np.ndarray) -> Optional[str]:
-        """None (and index `key`) when no kept text is near, else one near kept key."""
-        s = _Signature(sig)
-        hits = self.lsh.query(s)
-        if hits:
-            return str(min(hits))  # deterministic choice among candidates
-        self.lsh.insert(key, s, check_duplication=False)
+        """None (and index `key`) when no kept text shares a band, else the first such key."""
+        r = self.rows
+        band_keys = [sig[i * r:(i + 1) * r].tobytes() for i in range(self.bands)]
+        for table, bk in zip(self.tables, band_keys, strict=True):
+            hit = table.get(bk)
+            if hit is not None:
+                return hit
+        for table, bk in zip(self.tables, band_keys, strict=True):
+            table[bk] = key
         self.size += 1
         return None
 

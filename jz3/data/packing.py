@@ -65,8 +65,12 @@ def to_train_example(record: Dict[str, Any]) -> Dict[str, str]:
 
 
 def _pair(record: Dict[str, Any]) -> Pair:
-    ex = to_train_example(record)
-    return ("", ex["text"]) if "text" in ex else (ex["input"], ex["output"])
+    """(input, output) of a record already validated as `RecordKind.example`."""
+    if "text" in record:
+        return "", record["text"]
+    if "completion" in record:
+        return record["prompt"], record["completion"]
+    return record["input"], record["output"]
 
 
 # ----------------------------------------------------------------------------- encoding (workers)

@@ -13,6 +13,7 @@ _RELATIONS = ("\\le", "\\ge", "\\ne", "<=", ">=", "<", ">", "=")
 _FLIP = {"\\le": "\\ge", "\\ge": "\\le", "<": ">", ">": "<", "<=": ">=", ">=": "<=",
          "=": "=", "\\ne": "\\ne"}
 _MATRIX = re.compile(r"^\\begin\{([pbvB]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}$")
+_WORDS = re.compile(r"[a-zA-Z][a-zA-Z\s'.-]*[a-zA-Z]")
 _LATEXY = re.compile(r"\\(frac|sqrt|pi|cdot|times|sin|cos|tan|log|ln)|\^|[a-zA-Z]")
 
 
@@ -88,8 +89,8 @@ class Equivalence:
             return True
         if not a or not b or depth > 4:
             return False
-        if a.lower() == b.lower() and re.fullmatch(r"[a-zA-Z\s]+", a):
-            return True
+        if _WORDS.fullmatch(a) or _WORDS.fullmatch(b):  # text answers: never letters-as-symbols
+            return a.lower() == b.lower()  # ("east" is not e*a*s*t == "seat")
         fa, fb = parse_number(a), parse_number(b)
         if fa is not None and fb is not None:
             return numbers_equal(a, b, fa, fb)

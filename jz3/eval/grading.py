@@ -27,6 +27,17 @@ def extract_answer(text: str, benchmark: str) -> str:
     return extract_math(text)
 
 
+def choice_letter(text: str, choices: List[str]) -> str:
+    """The letter of the option whose content equals the output's final answer ("" if none)."""
+    ans = extract_math(text)
+    if not ans:
+        return ""
+    for i, c in enumerate(choices):
+        if _EQUIV.equal(ans, c):
+            return LETTERS[i]
+    return ""
+
+
 def answers_match(pred: str, gold: str, benchmark: str) -> bool:
     """Compare an already extracted answer with the gold one."""
     if is_multiple_choice(benchmark):

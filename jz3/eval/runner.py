@@ -17,7 +17,7 @@ from jz3.config.eval import EvalConfig
 from jz3.config.root import JZ3Config
 from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines
 from jz3.eval.backends import Generator, GenParams, make_generator
-from jz3.eval.grading import answers_match, extract_answer, majority_vote
+from jz3.eval.grading import answers_match, choice_letter, extract_answer, majority_vote
 from jz3.eval.loaders import EvalItem, load_benchmark
 from jz3.eval.prompting import build_prompt, stop_strings
 from jz3.eval.report import Metrics, log_wandb, write_reports
@@ -68,6 +68,8 @@ def generate_outputs(gen: Generator, items: List[EvalItem], benchmark: str,
 def grade_item(item: EvalItem, outputs: List[str], benchmark: str, setting: EvalSetting) -> Dict:
     """The prediction record; with several samples, `pred` is the majority vote (maj@k)."""
     preds = [extract_answer(o, benchmark) for o in outputs]
+    if item.choices:  # a model that writes the option's text instead of its letter
+        preds = [p or choice_letter(o, item.choices) for p, o in zip(preds, outputs, strict=True)]
     pred = preds[0] if len(preds) == 1 else majority_vote(preds, benchmark)
     rec = {"benchmark": benchmark, "idx": item.idx, "question": item.question, "gold": item.gold,
            "output": outputs[0] if outputs else "", "pred": pred,

@@ -3,8 +3,9 @@
 Layers (each one holds on its own; docs/GRADING.md lists what each stops):
 1. a fresh `python -I -B` process per execution in its own session/process group;
 2. rlimits: CPU time, address space, file size, open files, number of processes, no core;
-3. when root: a dedicated uid per concurrent slot (so RLIMIT_NPROC really applies and every
-   leftover process of that uid is killed afterwards) and a private 0700 working folder;
+3. a pids cgroup per concurrent slot (fork bombs), and when root a dedicated uid per slot (so
+   RLIMIT_NPROC applies, file permissions hold, and every leftover process of that uid is
+   killed afterwards); a private 0700 working folder (see jz3.eval.containment);
 4. `unshare -n` (an empty network namespace) when this machine allows it;
 5. an audit hook in the child refusing fork/exec/subprocess/os.system, sockets, ctypes symbol
    lookup, and writes/removals/renames outside the working folder;
@@ -14,8 +15,6 @@ A crash, hang or escape attempt only ever produces an `ExecResult` with `error` 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -23,23 +22,31 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from jz3.config.eval import SandboxConfig
+from jz3.eval.containment import (
+    claim_slot,
+    kill_cgroup,
+    kill_group,
+    kill_uid,
+    network_unshare_works,
+    pids_cgroup_root,
+    sandbox_interpreter,
+    slot_cgroup,
+    uid_drop_possible,
+)
 from jz3.eval.sandbox_child import BOOTSTRAP
 
 log = logging.getLogger(__name__)
 _MARK = "JZ3_SANDBOX_BLOCKED "
-_LOCK_DIR = Path(tempfile.gettempdir()) / "jz3-sandbox-slots"
-_MAX_SLOTS = 256
+__all__ = ["ExecResult", "SandboxPool", "run_python", "network_unshare_works",
+           "pids_cgroup_root", "sandbox_interpreter", "uid_drop_possible"]
 
 
 @dataclass
@@ -70,171 +77,6 @@ class ExecResult:
         msg = last[-1] if last else (self.error or "error")
         out = self.stdout.strip()
         return ((out + "\n") if out else "")[:max_chars] + msg[:500]
-
-
-@lru_cache(maxsize=1)
-def network_unshare_works() -> bool:
-    """Whether `unshare -n` can create an empty network namespace here."""
-    exe = shutil.which("unshare")
-    if not exe:
-        return False
-    try:
-        return subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-@contextlib.contextmanager
-def _claim_slot() -> Iterator[int]:
-    """A slot number free across processes (an flock'd file), released on exit."""
-    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    while True:
-        for slot in range(_MAX_SLOTS):
-            f = open(_LOCK_DIR / f"slot-{slot}.lock", "w")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.close()
-                continue
-            try:
-                yield slot
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-                f.close()
-            return
-        time.sleep(0.05)
-
-
-def _readable_by_others(path: str) -> bool:
-    """Every folder from / down to `path` is searchable by other users (so a dropped uid can
-    still import the interpreter's standard library)."""
-    p = Path(path).resolve()
-    for d in [p, *p.parents]:
-        with contextlib.suppress(OSError):
-            if not os.stat(d).st_mode & 0o001:
-                return False
-    return True
-
-
-@lru_cache(maxsize=1)
-def _uid_drop_possible() -> bool:
-    import sysconfig
-
-    ok = os.geteuid() == 0 and _readable_by_others(sysconfig.get_paths()["stdlib"]) \
-        and _readable_by_others(sys.executable)
-    if os.geteuid() == 0 and not ok:
-        log.warning("sandbox: the interpreter's stdlib is not readable by other users; running "
-                    "as root with the pids cgroup + audit hook + network namespace guards")
-    return ok
-
-
-def _pids_cgroup_root() -> Optional[Path]:
-    """A writable pids cgroup (v1 `pids` hierarchy or v2 unified) for the sandbox slots."""
-    cands = [Path("/sys/fs/cgroup/pids")]
-    unified = Path("/sys/fs/cgroup/cgroup.controllers")
-    with contextlib.suppress(OSError):
-        if "pids" in unified.read_text().split():
-            cands.append(Path("/sys/fs/cgroup"))
-    for base in cands:
-        root = base / "jz3-sandbox"
-        try:
-            root.mkdir(exist_ok=True)
-            if base == Path("/sys/fs/cgroup"):
-                with contextlib.suppress(OSError):
-                    (base / "cgroup.subtree_control").write_text("+pids")
-            probe = root / "probe"
-            probe.mkdir(exist_ok=True)
-            ok = (probe / "pids.max").exists()
-            probe.rmdir()
-            if ok:
-                return root
-        except OSError:
-            continue
-    return None
-
-
-_CGROUP_ROOT: Optional[Path] = None
-_CGROUP_CHECKED = False
-_CGROUP_LOCK = threading.Lock()
-
-
-def pids_cgroup_root() -> Optional[Path]:
-    global _CGROUP_ROOT, _CGROUP_CHECKED
-    with _CGROUP_LOCK:
-        if not _CGROUP_CHECKED:
-            _CGROUP_ROOT, _CGROUP_CHECKED = _pids_cgroup_root(), True
-        return _CGROUP_ROOT
-
-
-def _slot_cgroup(slot: int, max_procs: int) -> Optional[Path]:
-    root = pids_cgroup_root()
-    if root is None:
-        return None
-    cg = root / f"slot-{slot}"
-    try:
-        cg.mkdir(exist_ok=True)
-        (cg / "pids.max").write_text(str(max_procs))
-    except OSError as e:
-        log.warning("sandbox: cannot set up %s (%s)", cg, e)
-        return None
-    return cg
-
-
-def _kill_cgroup(cg: Path, rounds: int = 100) -> int:
-    """SIGKILL every process in the slot's cgroup until it is empty."""
-    killed = 0
-    for _ in range(rounds):
-        try:
-            pids = [int(x) for x in (cg / "cgroup.procs").read_text().split()]
-        except OSError:
-            return killed
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-        time.sleep(0.01)
-    return killed
-
-
-def _pids_of_uid(uid: int) -> List[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/status") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(d))
-                        break
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
-def _kill_uid(uid: int, rounds: int = 50) -> int:
-    """SIGKILL every process of the sandbox uid until none is left; returns how many."""
-    killed = 0
-    for _ in range(rounds):
-        pids = _pids_of_uid(uid)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-        time.sleep(0.01)
-    return killed
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
 
 
 def _child_env(workdir: str) -> dict:
@@ -314,13 +156,15 @@ def _read_streams(proc: subprocess.Popen, limits: SandboxConfig, deadline: float
 def run_python(code: str, limits: SandboxConfig | None = None) -> ExecResult:
     """Run `code` in a fresh sandboxed interpreter; never raises for anything the code does."""
     limits = limits or SandboxConfig()
-    with _claim_slot() as slot:
+    with claim_slot() as slot:
         return _run_in_slot(code, limits, slot)
 
 
 def _run_in_slot(code: str, limits: SandboxConfig, slot: int) -> ExecResult:
-    uid = limits.uid_base + slot if (limits.drop_privileges and _uid_drop_possible()) else None
-    cg = _slot_cgroup(slot, limits.max_procs)
+    interp = sandbox_interpreter(limits.interpreter)
+    drop = limits.drop_privileges and os.geteuid() == 0 and interp.uid_ok
+    uid = limits.uid_base + slot if drop else None
+    cg = slot_cgroup(slot, limits.max_procs)
     workdir = tempfile.mkdtemp(prefix="jz3-sbx-", dir=limits.tmp_root)
     t0 = time.monotonic()
     try:
@@ -330,10 +174,12 @@ def _run_in_slot(code: str, limits: SandboxConfig, slot: int) -> ExecResult:
             os.chown(Path(workdir, "main.py"), uid, uid)
         os.chmod(workdir, 0o700)
         child_cfg = {"cpu_time_s": limits.cpu_time_s, "memory_mb": limits.memory_mb,
+                     "wall_time_s": limits.wall_time_s,
                      "max_file_mb": limits.max_file_mb, "max_procs": limits.max_procs,
                      "workdir": workdir, "uid": uid, "audit": limits.audit_hook,
+                     "sys_path": list(interp.extra_paths),
                      "cgroup_procs": str(cg / "cgroup.procs") if cg else None}
-        cmd = [sys.executable, "-I", "-B", "-c", BOOTSTRAP, json.dumps(child_cfg)]
+        cmd = [interp.exe, "-I", "-B", "-c", BOOTSTRAP, json.dumps(child_cfg)]
         if limits.isolate_network and network_unshare_works():
             cmd = [shutil.which("unshare") or "unshare", "-n", "--"] + cmd
         proc = subprocess.Popen(cmd, cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
@@ -343,12 +189,12 @@ def _run_in_slot(code: str, limits: SandboxConfig, slot: int) -> ExecResult:
             out, err, timed_out, truncated = _read_streams(
                 proc, limits, t0 + limits.wall_time_s)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
+            proc.wait()  # reap first: a zombie still counts as a process of the uid
             if cg is not None:
-                _kill_cgroup(cg)
+                kill_cgroup(cg)
             if uid is not None:
-                _kill_uid(uid)
-            proc.wait()
+                kill_uid(uid)
             for s in (proc.stdout, proc.stderr):
                 if s is not None:
                     s.close()
@@ -379,7 +225,6 @@ class SandboxPool:
         self.limits = limits or SandboxConfig()
         self._executor = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
                                             thread_name_prefix="jz3-sandbox")
-        self._lock = threading.Lock()
 
     def run_many(self, codes: Sequence[str]) -> List[ExecResult]:
         return list(self._executor.map(lambda c: run_python(c, self.limits), codes))

@@ -26,12 +26,15 @@ _lim(resource.RLIMIT_AS, cfg["memory_mb"] * MB)
 _lim(resource.RLIMIT_FSIZE, cfg["max_file_mb"] * MB)
 _lim(resource.RLIMIT_NOFILE, 256)
 _lim(resource.RLIMIT_NPROC, cfg["max_procs"])
+import signal
+signal.alarm(int(cfg["wall_time_s"]) + 5)  # dies on its own if the harness is killed first
 work = cfg["workdir"]
 if cfg.get("uid") is not None:
     os.setgroups([])
     os.setgid(cfg["uid"])
     os.setuid(cfg["uid"])
 os.chdir(work)
+sys.path.extend(cfg.get("sys_path") or [])
 sys.path.insert(0, work)
 import _posixsubprocess
 def _no_fork_exec(*a, **k):

@@ -159,9 +159,11 @@ def run_distill(ctx: StageContext) -> StageResult:
 
 
 def run_distill_boost(ctx: StageContext) -> StageResult:
+    """The synthesizer on seed + boost KD; from the seed synthesizer or from scratch (paper)."""
     srcs = [DataSource(n, str(ctx.inputs[n].out / "kd.jsonl"), 1.0)
             for n in ("kd_seed", "kd_boost")]
-    return _train(ctx, TrainMode.distill, srcs)
+    init = export_dir(ctx.inputs["distill"]) if ctx.cfg.pipeline.boost_init_from_seed else None
+    return _train(ctx, TrainMode.distill, srcs, init_from=init)
 
 
 # ---------------------------------------------------------------- influence
@@ -421,7 +423,8 @@ STAGES: List[Stage] = [
           reads=["influence", "synth", "teacher.num_seed", "pipeline.influence_pool",
                  "data.tokenizer", "seed"]),
     Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"], reads=["teacher"]),
-    Stage("distill_boost", run_distill_boost, inputs=["kd_seed", "kd_boost"], reads=TRAIN_READS),
+    Stage("distill_boost", run_distill_boost, inputs=["kd_seed", "kd_boost", "distill"],
+          reads=TRAIN_READS + ["pipeline.boost_init_from_seed"]),
     Stage("synthesize", run_synthesize_merge, inputs=["snippets", "distill_boost"],
           reads=["synth", "pipeline.synth_shards"],
           shard_fn=synthesize_one_shard, shards_key="pipeline.synth_shards"),

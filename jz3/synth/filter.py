@@ -92,10 +92,10 @@ class _Filter:
                 live.append(r)
         wl = [words(r["problem"]) for r in live]
         if self.decon is not None and live:
-            texts = ([w + words(r["solution"]) for w, r in zip(wl, live)]
+            texts = ([w + words(r["solution"]) for w, r in zip(wl, live, strict=True)]
                      if fc.decontam_solution else wl)
             nxt, nwl = [], []
-            for r, w, m in zip(live, wl, self.decon.check_many(texts)):
+            for r, w, m in zip(live, wl, self.decon.check_many(texts), strict=True):
                 if m is None:
                     nxt.append(r)
                     nwl.append(w)
@@ -107,8 +107,8 @@ class _Filter:
             live, wl = nxt, nwl
         if self.exact is not None:
             nxt, nwl = [], []
-            for r, w in zip(live, wl):
-                first = self.exact.check_add(r["id"], " ".join(w))
+            for r, w in zip(live, wl, strict=True):
+                first = self.exact.check_add_normal(r["id"], " ".join(w))
                 if first is None:
                     nxt.append(r)
                     nwl.append(w)
@@ -117,7 +117,7 @@ class _Filter:
             live, wl = nxt, nwl
         if self.near is not None and live:
             nxt = []
-            for r, sig in zip(live, self.near.signatures(wl)):
+            for r, sig in zip(live, self.near.signatures(wl), strict=True):
                 first = self.near.check_add_signature(r["id"], sig)
                 if first is None:
                     nxt.append(r)
@@ -141,7 +141,8 @@ class _Filter:
 
             self.verifier = ToolVerifier(self.sandbox, self.fc.tool_timeout_s,
                                          self.fc.tool_workers)
-        for r, reason in zip(self.pending_tool, self.verifier.verify(self.pending_tool)):
+        verdicts = self.verifier.verify(self.pending_tool)
+        for r, reason in zip(self.pending_tool, verdicts, strict=True):
             if reason is None:
                 self.keep(r)
             else:
@@ -172,6 +173,7 @@ class _Filter:
         finally:
             if self.verifier is not None:
                 self.verifier.close()
+        tmp_rejected.touch()  # Quarantine creates its file on the first rejection only
         os.replace(tmp_rejected, self.out / "rejected.jsonl")
         if io.rejected:
             self.reasons["invalid_record"] += io.rejected

@@ -87,7 +87,7 @@ class HFGenerator:
         for start in range(0, len(encoded), self.batch_size):
             chunk = encoded[start:start + self.batch_size]
             outs = self.generate_batch([requests[i] for i, _ in chunk], [ids for _, ids in chunk])
-            for (i, ids), (toks, finish) in zip(chunk, outs):
+            for (i, ids), (toks, finish) in zip(chunk, outs, strict=True):
                 text = self.tok.decode(toks, skip_special_tokens=True)
                 results[i] = GenResult(requests[i].id, text, len(ids), len(toks), finish)
         return [r for r in results if r is not None]
@@ -125,7 +125,7 @@ class HFGenerator:
             step += 1
             tok_list = tok.tolist()
             keep: List[int] = []
-            for k, (row, t) in enumerate(zip(alive_list, tok_list)):
+            for k, (row, t) in enumerate(zip(alive_list, tok_list, strict=True)):
                 if t == self.eos_id:
                     finish[row] = "stop"
                     continue

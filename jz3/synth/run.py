@@ -21,7 +21,7 @@ from jz3.config.enums import SynthStep
 from jz3.config.root import JZ3Config
 from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records, shard_from_env
 from jz3.pipeline.manifest import config_hash, write_manifest
-from jz3.synth.backend import GenRequest, Generator, make_generator, record_seed
+from jz3.synth.backend import Generator, GenRequest, make_generator, record_seed
 from jz3.synth.records import is_tool, to_synth_record
 from jz3.synth.shard_store import FAILED, OK, ShardStore, envelope
 
@@ -115,7 +115,7 @@ def synthesize_shard(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | P
             prompts.append(prompt)
             snips.append(sn)
         results = generator.generate(reqs) if reqs else []  # type: ignore[union-attr]
-        for sn, req, prompt, res in zip(snips, reqs, prompts, results):
+        for sn, req, prompt, res in zip(snips, reqs, prompts, results, strict=True):
             rec, reason = to_synth_record(sn, req, prompt, res, model_name)
             extra = {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens}
             if rec is None:

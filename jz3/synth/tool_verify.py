@@ -66,7 +66,8 @@ class ToolVerifier:
         programs = [program_of(r) for r in records]
         runnable = [p for p in programs if p]
         results = iter(self.pool.run_many(runnable))
-        return [verdict(r, next(results) if p else None) for r, p in zip(records, programs)]
+        return [verdict(r, next(results) if p else None)
+                for r, p in zip(records, programs, strict=True)]
 
     def close(self) -> None:
         self.pool.close()

@@ -53,7 +53,7 @@ class VLLMGenerator:
                                  max_tokens=r.max_new_tokens, seed=r.seed % (2**31))
                   for r in todo]
         outs = self.llm.generate([r.prompt for r in todo], params, use_tqdm=False)
-        for r, o in zip(todo, outs):
+        for r, o in zip(todo, outs, strict=True):
             c = o.outputs[0]
             results[r.id] = GenResult(r.id, c.text, len(o.prompt_token_ids), len(c.token_ids),
                                       "length" if c.finish_reason == "length" else "stop")

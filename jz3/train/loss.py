@@ -14,7 +14,11 @@ def target_count(labels: torch.Tensor) -> int:
 
 
 def causal_lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropies (float32) over positions whose label is not -100."""
+    """Sum of next-token cross-entropies (float32) over positions whose label is not -100.
+
+    Shifts the labels (one pad column) instead of slicing the logits, so the [B, L, V] logits
+    are not copied."""
     v = logits.shape[-1]
-    return F.cross_entropy(logits[:, :-1].reshape(-1, v).float(), labels[:, 1:].reshape(-1),
+    shifted = F.pad(labels, (0, 1), value=IGNORE)[:, 1:]
+    return F.cross_entropy(logits.reshape(-1, v).float(), shifted.reshape(-1),
                            ignore_index=IGNORE, reduction="sum")

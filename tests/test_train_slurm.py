@@ -1,0 +1,62 @@
+"""launch/slurm/pretrain.sbatch on a real local SLURM cluster (tests/slurm_cluster.py): one node,
+two CPU ranks (srun tasks, rendezvous from SLURM variables, ZeRO-3 over gloo); a SIGUSR1 sent
+through `scancel --signal=USR1` makes every rank checkpoint and stop (~1-2 min)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+
+from tests.dist_harness import ROOT, metric_lines
+from tests.slurm_cluster import slurm_cluster  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def overrides(run_dir, tok_dir, steps):
+    return ["+exp=tiny_pretrain", "deepspeed=zero3", f"run_dir={run_dir}", f"data.tokenizer.path={tok_dir}",
+            "data.seq_len=64", "data.num_workers=0", f"trainer.max_steps={steps}",
+            "trainer.global_batch_size=8", "trainer.micro_batch_size=2", "trainer.save_every=0"]
+
+
+def submit(cluster, tmp_path, args):
+    env = {"JZ3_PYTHON": sys.executable, "JZ3_ROOT": str(ROOT), "WANDB_MODE": "disabled"}
+    return cluster.sbatch(["--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
+                           f"--output={tmp_path}/slurm-%j.out", str(ROOT / "launch/slurm/pretrain.sbatch"),
+                           *args], cwd=tmp_path, env=env)
+
+
+def test_two_rank_job_then_usr1_preemption(slurm_cluster, tmp_path, tiny_tokenizer_dir):  # noqa: F811
+    run = tmp_path / "run"
+    job = submit(slurm_cluster, tmp_path, overrides(run, tiny_tokenizer_dir, 6))
+    states = slurm_cluster.wait(job, timeout=480)
+    log = (tmp_path / f"slurm-{job}.out").read_text()
+    assert states == {0: "COMPLETED"}, log[-4000:]
+    assert "rank 1/2: process group up (gloo)" in log and "rank 0/2" in log
+    res = json.loads((run / "train" / "train_result.json").read_text())
+    assert res["steps"] == 6 and not res["preempted"]
+    ck = run / "train" / "checkpoints" / "step-00000006"
+    assert len(list(ck.glob("*optim_states.pt"))) == 2  # ZeRO-3 partitions of two ranks
+    assert (run / "train" / "hf" / "config.json").exists()
+
+    # Preemption: a long job, USR1 to every task once training is under way.
+    run2 = tmp_path / "run2"
+    job2 = submit(slurm_cluster, tmp_path, overrides(run2, tiny_tokenizer_dir, 100000))
+    metrics = run2 / "train" / "metrics.jsonl"
+    deadline = time.monotonic() + 400
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline, (tmp_path / f"slurm-{job2}.out").read_text()[-4000:]
+        assert slurm_cluster.states(job2).get(0) in ("PENDING", "RUNNING", "CONFIGURING")
+        time.sleep(1)
+    slurm_cluster.scancel(job2, "USR1")
+    states = slurm_cluster.wait(job2, timeout=240)
+    log2 = (tmp_path / f"slurm-{job2}.out").read_text()
+    assert states == {0: "COMPLETED"}, log2[-4000:]
+    assert "received SIGUSR1" in log2
+    res2 = json.loads((run2 / "train" / "train_result.json").read_text())
+    assert res2["preempted"] and 3 <= res2["steps"] < 100000
+    assert res2["checkpoint_dir"].endswith(f"step-{res2['steps']:08d}")
+    assert metric_lines(metrics)[-1]["step"] == res2["steps"]
