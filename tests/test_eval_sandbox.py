@@ -24,7 +24,7 @@ LIMITS = SandboxConfig(wall_time_s=6.0, cpu_time_s=2, memory_mb=1024, max_procs=
 
 
 def _no_processes_left(marker: str) -> bool:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     return marker not in out
 
 
@@ -157,6 +157,14 @@ def test_pool_finishes_remaining_items_after_escapes():
     assert res[4].error.startswith("exception") or res[4].returncode == 3
 
 
+def test_unreachable_tmp_root_is_reported(tmp_path):
+    r = run_python("print(1)", SandboxConfig(tmp_root=str(tmp_path)))
+    if uid_drop_possible():  # pytest's tmp folders are 0700: the slot uid could not enter
+        assert r.error.startswith("sandbox_error: tmp_root")
+    else:
+        assert r.ok and r.stdout.strip() == "1"
+
+
 def test_parent_environment_not_leaked(monkeypatch):
     monkeypatch.setenv("JZ3_SECRET_TOKEN", "s3cret")
     r = run_python("import os\nprint(os.environ.get('JZ3_SECRET_TOKEN'))", LIMITS)
@@ -172,3 +180,38 @@ def test_dedicated_uid_denies_writes_even_without_audit_hook(tmp_path):
                    SandboxConfig(audit_hook=False))
     assert int(r.stdout.split()[0]) >= SandboxConfig().uid_base
     assert r.error.startswith("exception: PermissionError") and not target.exists()
+
+
+def test_child_dies_on_its_own_when_the_harness_is_killed():
+    """kill -9 of the harness mid-run: the sandboxed process ends by its own alarm."""
+    import shutil
+    import tempfile
+    import time
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="jz3-orphan-"))  # pytest's tmp is 0700: no uid entry
+    os.chmod(tmp_path, 0o755)
+    try:
+        _orphan_dies(tmp_path, time)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _orphan_dies(tmp_path: Path, time) -> None:  # noqa: ANN001
+
+    harness = ("import sys\nfrom jz3.config.eval import SandboxConfig\n"
+               "from jz3.eval.sandbox import run_python\n"
+               "run_python('import time\\ntime.sleep(100)', "
+               "SandboxConfig(wall_time_s=1.0, tmp_root=sys.argv[1]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", harness, str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while _no_processes_left(str(tmp_path) + "/jz3-sbx-") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _no_processes_left(str(tmp_path) + "/jz3-sbx-"), "the sandbox never started"
+    proc.kill()
+    proc.wait()
+    time.sleep(0.5)
+    assert not _no_processes_left(str(tmp_path)), "expected the orphan to outlive the harness"
+    deadline = time.monotonic() + 15
+    while not _no_processes_left(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _no_processes_left(str(tmp_path))

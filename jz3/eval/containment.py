@@ -57,7 +57,7 @@ def claim_slot() -> Iterator[int]:
         time.sleep(0.05)
 
 
-def _readable_by_others(path: str) -> bool:
+def readable_by_others(path: str) -> bool:
     """Every folder from / down to `path` is searchable by other users (so a dropped uid can
     still import the interpreter's standard library)."""
     p = Path(path).resolve()
@@ -102,19 +102,19 @@ def sandbox_interpreter(explicit: Optional[str] = None) -> Interpreter:
 
     if explicit:
         probe = _probe(explicit)
-        ok = probe is not None and _readable_by_others(probe[1])
+        ok = probe is not None and readable_by_others(probe[1])
         return Interpreter(explicit, tuple(site.getsitepackages()), ok)
     if os.geteuid() != 0:
         return Interpreter(sys.executable)
-    if _readable_by_others(sysconfig.get_paths()["stdlib"]) and _readable_by_others(sys.executable):
+    if readable_by_others(sysconfig.get_paths()["stdlib"]) and readable_by_others(sys.executable):
         return Interpreter(sys.executable, (), True)
     sites = tuple(p for p in site.getsitepackages() if Path(p).is_dir())
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     for cand in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
-        if not Path(cand).exists() or not all(_readable_by_others(p) for p in sites):
+        if not Path(cand).exists() or not all(readable_by_others(p) for p in sites):
             continue
         probe = _probe(cand)
-        if probe and probe[0] == sys.version_info[:2] and _readable_by_others(probe[1]):
+        if probe and probe[0] == sys.version_info[:2] and readable_by_others(probe[1]):
             log.info("sandbox: running %s (+ %s) as a dedicated uid", cand, ", ".join(sites))
             return Interpreter(cand, sites, True)
     log.warning("sandbox: no interpreter readable by other users; running as root with the "

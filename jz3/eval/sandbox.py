@@ -37,6 +37,7 @@ from jz3.eval.containment import (
     kill_uid,
     network_unshare_works,
     pids_cgroup_root,
+    readable_by_others,
     sandbox_interpreter,
     slot_cgroup,
     uid_drop_possible,
@@ -165,6 +166,9 @@ def _run_in_slot(code: str, limits: SandboxConfig, slot: int) -> ExecResult:
     drop = limits.drop_privileges and os.geteuid() == 0 and interp.uid_ok
     uid = limits.uid_base + slot if drop else None
     cg = slot_cgroup(slot, limits.max_procs)
+    if uid is not None and not readable_by_others(limits.tmp_root or tempfile.gettempdir()):
+        return ExecResult("", "", None, error=f"sandbox_error: tmp_root {limits.tmp_root} is not "
+                          "searchable by other users, so the sandbox uid cannot enter it")
     workdir = tempfile.mkdtemp(prefix="jz3-sbx-", dir=limits.tmp_root)
     t0 = time.monotonic()
     try:

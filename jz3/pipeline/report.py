@@ -185,14 +185,14 @@ class Report:
         counts = {"snippets in": sy.get("synth_in"), "parsed": sy.get("synth_out"),
                   "synth rejected": sy.get("synth_rejected")}
         if fi:
-            counts["kept after filter"] = sum((fi.get("kept") or {}).values())
+            counts["kept after filter"] = sum((fi.get("kept_by_source") or {}).values())
             counts["filter rejected"] = (self.m["filter"] or {}).get("counts", {}).get("rejected")
         self.table(["count", "value"], list(counts.items()))
         reasons: Dict[str, int] = {}
         for src in (sy, fi):
             for k, v in (src.get("reject_reasons") or {}).items():
                 reasons[k] = reasons.get(k, 0) + v
-        decontam = {k: v for k, v in _flatten(fi).items() if "decontam" in k and _num(v)}
+        decontam = {k: v for k, v in _flatten(fi).items() if "decontam" in k and _num(v) is not None}
         if reasons:
             self.table(["reject reason", "records"], sorted(reasons.items(), key=lambda x: -x[1]))
         self.add("Decontamination hits: " + (json.dumps(decontam) if decontam else
@@ -211,9 +211,19 @@ class Report:
         self.add("## Evaluation (SFT model)", "")
         if self.missing("evaluate"):
             return
-        flat = _flatten(self.metrics("evaluate").get("eval", {}))
-        rows = [[k, v] for k, v in flat.items() if _num(v) is not None or isinstance(v, str)]
-        self.table(["metric", "value"], rows)
+        ev = self.metrics("evaluate").get("eval", {})
+        settings = sorted({st for per in ev.values() if isinstance(per, dict) for st in per})
+        rows = []
+        for bench, per in ev.items():
+            if not isinstance(per, dict):
+                continue
+            row = [bench]
+            for st in settings:
+                m = per.get(st) or {}
+                acc, n = m.get("accuracy"), m.get("n")
+                row.append(f"{100 * acc:.1f}% (n={int(n)})" if _num(acc) is not None else "")
+            rows.append(row)
+        self.table(["benchmark", *settings], rows)
 
     def ablation(self) -> None:
         self.add("## Ablation: synthetic data vs raw snippets (same token budget)", "")

@@ -22,10 +22,16 @@ from typing import Any, Dict, Iterable, List, Optional
 from jz3.config.data import DataSource
 from jz3.config.enums import TrainMode
 from jz3.config.root import JZ3Config
+from jz3.config.synth import SynthConfig
 from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines, write_jsonl
 from jz3.pipeline.runner import Stage, StageContext, StageOutput, StageResult
 
 log = logging.getLogger("jz3.pipeline.stages")
+
+def _fields(dc: type, prefix: str, exclude: Iterable[str]) -> List[str]:
+    """Dotted names of a config dataclass's fields, minus `exclude` (for a stage's `reads`)."""
+    return [f"{prefix}.{f.name}" for f in dataclasses.fields(dc) if f.name not in set(exclude)]
+
 
 TRAIN_READS = ["seed", "model", "trainer", "deepspeed", "data.tokenizer", "data.seq_len",
                "data.add_bos", "data.add_eos", "data.seed"]
@@ -297,11 +303,12 @@ def filtered_sources(filter_out: Path) -> List[DataSource]:
     srcs = []
     for kind in ("cot", "tool"):
         for cand in (filter_out / kind, filter_out / f"{kind}.jsonl"):
-            if cand.exists() and (cand.is_file() or any(cand.iterdir())):
+            if cand.exists() and _count_path(cand) > 0:
                 srcs.append(DataSource(f"synth_{kind}", str(cand), 1.0))
                 break
     if not srcs:
-        raise FileNotFoundError(f"{filter_out}: no cot/tool outputs from the filter stage")
+        raise FileNotFoundError(f"{filter_out}: the filter kept no cot/tool records; nothing to "
+                                "pretrain on (see its rejected.jsonl for the reasons)")
     return srcs
 
 
@@ -311,12 +318,13 @@ def run_filter(ctx: StageContext) -> StageResult:
     syn = _synth_records(ctx.inputs["synthesize"].out)
     stats = _as_dict(filt(ctx.cfg, syn, ctx.out))
     rej = ctx.out / "rejected.jsonl"
-    kept = {s.name: _count_path(Path(s.path)) for s in filtered_sources(ctx.out)}
+    kept = {k: _count_path(ctx.out / k) if (ctx.out / k).exists() else 0
+            for k in ("cot", "tool")}
     return StageResult(counts={"in": count_lines(syn), "out": sum(kept.values()),
                                "rejected": count_lines(rej) if rej.exists() else 0},
                        outputs=["out"],
-                       metrics={"kept": kept, "reject_reasons": _reasons(rej),
-                                **_scalars(stats)})
+                       metrics={**_scalars(stats), "kept_by_source": kept,
+                                "reject_reasons": _reasons(rej)})
 
 
 def _count_path(p: Path) -> int:
@@ -415,18 +423,22 @@ def run_ablation(ctx: StageContext) -> StageResult:
                        metrics={"ablation": out})
 
 
+# what generation reads: the synth section without the filter and paths the stage sets itself
+SYNTH_READS = _fields(SynthConfig, "synth", ("filter", "input", "out_dir", "model_path",
+                                             "shard", "num_shards"))
+
 STAGES: List[Stage] = [
     Stage("snippets", run_snippets, reads=["snippets", "teacher.mixture"]),
     Stage("kd_seed", run_kd_seed, inputs=["snippets"], reads=["teacher"]),
     Stage("distill", run_distill, inputs=["kd_seed"], reads=TRAIN_READS),
     Stage("influence", run_influence, inputs=["snippets", "distill"],
-          reads=["influence", "synth", "teacher.num_seed", "pipeline.influence_pool",
+          reads=["influence", *SYNTH_READS, "teacher.num_seed", "pipeline.influence_pool",
                  "data.tokenizer", "seed"]),
     Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"], reads=["teacher"]),
     Stage("distill_boost", run_distill_boost, inputs=["kd_seed", "kd_boost", "distill"],
           reads=TRAIN_READS + ["pipeline.boost_init_from_seed"]),
     Stage("synthesize", run_synthesize_merge, inputs=["snippets", "distill_boost"],
-          reads=["synth", "pipeline.synth_shards"],
+          reads=SYNTH_READS + ["pipeline.synth_shards"],
           shard_fn=synthesize_one_shard, shards_key="pipeline.synth_shards"),
     Stage("filter", run_filter, inputs=["synthesize"], reads=["synth.filter"]),
     Stage("pack", run_pack, inputs=["filter"], reads=["data"]),

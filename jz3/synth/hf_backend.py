@@ -77,7 +77,9 @@ class HFGenerator:
         encoded: List[Tuple[int, List[int]]] = []
         for i, r in enumerate(requests):
             ids = self.encode(r.prompt)
-            if len(ids) > self.max_prompt_tokens:
+            if r.max_new_tokens <= 0:
+                results[i] = GenResult(r.id, "", len(ids), 0, "length")
+            elif len(ids) > self.max_prompt_tokens:
                 results[i] = GenResult(r.id, "", len(ids), 0, "error",
                                        error=f"prompt_too_long: {len(ids)} tokens > "
                                              f"max_prompt_tokens={self.max_prompt_tokens}")
@@ -107,7 +109,6 @@ class HFGenerator:
         gens = [torch.Generator().manual_seed(r.seed) for r in reqs]
         temp = torch.tensor([r.temperature for r in reqs], device=dev)
         top_p = torch.tensor([r.top_p for r in reqs], device=dev)
-        budget = torch.tensor([r.max_new_tokens for r in reqs], device=dev)
         out: List[List[int]] = [[] for _ in reqs]
         finish = ["length"] * b
         alive = torch.arange(b, device=dev)  # original row of each batch row
@@ -119,7 +120,7 @@ class HFGenerator:
                             use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
         next_pos = pos[:, -1] + 1
         step = 0
-        while alive_list and budget.max().item() > 0:
+        while alive_list:
             u = row_uniforms([gens[i] for i in alive_list], dev)
             tok = sample_next(logits, temp[alive], top_p[alive], u)
             step += 1
