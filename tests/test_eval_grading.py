@@ -196,3 +196,20 @@ def test_math500_gold_rewritten_in_other_notations(shared_data):
             forms.append(g.replace("(", "\\left(").replace(")", "\\right)"))
         misses += [(g, f) for f in forms if not answers_match(f, g, "math-oai")]
     assert misses == []
+
+
+@pytest.mark.parametrize("output,gold,expected", [
+    ("The answer is $18.", "18", True),
+    ("\\boxed{\\$18}", "18", True),
+    ("so she makes 18 dollars.", "18", True),
+    ("#### $1,080", "1080", True),
+    ("The answer is: 18 eggs", "18", True),
+    ("The answer is 2 and 3", "2", False),
+    ("The final answer is $\\boxed{\\frac{3}{4}}$. I hope it is correct.", "\\frac{3}{4}", True),
+    ("Final Answer: The final answer is $(2,3)$. I hope it is correct.", "(2,3)", True),
+    ("\\boxed{x \\in [2, 5)}", "[2,5)", True),
+    ("The answer is $\\$ 5.50$", "5.5", True),
+    ("The answer is $\\$ 5.50$", "5.05", False),
+])
+def test_model_style_outputs(output, gold, expected):
+    assert is_correct(output, gold, "math-oai") is expected

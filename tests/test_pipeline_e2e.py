@@ -111,14 +111,12 @@ def test_sigkill_mid_stage_then_rerun_gives_identical_outputs(ref_run, killed_ru
     assert all(summary["stages"][s] == "ran" for s in STAGE_NAMES[2:])
     for s, t in before.items():
         assert _manifest(run, s)["finished_at"] == t  # not redone
-    log = (run / "distill" / "out" / "train" / "metrics.jsonl").read_text().splitlines()
-    steps = [json.loads(x)["step"] for x in log]
-    assert steps == sorted(set(steps)) or len(steps) >= len(set(steps))
     for rel in RECORD_FILES:
         got, want = (run / rel).read_text(), (ref / rel).read_text()
         assert got == want, rel
         if rel.endswith(".jsonl"):
-            ids = [json.loads(x).get("id", json.loads(x).get("idx")) for x in got.splitlines()]
+            recs = [json.loads(x) for x in got.splitlines()]
+            ids = [r.get("id") or r.get("snippet_id") or r.get("idx") for r in recs]
             assert len(ids) == len(set(ids)), f"duplicates in {rel}"
     ab_ref = _manifest(ref, "ablation")["metrics"]["ablation"]
     ab = _manifest(run, "ablation")["metrics"]["ablation"]

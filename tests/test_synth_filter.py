@@ -66,7 +66,10 @@ def test_filter_end_to_end(shared_data, tmp_path):
     per_bench = manifest["counts"]["decontam_by_benchmark"]
     assert per_bench["gsm8k"] >= 1 and "math-oai" in per_bench and "svamp" in per_bench
     assert manifest["counts"]["reasons"]["tool_mismatch"] == 1
-    # rerun: same outputs (rewritten atomically), no stale rejected rows appended
+    # rerun in-process (workers=1): same outputs, rewritten atomically, no stale rejected rows
+    kept_before = (out / "cot" / "part-00000-of-00001.jsonl").read_text()
+    cfg.synth.filter.workers = 1
     again = run_filter(cfg, src, out)
-    assert again["kept"] == stats["kept"]
+    assert again["kept"] == stats["kept"] and again["reasons"] == stats["reasons"]
+    assert (out / "cot" / "part-00000-of-00001.jsonl").read_text() == kept_before
     assert sum(1 for _ in open(out / "rejected.jsonl")) == stats["rejected"]

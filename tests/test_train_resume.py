@@ -17,9 +17,9 @@ from tests.dist_harness import (
     run_harness,
 )
 
-pytestmark = pytest.mark.slow  # five child-process runs
+pytestmark = pytest.mark.slow  # four child-process runs
 
-STEPS, SAVE_EVERY, KILL_AT, TERM_AT = 12, 4, 7, 3
+STEPS, SAVE_EVERY, KILL_AT, TERM_AT = 12, 4, 7, 10
 
 
 def overrides(run_dir, tok_dir, packed_dir):
@@ -42,10 +42,10 @@ def runs(tmp_path_factory, tiny_tokenizer_dir):
     out["killed_rc"] = killed.returncode
     out["killed_latest"] = (base / "killed" / "train" / "checkpoints" / "latest").read_text()
     out["killed_lines_before_resume"] = metric_lines(base / "killed" / "train" / "metrics.jsonl")
-    out["resumed"] = result_of(run_harness(overrides(base / "killed", tiny_tokenizer_dir, packed)))
-    out["termed"] = result_of(run_harness(overrides(base / "termed", tiny_tokenizer_dir, packed),
+    # Resume after the kill -9; this process is then preempted by SIGTERM at step TERM_AT.
+    out["termed"] = result_of(run_harness(overrides(base / "killed", tiny_tokenizer_dir, packed),
                                           ["--term-at", str(TERM_AT)]))
-    out["term_resumed"] = result_of(run_harness(overrides(base / "termed", tiny_tokenizer_dir, packed)))
+    out["resumed"] = result_of(run_harness(overrides(base / "killed", tiny_tokenizer_dir, packed)))
     out["base"] = base
     return out
 
@@ -56,7 +56,7 @@ def test_kill9_resume_continues_bitwise(runs):
     assert [r["step"] for r in runs["killed_lines_before_resume"]] == list(range(1, KILL_AT + 1))
     full = metrics_by_step(runs["full"]["log_file"])
     lines = metric_lines(runs["resumed"]["log_file"])
-    # The resumed process logs from the step after the checkpoint (5), not from 1 or 8.
+    # Each resumed process logs from the step after its checkpoint: 5..10 (then SIGTERM), 11..12.
     assert [r["step"] for r in lines[KILL_AT:]] == list(range(SAVE_EVERY + 1, STEPS + 1))
     resumed = metrics_by_step(runs["resumed"]["log_file"])
     assert sorted(resumed) == list(range(1, STEPS + 1))
@@ -72,13 +72,12 @@ def test_kill9_resume_continues_bitwise(runs):
     assert full[STEPS]["loss"] < full[1]["loss"] - 0.05
 
 
-def test_sigterm_checkpoints_then_stops_and_resume_matches(runs):
+def test_sigterm_checkpoints_then_stops(runs):
     t = runs["termed"]
+    # TERM_AT is not a multiple of save_every: the checkpoint was written because of the signal.
     assert t["preempted"] and t["steps"] == TERM_AT and t["hf_export_dir"] is None
     assert t["checkpoint_dir"].endswith(f"step-{TERM_AT:08d}")
-    full = metrics_by_step(runs["full"]["log_file"])
-    resumed = metrics_by_step(runs["term_resumed"]["log_file"])
-    assert [resumed[s]["loss"] for s in range(1, STEPS + 1)] == [full[s]["loss"] for s in range(1, STEPS + 1)]
+    assert runs["resumed"]["steps"] == STEPS and not runs["resumed"]["preempted"]
 
 
 def test_keep_last_prunes_old_checkpoints(runs):

@@ -45,3 +45,23 @@ def test_distill_on_kd_records_trains_on_completions_only(tmp_path, tiny_tokeniz
     assert first["target_tokens"] == expected  # exactly the unmasked labels of that batch
     assert expected < 0.9 * tokens  # the prompts (and first tokens of segments) carry no loss
     assert res.hf_export_dir and res.final_loss < first["loss"]
+
+
+def test_mixtral_with_gradient_checkpointing_logs_router_aux_loss(tmp_path, tiny_tokenizer_dir):
+    cfg = compose(["+exp=tiny_pretrain", "model=tiny_mixtral", "model.gradient_checkpointing=true",
+                   "deepspeed=none", f"run_dir={tmp_path}", f"data.tokenizer.path={tiny_tokenizer_dir}",
+                   "data.seq_len=64", "data.num_workers=0", "trainer.max_steps=3", "trainer.global_batch_size=4",
+                   "trainer.save_every=0", "trainer.export_hf=false"])
+    seen = {}
+
+    from jz3.train.callbacks import Callback
+
+    class Probe(Callback):
+        def on_train_start(self, state):
+            seen["gc"] = state.model.is_gradient_checkpointing and state.model.training
+
+    res = run_training(cfg, callbacks=[Probe()])
+    rows = [json.loads(x) for x in open(res.log_file)]
+    assert seen["gc"] and res.steps == 3 and res.hf_export_dir is None
+    assert all(r["aux_loss"] > 0 for r in rows)  # Mixtral load-balancing loss is in the objective
+    assert rows[-1]["loss"] < rows[0]["loss"]

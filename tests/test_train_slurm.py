@@ -29,10 +29,21 @@ def submit(cluster, tmp_path, args):
                            *args], cwd=tmp_path, env=env)
 
 
-def test_two_rank_job_then_usr1_preemption(slurm_cluster, tmp_path, tiny_tokenizer_dir):  # noqa: F811
+@pytest.fixture
+def jobs(slurm_cluster):  # noqa: F811
+    """Job ids submitted by the test; cancelled at teardown (stopping the cluster would not stop
+    a job's running tasks)."""
+    ids: list = []
+    yield ids
+    for j in ids:
+        slurm_cluster.run(["scancel", str(j)], check=False)
+
+
+def test_two_rank_job_then_usr1_preemption(slurm_cluster, jobs, tmp_path, tiny_tokenizer_dir):  # noqa: F811
     run = tmp_path / "run"
     job = submit(slurm_cluster, tmp_path, overrides(run, tiny_tokenizer_dir, 6))
-    states = slurm_cluster.wait(job, timeout=480)
+    jobs.append(job)
+    states = slurm_cluster.wait(job, timeout=300)
     log = (tmp_path / f"slurm-{job}.out").read_text()
     assert states == {0: "COMPLETED"}, log[-4000:]
     assert "rank 1/2: process group up (gloo)" in log and "rank 0/2" in log
@@ -45,6 +56,7 @@ def test_two_rank_job_then_usr1_preemption(slurm_cluster, tmp_path, tiny_tokeniz
     # Preemption: a long job, USR1 to every task once training is under way.
     run2 = tmp_path / "run2"
     job2 = submit(slurm_cluster, tmp_path, overrides(run2, tiny_tokenizer_dir, 100000))
+    jobs.append(job2)
     metrics = run2 / "train" / "metrics.jsonl"
     deadline = time.monotonic() + 400
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):

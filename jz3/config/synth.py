@@ -29,6 +29,7 @@ class FilterConfig:
     verify_tool: bool = True
     tool_timeout_s: float = 10.0
     tool_workers: int = 2  # concurrent sandbox runs
+    workers: int = 2  # processes for checks / decontamination / MinHash (1 = in-process)
 
 
 @dataclass

@@ -146,16 +146,20 @@ class Decontaminator:
             d.add_folder(folder)
         return d
 
+    def freeze(self) -> None:
+        """Sort the index now (done lazily by the first check otherwise)."""
+        if self._dirty:
+            for t in self.tables.values():
+                t.freeze()
+            self._dirty = False
+
     def check(self, text: str) -> Optional[Match]:
         """The benchmark question `text` overlaps most, when at or above the threshold."""
         return self.check_many([words(text)])[0]
 
     def check_many(self, word_lists: Sequence[List[str]]) -> List[Optional[Match]]:
         """`check` for a block of texts given as word lists (`jz3.data.dedup.words`)."""
-        if self._dirty:
-            for t in self.tables.values():
-                t.freeze()
-            self._dirty = False
+        self.freeze()
         get = self.vocab.get
         flat = np.array([get(t, 0) for w in word_lists for t in w], dtype=np.uint64)
         win = Windows(flat=flat, lengths=[len(w) for w in word_lists])

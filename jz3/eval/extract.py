@@ -49,17 +49,25 @@ def last_boxed(text: str) -> Optional[str]:
     return None  # unbalanced: the model was cut off inside the box
 
 
+_LEAD_ANSWER = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*", re.I)
+_MATH_SPAN = re.compile(r"(?<!\\)\$+(.+?)(?<!\\)\$+")
+_HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.I)
+
+
 def _clean_tail(ans: str) -> str:
-    ans = ans.strip()
+    """The answer part of 'The answer is ...' / '#### ...': the boxed or first `$...$` span,
+    else the text without trailing punctuation (Minerva's 'I hope it is correct.' dropped)."""
+    ans = _HOPE.sub("", ans.strip())
+    while _LEAD_ANSWER.match(ans):  # "Final Answer: The final answer is $x$"
+        ans = _LEAD_ANSWER.sub("", ans, count=1)
     if "\\boxed" in ans:
         inner = last_boxed(ans)
         if inner is not None:
             return inner
-    ans = re.sub(r"[\s.。]+$", "", ans)
-    ans = ans.strip()
-    if ans.startswith("$") and ans.count("$") >= 2:
-        ans = ans[1: ans.index("$", 1)]
-    return ans.strip()
+    m = _MATH_SPAN.search(ans)
+    if m:
+        return m.group(1).strip()
+    return re.sub(r"[\s.。]+$", "", ans).strip()
 
 
 def last_output_block(text: str) -> Optional[str]:

@@ -28,6 +28,8 @@ _TRAILING_UNIT = re.compile(
     r"^(.*?[\d}])\s+(?:(?:" + "|".join(_UNIT_WORDS) + r")\b\s*(?:\^\s*\{?\d\}?)?\s*)+\.?$",
     re.IGNORECASE,
 )
+_NUMBER_THEN_WORDS = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s+([a-zA-Z][a-zA-Z\s'-]*)$")
+_IN_SET = re.compile(r"^[a-zA-Z]\s*\\in\s*")
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _FRAC_HALF_SHORT = re.compile(r"\\frac\s*\{([^{}]*)\}\s*(\d)")
 _FRAC_FIRST_SHORT = re.compile(r"\\frac\s*(\d)\s*\{([^{}]*)\}")
@@ -73,6 +75,10 @@ def normalize_answer(ans: str) -> str:
     m = _TRAILING_UNIT.match(s)
     if m:
         s = m.group(1)
+    m = _NUMBER_THEN_WORDS.match(s)  # "18 eggs" -> "18" (not "2 and 3")
+    if m and not re.search(r"\b(and|or|to)\b", m.group(2)):
+        s = m.group(1)
+    s = _IN_SET.sub("", s)  # "x \in [2,5)" -> "[2,5)"
     s = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_HALF_SHORT.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_FIRST_SHORT.sub(r"\\frac{\1}{\2}", s)

@@ -10,22 +10,27 @@ Output under `out_dir`:
   rejected.jsonl                   every removed record with its `reason` (+ `stage`)
   manifest.json                    counts, reasons, decontamination hits per benchmark
 The stage rewrites its outputs from scratch on a rerun (each file is committed atomically).
+The per-record work that does not depend on order (checks, decontamination, MinHash signatures)
+runs in `synth.filter.workers` forked processes; keep/drop decisions stay sequential, so the
+output does not depend on the number of workers.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 from jz3.config.enums import OnError
 from jz3.config.root import JZ3Config
-from jz3.data.decontam import Decontaminator
+from jz3.data.decontam import Decontaminator, Match
 from jz3.data.dedup import ExactDeduper, NearDeduper, words
 from jz3.data.records import (
     AtomicJsonlWriter,
@@ -55,6 +60,40 @@ def _blocks(it: Iterable[Dict[str, Any]], n: int) -> Iterator[List[Dict[str, Any
         yield block
 
 
+# (check reason, decontamination match, normalised problem, MinHash signature) per record
+Features = Tuple[Optional[str], Optional[Match], str, Optional[np.ndarray]]
+_STATE: Dict[str, Any] = {}  # filter config, decontaminator, near-deduper (inherited by workers)
+_FIELDS = ("prompt_type", "problem", "solution", "answer", "code")
+
+
+def block_features(recs: List[Dict[str, Any]]) -> List[Features]:
+    """The order-independent, CPU-heavy part for a block: checks, decontamination, word
+    normalisation and MinHash signatures (runs in worker processes when filter.workers > 1)."""
+    fc, decon, near = _STATE["fc"], _STATE["decon"], _STATE["near"]
+    checks = [check_record(r, fc) for r in recs]
+    idx = [i for i, c in enumerate(checks) if c is None]
+    wl = [words(recs[i]["problem"]) for i in idx]
+    matches: List[Optional[Match]] = [None] * len(recs)
+    if decon is not None and idx:
+        texts = ([w + words(recs[i]["solution"]) for i, w in zip(idx, wl, strict=True)]
+                 if fc.decontam_solution else wl)
+        for i, m in zip(idx, decon.check_many(texts), strict=True):
+            matches[i] = m
+    clean = [(i, w) for i, w in zip(idx, wl, strict=True) if matches[i] is None]
+    normals = [""] * len(recs)
+    sigs: List[Optional[np.ndarray]] = [None] * len(recs)
+    for i, w in clean:
+        normals[i] = " ".join(w)
+    if near is not None and clean:
+        for (i, _), sig in zip(clean, near.signatures([w for _, w in clean]), strict=True):
+            sigs[i] = sig
+    return list(zip(checks, matches, normals, sigs, strict=True))
+
+
+def _slim(rec: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: rec.get(k) for k in _FIELDS}
+
+
 class _Filter:
     def __init__(self, cfg: JZ3Config, out: Path):
         fc = self.fc = cfg.synth.filter
@@ -81,51 +120,30 @@ class _Filter:
         self.writers[kind].write(to_train_example(rec))
         self.kept[kind] += 1
 
-    def block(self, recs: List[Dict[str, Any]]) -> None:
+    def block(self, recs: List[Dict[str, Any]], feats: List[Features]) -> None:
+        """Order-dependent decisions (first seen is kept) from precomputed features."""
         fc = self.fc
-        live = []
-        for r in recs:
-            reason = check_record(r, fc)
-            if reason:
-                self.reject(r, reason, "checks")
-            else:
-                live.append(r)
-        wl = [words(r["problem"]) for r in live]
-        if self.decon is not None and live:
-            texts = ([w + words(r["solution"]) for w, r in zip(wl, live, strict=True)]
-                     if fc.decontam_solution else wl)
-            nxt, nwl = [], []
-            for r, w, m in zip(live, wl, self.decon.check_many(texts), strict=True):
-                if m is None:
-                    nxt.append(r)
-                    nwl.append(w)
-                    continue
-                self.decontam_hits[m.benchmark] += 1
-                self.reject(r, f"contaminated: {m.benchmark} test #{m.idx} shares "
-                               f"{m.shared_ngrams} {fc.decontam_ngram}-gram(s)", "decontam",
-                            benchmark=m.benchmark, benchmark_idx=m.idx)
-            live, wl = nxt, nwl
-        if self.exact is not None:
-            nxt, nwl = [], []
-            for r, w in zip(live, wl, strict=True):
-                first = self.exact.check_add_normal(r["id"], " ".join(w))
-                if first is None:
-                    nxt.append(r)
-                    nwl.append(w)
-                else:
+        for r, (check, match, normal, sig) in zip(recs, feats, strict=True):
+            if check is not None:
+                self.reject(r, check, "checks")
+                continue
+            if match is not None:
+                self.decontam_hits[match.benchmark] += 1
+                self.reject(r, f"contaminated: {match.benchmark} test #{match.idx} shares "
+                               f"{match.shared_ngrams} {fc.decontam_ngram}-gram(s)", "decontam",
+                            benchmark=match.benchmark, benchmark_idx=match.idx)
+                continue
+            if self.exact is not None:
+                first = self.exact.check_add_normal(r["id"], normal)
+                if first is not None:
                     self.reject(r, f"duplicate_exact: same problem as {first}", "dedup")
-            live, wl = nxt, nwl
-        if self.near is not None and live:
-            nxt = []
-            for r, sig in zip(live, self.near.signatures(wl), strict=True):
+                    continue
+            if self.near is not None and sig is not None:
                 first = self.near.check_add_signature(r["id"], sig)
-                if first is None:
-                    nxt.append(r)
-                else:
+                if first is not None:
                     self.reject(r, f"duplicate_near: near-duplicate problem of {first} "
                                    f"(MinHash Jaccard >= {fc.minhash_threshold})", "dedup")
-            live = nxt
-        for r in live:
+                    continue
             if fc.verify_tool and data_kind(r["prompt_type"]) == TOOL:
                 self.pending_tool.append(r)
             else:
@@ -149,6 +167,29 @@ class _Filter:
                 self.reject(r, reason, "tool_verify")
         self.pending_tool = []
 
+    def featurised(self, blocks: Iterator[List[Dict[str, Any]]]
+                   ) -> Iterator[Tuple[List[Dict[str, Any]], List[Features]]]:
+        """(block, features) in input order; with workers > 1, a bounded window of blocks is
+        featurised ahead in forked worker processes."""
+        _STATE.update(fc=self.fc, decon=self.decon, near=self.near)
+        if self.decon is not None:
+            self.decon.freeze()  # build the index once, before forking
+        if self.fc.workers <= 1:
+            for blk in blocks:
+                yield blk, block_features(blk)
+            return
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(self.fc.workers) as pool:
+            window: deque = deque()
+            for blk in blocks:
+                window.append((blk, pool.apply_async(block_features, ([_slim(r) for r in blk],))))
+                if len(window) > 2 * self.fc.workers:
+                    done, res = window.popleft()
+                    yield done, res.get()
+            while window:
+                done, res = window.popleft()
+                yield done, res.get()
+
     def run(self, synth_path: str | Path) -> Dict[str, Any]:
         io = IOStats()
         tmp_rejected = self.out / ".rejected.jsonl.tmp"
@@ -159,8 +200,8 @@ class _Filter:
                 self.quarantine = q
                 recs = read_records(synth_path, RecordKind.synth, OnError.quarantine, q, io)
                 bar = tqdm(desc="filter", unit="rec", mininterval=2)
-                for blk in _blocks(recs, BLOCK):
-                    self.block(blk)
+                for blk, feats in self.featurised(_blocks(recs, BLOCK)):
+                    self.block(blk, feats)
                     bar.update(len(blk))
                 self.flush_tool()
                 bar.close()

@@ -144,6 +144,7 @@ def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
     model = build_model(cfg.model, model_dtype(tc.precision, dsc.enabled), ds_config, path=tc.init_from)
     if model_transform is not None:
         model = model_transform(model)
+    model.train()
     if dsc.enabled:
         assert ds_config is not None
         engine: Any = DeepSpeedEngine(model, tc, steps, ds_config, info)
@@ -187,9 +188,13 @@ def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
     if tc.export_hf and not state.stop_requested:
         hf_dir = export_hf(engine, tokenizer, out / "hf", tc.precision, info)
     latest = ckpt.latest_checkpoint(out)
+    final_loss = state.last_metrics.get("loss")
+    if final_loss is None and info.is_main and log_file.exists():  # resumed a finished run
+        lines = log_file.read_text().splitlines()
+        final_loss = json.loads(lines[-1])["loss"] if lines else None
     result = TrainResult(
         output_dir=str(out), hf_export_dir=str(hf_dir) if hf_dir else None,
-        final_loss=float(state.last_metrics.get("loss", float("nan"))), steps=state.step,
+        final_loss=float("nan") if final_loss is None else float(final_loss), steps=state.step,
         log_file=str(log_file), checkpoint_dir=str(latest) if latest else None,
         tokens_seen=state.tokens_seen, preempted=state.stop_requested, wall_s=time.time() - t_start)
     if info.is_main:

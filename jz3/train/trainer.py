@@ -75,7 +75,7 @@ class Trainer:
             aux = getattr(out, "aux_loss", None)
             if aux is not None and self.aux_loss_coef > 0:
                 loss = loss + self.aux_loss_coef * aux / (self.grad_accum * self.engine.data_parallel_world)
-                aux_total += float(aux) / self.grad_accum
+                aux_total += float(aux.detach()) / self.grad_accum
             self.engine.backward(loss)
             self.engine.micro_step(last=i == len(mbs) - 1)
             loss_sum += ls.detach().double().cpu()
