@@ -31,6 +31,7 @@ PHILOX_KEY_B = 0xBB67AE85
 PHILOX_ROUND_A = 0xD2511F53
 PHILOX_ROUND_B = 0xCD9E8D57
 N_ROUNDS = 10
+CACHE_MAX_ENTRIES = 1 << 22  # CPU reference: cache generated blocks up to 16 MB each
 TWO_PI = 6.283185307179586
 
 
@@ -97,10 +98,11 @@ def project_torch(x: torch.Tensor, dim: int, seed: int, key: int = 0, row_offset
     out = torch.zeros(n, dim, dtype=torch.float32, device=x.device)
     for k0 in range(0, k, block_rows):
         k1 = min(k, k0 + block_rows)
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and (k1 - k0) * dim <= CACHE_MAX_ENTRIES:
             r = _cached_matrix(k1 - k0, dim, int(seed), int(key), row_offset + k0, ProjKind(kind))
         else:
             r = random_matrix_torch(k1 - k0, dim, seed, key, row_offset + k0, kind, x.device)
+        r = r.to(x.device)
         out += x[:, k0:k1] @ r
     return out
 

@@ -61,9 +61,12 @@ class DumpShapes(Callback):
     def on_train_start(self, state: TrainState) -> None:
         layer = state.model.model.layers[0]
         local = {n: list(p.shape) for n, p in layer.named_parameters()}
+        # ZeRO-3: full shape and the size of this rank's partition.
+        zero3 = {n: [list(p.ds_shape), int(p.ds_tensor.numel())] for n, p in layer.named_parameters()
+                 if hasattr(p, "ds_tensor")}
         types = {n: type(m).__name__ for n, m in layer.named_modules() if n}
         Path(f"{self.path}.rank{state.dist.rank}").write_text(
-            json.dumps({"local": local, "types": types}))
+            json.dumps({"local": local, "zero3": zero3, "types": types}))
 
 
 class DumpLogits(Callback):

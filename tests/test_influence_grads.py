@@ -7,6 +7,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from jz3.config.enums import ProjStructure  # noqa: E402
 from jz3.influence.examples import per_example_loss  # noqa: E402
 from jz3.influence.features import FeatureExtractor  # noqa: E402
 from jz3.influence.grads import (  # noqa: E402
@@ -71,12 +72,16 @@ def test_adam_feature_is_the_less_formula():
         precondition({"b": g}, AdamMoments({"a": m}, {"a": v}))
 
 
-def test_features_same_for_any_batch_size(setup):
+@pytest.mark.parametrize("structure", list(ProjStructure))
+def test_features_same_for_any_batch_size(setup, structure):
     model, enc, exs = setup
-    ext = FeatureExtractor(model, enc, dim=96, seed=1, kind="rademacher")
+    ext = FeatureExtractor(model, enc, dim=96, seed=1, kind="rademacher", structure=structure,
+                           energy_alloc=True)
     mods = lora_linears(model)
     adam = AdamMoments({n: torch.zeros_like(m.weight) for n, m in mods.items()},
-                       {n: torch.full_like(m.weight, 1e-6) for n, m in mods.items()})
+                       {n: torch.rand_like(m.weight) * 1e-6 for n, m in mods.items()})
+    ext.use_checkpoint(adam)
+    assert ext.plan.structure == structure and ext.factored == (structure == "kronecker")
     for moments in (None, adam):
         whole = ext.batch_features(exs, moments)
         pieces = torch.cat([ext.batch_features(exs[i:i + 2], moments) for i in (0, 2, 4)])

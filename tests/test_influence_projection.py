@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from jz3.config.enums import ProjStructure  # noqa: E402
 from jz3.influence.grads import GradCapture, backward_batch, flatten_grads, per_example_grads  # noqa: E402
 from jz3.influence.lora import lora_linears  # noqa: E402
 from jz3.influence.projection import ProjectionPlan, allocate_dims  # noqa: E402
@@ -65,21 +66,24 @@ def test_layer_plan_on_real_gradients(real_grads):
     cap, grads = real_grads
     flat = flatten_grads(grads)
     scale = flat.norm(dim=1, keepdim=True)
-    plan = ProjectionPlan(cap.shapes(), flat.shape[1] // 2, seed=4)
-    err = _max_ip_error(flat / scale, plan.two_sided(grads) / scale)
-    assert 0 < err < 0.5
-    full = ProjectionPlan(cap.shapes(), flat.shape[1] + 5, seed=4).two_sided(grads) / scale
-    assert _max_ip_error(flat / scale, full) < 1e-5
+    for st in ProjStructure:
+        plan = ProjectionPlan(cap.shapes(), flat.shape[1] // 2, seed=4, structure=st)
+        err = _max_ip_error(flat / scale, plan.two_sided(grads) / scale)
+        assert 0 < err < 0.5
+        full = ProjectionPlan(cap.shapes(), flat.shape[1] + 5, seed=4, structure=st)
+        assert _max_ip_error(flat / scale, full.two_sided(grads) / scale) < 1e-5
 
 
-def test_plan_is_unbiased_over_seeds():
+@pytest.mark.parametrize("structure", list(ProjStructure))
+def test_plan_is_unbiased_over_seeds(structure):
     shapes = [("a", 8, 24), ("b", 24, 8), ("c", 12, 10)]
     g = {n: torch.randn(3, o, i, generator=torch.Generator().manual_seed(len(n) + o))
          for n, o, i in shapes}
     flat = torch.cat([v.reshape(3, -1) for v in g.values()], 1)
     exact = flat @ flat.T
-    mean = sum(ProjectionPlan(shapes, 60, seed=s).two_sided(g) @
-               ProjectionPlan(shapes, 60, seed=s).two_sided(g).T for s in range(150)) / 150
+    feats = [ProjectionPlan(shapes, 60, seed=s, structure=structure,
+                            weights=[1.0, 3.0, 0.5]).two_sided(g) for s in range(150)]
+    mean = sum(f @ f.T for f in feats) / 150
     assert float((mean - exact).abs().max()) < 0.1 * float(exact.diag().max())
 
 
@@ -88,6 +92,7 @@ def test_allocate_dims_any_d():
         d = allocate_dims([100, 300, 50], dim)
         assert sum(d) == dim and min(d) >= 1
     assert allocate_dims([10, 20], 1000)[:1] == [10]  # exact layers keep their size
+    assert allocate_dims([100, 100], 50, weights=[1.0, 4.0]) == [11, 39]  # energy shares
     with pytest.raises(ValueError, match="proj_dim"):
         allocate_dims([1, 2, 3], 2)
 

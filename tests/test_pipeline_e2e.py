@@ -32,7 +32,10 @@ def _cmd(run_dir: Path, *over: str):
 def _run(project_root: Path, run_dir: Path, *over: str) -> Dict:
     cp = subprocess.run(_cmd(run_dir, *over), cwd=project_root, capture_output=True, text=True,
                         timeout=900)
-    assert cp.returncode == 0, (cp.stdout[-3000:], cp.stderr[-5000:])
+    log = run_dir.parent / f"pipeline-{len(list(run_dir.parent.glob('pipeline-*.log')))}.log"
+    log.write_text(cp.stdout + "\n----- stderr\n" + cp.stderr)
+    errors = [x for x in cp.stderr.splitlines() if "Error" in x or "error" in x]
+    assert cp.returncode == 0, (str(log), errors[-10:], cp.stderr[-3000:])
     return json.loads(cp.stdout.strip().splitlines()[-1])
 
 

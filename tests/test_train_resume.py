@@ -19,7 +19,7 @@ from tests.dist_harness import (
 
 pytestmark = pytest.mark.slow  # four child-process runs
 
-STEPS, SAVE_EVERY, KILL_AT, TERM_AT = 12, 4, 7, 10
+STEPS, SAVE_EVERY, KILL_AT, TERM_AT = 12, 4, 7, 9
 
 
 def overrides(run_dir, tok_dir, packed_dir):
@@ -56,7 +56,7 @@ def test_kill9_resume_continues_bitwise(runs):
     assert [r["step"] for r in runs["killed_lines_before_resume"]] == list(range(1, KILL_AT + 1))
     full = metrics_by_step(runs["full"]["log_file"])
     lines = metric_lines(runs["resumed"]["log_file"])
-    # Each resumed process logs from the step after its checkpoint: 5..10 (then SIGTERM), 11..12.
+    # Each resumed process logs from the step after its checkpoint: 5..10 (SIGTERM), 11..12.
     assert [r["step"] for r in lines[KILL_AT:]] == list(range(SAVE_EVERY + 1, STEPS + 1))
     resumed = metrics_by_step(runs["resumed"]["log_file"])
     assert sorted(resumed) == list(range(1, STEPS + 1))
@@ -74,9 +74,10 @@ def test_kill9_resume_continues_bitwise(runs):
 
 def test_sigterm_checkpoints_then_stops(runs):
     t = runs["termed"]
-    # TERM_AT is not a multiple of save_every: the checkpoint was written because of the signal.
-    assert t["preempted"] and t["steps"] == TERM_AT and t["hf_export_dir"] is None
-    assert t["checkpoint_dir"].endswith(f"step-{TERM_AT:08d}")
+    # The signal arrived after step TERM_AT's all-reduce: all ranks agree to stop one step later.
+    # That step is not a multiple of save_every: the checkpoint was written because of the signal.
+    assert t["preempted"] and t["steps"] == TERM_AT + 1 and t["hf_export_dir"] is None
+    assert t["checkpoint_dir"].endswith(f"step-{TERM_AT + 1:08d}")
     assert runs["resumed"]["steps"] == STEPS and not runs["resumed"]["preempted"]
 
 

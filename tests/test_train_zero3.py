@@ -30,7 +30,8 @@ def runs(tmp_path_factory, tiny_tokenizer_dir):
     killed = run_harness(overrides(two_dir, tiny_tokenizer_dir, packed), ["--kill-at", str(KILL_AT)], ranks=2)
     before = metric_lines(two_dir / "train" / "metrics.jsonl")
     two = result_of(run_harness(overrides(two_dir, tiny_tokenizer_dir, packed),
-                                ["--logits-out", str(base / "two_logits.pt")], ranks=2))
+                                ["--logits-out", str(base / "two_logits.pt"), "--shapes-out",
+                                 str(base / "shapes")], ranks=2))
     return {"one": one, "two": two, "killed": killed, "before": before, "base": base}
 
 
@@ -59,6 +60,15 @@ def test_two_rank_kill9_resume_repeats_the_same_losses(runs):
     for s in range(SAVE_EVERY + 1, KILL_AT + 1):
         assert resumed[s]["batch_hash"] == before[s]["batch_hash"], s  # sampler continued in place
         assert resumed[s]["loss"] == pytest.approx(before[s]["loss"], rel=1e-12, abs=0), s
+
+
+def test_zero3_parameters_are_partitioned_across_ranks(runs):
+    import json
+
+    for r in (0, 1):
+        info = json.loads((runs["base"] / f"shapes.rank{r}").read_text())
+        full, part = info["zero3"]["self_attn.q_proj.weight"]
+        assert full == [64, 64] and part == 64 * 64 // 2  # each rank holds half of the weight
 
 
 def test_zero3_export_loads_with_engine_logits(runs):

@@ -84,6 +84,11 @@ class ProjKind(str, Enum):
     gaussian = "gaussian"
 
 
+class ProjStructure(str, Enum):
+    block = "block"  # per-layer dense projection of the (preconditioned) gradient
+    kronecker = "kronecker"  # per-layer two-sided R_out^T G R_in (LoGra-style factored)
+
+
 class InfluenceStep(str, Enum):
     all = "all"  # warmup + extract + score in one process
     warmup = "warmup"  # LoRA warmup only (before a SLURM array of extract tasks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import InfluenceStep, ProjKind
+from jz3.config.enums import InfluenceStep, ProjKind, ProjStructure
 
 
 @dataclass
@@ -30,7 +30,9 @@ class InfluenceConfig:
     proj_dim: int = 8192
     proj_kind: ProjKind = ProjKind.rademacher
     proj_seed: int = 0
-    factored: bool = True  # LoGra-style factored projection of plain (target) gradients
+    proj_structure: ProjStructure = ProjStructure.block
+    factored: bool = True  # kronecker: LoGra-style factored projection of plain gradients
+    energy_alloc: bool = True  # share D over layers by gradient energy of the warmup moments
     batch_size: int = 16
     max_len: int = 512
     targets: List[str] = field(default_factory=list)  # target-set files (e.g. GSM8K train)

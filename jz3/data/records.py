@@ -366,13 +366,18 @@ def shard_name(shard: int, num_shards: int, suffix: str = ".jsonl") -> str:
 
 
 def shard_from_env(shard: Optional[int], num_shards: Optional[int]) -> Tuple[int, int]:
-    """Resolve (shard, num_shards): explicit values, else SLURM array variables, else (0, 1)."""
+    """Resolve (shard, num_shards): explicit values, else SLURM array variables, else (0, 1).
+
+    The shard is `SLURM_ARRAY_TASK_ID` itself (arrays are `--array=0-(n-1)`), so rerunning one
+    task with `--array=17` is still shard 17; such a rerun must pass `num_shards` explicitly,
+    since its `SLURM_ARRAY_TASK_COUNT` is 1.
+    """
     if num_shards is None:
         num_shards = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1"))
     if shard is None:
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        shard = int(task) - first if task is not None else 0
+        shard = int(task) if task is not None else 0
     if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} out of range for num_shards={num_shards}")
+        raise ValueError(f"shard {shard} out of range for num_shards={num_shards} "
+                         "(rerunning part of an array? pass num_shards explicitly)")
     return shard, num_shards

@@ -12,7 +12,7 @@ plain gradients (SGD features).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -43,4 +43,16 @@ def precondition(grads: Dict[str, torch.Tensor], adam: AdamMoments) -> Dict[str,
         m = adam.exp_avg[n].to(g.device, torch.float32)
         v = adam.exp_avg_sq[n].to(g.device, torch.float32)
         out[n] = adam_feature(g, m, v, adam.beta1, adam.beta2, adam.eps)
+    return out
+
+
+def energy_weights(names: Sequence[str], adam: AdamMoments) -> List[float]:
+    """Per-layer share of the projection dims: sqrt(E|f|^2 * E|g|^2), estimated from the warmup
+    moments (E|g|^2 ~ sum v; E|f|^2 ~ sum v / (v + eps), the Adam feature is O(1) where the
+    gradient clears eps and ~0 elsewhere). Minimises the summed JL variance
+    sum_m E|f_m|^2 E|g_m|^2 / D_m over the split sum_m D_m = D."""
+    out = []
+    for n in names:
+        v = adam.exp_avg_sq[n].double()
+        out.append(float((v.sum() * (v / (v + adam.eps)).sum()).sqrt()))
     return out

@@ -78,7 +78,7 @@ def _extractor(cfg: JZ3Config, warmup_dir: Path) -> Tuple[FeatureExtractor, Any]
     tok = load_tokenizer(cfg.data.tokenizer)
     model = build_feature_model(cfg, warmup_dir)
     return FeatureExtractor(model, Encoder(tok, ic.max_len), ic.proj_dim, ic.proj_seed,
-                            ic.proj_kind, ic.factored), tok
+                            ic.proj_kind, ic.factored, ic.proj_structure, ic.energy_alloc), tok
 
 
 def extract_candidates(cfg: JZ3Config, examples: Sequence[Example], out_dir: Path,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import List
 
+from jz3.config.enums import Precision
 from jz3.config.synth import SynthConfig
 from jz3.synth.backend import GenRequest, GenResult
 
 log = logging.getLogger(__name__)
+VLLM_DTYPES = {Precision.bf16: "bfloat16", Precision.fp16: "float16", Precision.fp32: "float32"}
 
 
 def vllm_available() -> bool:
@@ -32,7 +34,7 @@ class VLLMGenerator:
         self.llm = LLM(model=str(cfg.model_path), tokenizer=cfg.tokenizer_path,
                        tensor_parallel_size=cfg.tensor_parallel_size,
                        gpu_memory_utilization=cfg.gpu_memory_utilization,
-                       dtype=cfg.precision.value.replace("fp", "float"), seed=cfg.seed,
+                       dtype=VLLM_DTYPES[cfg.precision], seed=cfg.seed,
                        max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens)
         self.max_prompt_tokens = cfg.max_prompt_tokens
         self.tok = self.llm.get_tokenizer()

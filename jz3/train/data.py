@@ -1,4 +1,4 @@
-"""Training data: pack `cfg.data` once (local rank 0), then a mixed packed dataset, a resumable
+"""Training data: pack `cfg.data` once (rank 0), then a mixed packed dataset, a resumable
 data-parallel `MixtureSampler` and a DataLoader (see docs/DATA.md for the packing contract)."""
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from jz3.parallel.dist import barrier
 log = logging.getLogger(__name__)
 
 
-def prepare_packed(data: DataConfig, tokenizer: Any, local_rank: int) -> Path:
-    """Tokenize + pack the sources into `data.packed_dir` (idempotent; other ranks wait)."""
+def prepare_packed(data: DataConfig, tokenizer: Any, rank: int) -> Path:
+    """Tokenize + pack the sources into `data.packed_dir` on rank 0 (idempotent; the other ranks,
+    on any node of a shared filesystem, wait at a barrier)."""
     from jz3.data.packing import pack_sources
 
     out = Path(data.packed_dir)
     if not data.sources:
         raise ValueError("data.sources is empty: nothing to train on")
-    if local_rank == 0:
+    if rank == 0:
         pack_sources(data, tokenizer, out)
     barrier()
     return out

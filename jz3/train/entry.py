@@ -93,8 +93,9 @@ def model_dtype(precision: Precision, use_deepspeed: bool) -> torch.dtype:
 
 
 def _load_tokenizer(cfg: JZ3Config, info: DistInfo) -> Any:
-    # A missing sentencepiece model is trained by load_tokenizer: only local rank 0 does it.
-    tok = load_tokenizer(cfg.data.tokenizer) if info.local_rank == 0 else None
+    # A missing sentencepiece model is trained by load_tokenizer: only rank 0 does it (run_dir is
+    # on a shared filesystem across nodes).
+    tok = load_tokenizer(cfg.data.tokenizer) if info.rank == 0 else None
     barrier()
     return tok if tok is not None else load_tokenizer(cfg.data.tokenizer)
 
@@ -133,7 +134,7 @@ def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
     tokenizer = _load_tokenizer(cfg, info)
     if len(tokenizer) > cfg.model.vocab_size and cfg.model.path is None and tc.init_from is None:
         raise ValueError(f"model.vocab_size={cfg.model.vocab_size} < tokenizer size {len(tokenizer)}")
-    dataset = open_dataset(cfg.data, prepare_packed(cfg.data, tokenizer, info.local_rank))
+    dataset = open_dataset(cfg.data, prepare_packed(cfg.data, tokenizer, info.rank))
     steps = total_steps(tc, len(dataset))
     layout = batch_layout(tc, info.world_size, dsc.autotp_size if dsc.enabled else 1)
     log.info("mode=%s: %d sequences of %d tokens, %d steps, global batch %d = %d micro x %d accum x %d dp",

@@ -19,7 +19,7 @@ import psutil
 import torch
 
 from jz3.models.attention import document_forward_kwargs
-from jz3.parallel.dist import DistInfo, all_reduce_max, all_reduce_sum, barrier
+from jz3.parallel.dist import DistInfo, all_reduce_sum, barrier
 from jz3.train import checkpoint as ckpt
 from jz3.train.callbacks import CallbackList, TrainState
 from jz3.train.data import TrainData
@@ -58,7 +58,9 @@ class Trainer:
         self.last_saved_step = -1
 
     # ------------------------------------------------------------------ one optimizer step
-    def train_step(self, mbs: List[Dict[str, torch.Tensor]]) -> Dict[str, float]:
+    def train_step(self, mbs: List[Dict[str, torch.Tensor]], stop_local: bool = False) -> Dict[str, float]:
+        """One optimizer step. `stop_local` (this rank wants to stop) rides on the loss all-reduce:
+        `metrics["stop"]` is the number of ranks that asked (one collective per step, not two)."""
         dev = self.engine.device
         local_targets = sum(target_count(mb["labels"]) for mb in mbs)
         # TP ranks of one group hold the same batch: count it once.
@@ -79,9 +81,10 @@ class Trainer:
             self.engine.backward(loss)
             self.engine.micro_step(last=i == len(mbs) - 1)
             loss_sum += ls.detach().double().cpu()
-        total = float(all_reduce_sum(loss_sum)) / self.tp_size
+        summed = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(stop_local), dtype=torch.float64)]))
+        total = float(summed[0]) / self.tp_size
         metrics = {"loss": total / n_targets, "lr": lr, "grad_norm": self.engine.grad_norm,
-                   "target_tokens": n_targets}
+                   "target_tokens": n_targets, "stop": float(summed[1])}
         if aux_total:
             metrics["aux_loss"] = aux_total
         return metrics
@@ -124,7 +127,8 @@ class Trainer:
                 mbs = [next(it) for _ in range(self.grad_accum)]
                 batch_hash = zlib.crc32(b"".join(np.ascontiguousarray(mb["input_ids"].numpy()).tobytes()
                                                  for mb in mbs))
-                metrics = self.train_step(mbs)
+                metrics = self.train_step(mbs, stop_local=handler.requested or st.stop_requested)
+                stop = metrics.pop("stop") > 0
                 dt = time.perf_counter() - t0
                 st.step += 1
                 st.samples_seen += self.global_batch
@@ -138,7 +142,7 @@ class Trainer:
                                batch_hash=float(batch_hash))
                 st.last_metrics = metrics
                 self.callbacks.on_step_end(st, metrics)
-                stop = bool(all_reduce_max(torch.tensor(int(handler.requested or st.stop_requested))))
+                # A stop asked during this step's callbacks is seen at the next step's all-reduce.
                 if stop or (self.save_every > 0 and st.step % self.save_every == 0):
                     self.save()
                 if stop:
