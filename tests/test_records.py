@@ -154,7 +154,12 @@ def test_shard_names(monkeypatch):
     with pytest.raises(ValueError):
         shard_name(16, 16)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "8")
-    assert shard_from_env(None, None) == (4, 8)
+    assert shard_from_env(None, None) == (5, 8)
     assert shard_from_env(2, 4) == (2, 4)
+    # Rerunning one task of a 64-way array (`--array=17`): the task id is the shard.
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "17")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "1")
+    assert shard_from_env(None, 64) == (17, 64)
+    with pytest.raises(ValueError, match="num_shards"):
+        shard_from_env(None, None)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.dist_harness import ROOT, metric_lines
+from tests.dist_harness import ROOT, _free_port, metric_lines
 from tests.slurm_cluster import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,8 @@ def overrides(run_dir, tok_dir, steps):
 
 
 def submit(cluster, tmp_path, args):
-    env = {"JZ3_PYTHON": sys.executable, "JZ3_ROOT": str(ROOT), "WANDB_MODE": "disabled"}
+    env = {"JZ3_PYTHON": sys.executable, "JZ3_ROOT": str(ROOT), "WANDB_MODE": "disabled",
+           "JZ3_MASTER_PORT": str(_free_port())}
     return cluster.sbatch(["--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
                            f"--output={tmp_path}/slurm-%j.out", str(ROOT / "launch/slurm/pretrain.sbatch"),
                            *args], cwd=tmp_path, env=env)

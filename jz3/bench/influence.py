@@ -5,8 +5,9 @@ candidates (JiuZhang3.0 synthesized problems), targets (GSM8K train slice) and D
 - LESS recipe (baseline): one example at a time (batch size 1), `loss.backward()`, flatten all
   LoRA gradients, Adam-precondition the candidates, project with a stored dense Rademacher
   matrix `[P, D]` (generated once, not timed: a generous CPU stand-in for TRAK's projector).
-- ours: batched per-example gradients from hooks, per-layer two-sided projection of the Adam
-  features, LoGra-style factored projection of the target gradients.
+- ours: batched per-example gradients from hooks (batch 16), Adam-preconditioned candidates,
+  per-layer (block) projection with dims shared by gradient energy (`--structure kronecker`:
+  two-sided per-layer projection, LoGra-style factored for the targets).
 `topk_overlap`: overlap of our top-10% candidates with the top-10% under exact (unprojected)
 Adam features vs exact target gradients. Prints a JSON object last.
 """
@@ -24,6 +25,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
+from jz3.config.enums import ProjKind, ProjStructure
 from jz3.config.influence import LoraConfig
 from jz3.config.model import ModelConfig
 from jz3.influence.examples import Encoder, Example, load_examples, per_example_loss
@@ -35,9 +37,10 @@ from jz3.paths import shared_data_dir
 
 
 def build(args: argparse.Namespace) -> Tuple[torch.nn.Module, Encoder]:
+    from transformers import AutoTokenizer
+
     from jz3.data.tokenizers import train_sentencepiece
     from jz3.models import build_model
-    from transformers import AutoTokenizer
 
     tok_dir = os.path.join(args.work_dir, "tokenizer")
     s = shared_data_dir() / "jiuzhang3_samples"
@@ -97,6 +100,41 @@ def less_features(model: torch.nn.Module, enc: Encoder, exs: List[Example],
     return torch.stack(out), torch.stack(exact)
 
 
+HBM_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0, "A800": 2039.0, "H800": 3350.0}
+
+
+def kernel_bench(args: argparse.Namespace) -> Dict[str, object]:
+    """GPU only: the Triton kernel (matrix generated in-kernel) vs a dense torch matmul with a
+    stored matrix, on `[batch, K]` gradient blocks; reports gradient bytes read per second."""
+    from kernels.projection import project_triton
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--kernel needs a CUDA device (the CPU path is the torch reference)")
+    dev = torch.device("cuda")
+    x = torch.randn(args.batch_size, args.kernel_k, device=dev, dtype=torch.bfloat16)
+    dense = (torch.randint(0, 2, (args.kernel_k, args.dim), device=dev) * 2 - 1).to(torch.bfloat16)
+
+    def timed(fn) -> float:
+        fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.kernel_iters):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / args.kernel_iters
+
+    t_tri = timed(lambda: project_triton(x, args.dim, seed=0, allow_tf32=True))
+    t_mm = timed(lambda: x @ dense)
+    gbytes = x.numel() * x.element_size() / 1e9
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in HBM_GBPS.items() if k in name), None)
+    return {"device": name, "batch": args.batch_size, "k": args.kernel_k, "dim": args.dim,
+            "triton_grad_gb_per_s": gbytes / t_tri, "dense_grad_gb_per_s": gbytes / t_mm,
+            "triton_hbm_fraction": (gbytes / t_tri) / peak if peak else None,
+            "triton_ms": t_tri * 1e3, "dense_ms": t_mm * 1e3,
+            "dense_matrix_gb": dense.numel() * dense.element_size() / 1e9}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", type=int, default=160)
@@ -108,8 +146,16 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--warmup-steps", type=int, default=8)
+    ap.add_argument("--structure", default=ProjStructure.block.value,
+                    choices=[x.value for x in ProjStructure])
     ap.add_argument("--work-dir", default=os.path.join("runs", "bench_influence"))
+    ap.add_argument("--kernel", action="store_true", help="GPU kernel throughput instead")
+    ap.add_argument("--kernel-k", type=int, default=1 << 24)
+    ap.add_argument("--kernel-iters", type=int, default=5)
     args = ap.parse_args()
+    if args.kernel:
+        print(json.dumps(kernel_bench(args)))
+        return
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     data = shared_data_dir()
@@ -128,8 +174,10 @@ def main() -> None:
     less_s = time.perf_counter() - t0
     del dense
 
-    ext = FeatureExtractor(model, enc, args.dim, seed=0, kind="rademacher", factored=True)
+    ext = FeatureExtractor(model, enc, args.dim, seed=0, kind=ProjKind.rademacher, factored=True,
+                           structure=ProjStructure(args.structure), energy_alloc=True)
     t0 = time.perf_counter()
+    ext.use_checkpoint(adam)
     ours_c = torch.cat([ext.batch_features(cands[i:i + args.batch_size], adam)
                         for i in range(0, len(cands), args.batch_size)])
     ours_t = torch.cat([ext.batch_features(targs[i:i + args.batch_size], None)
@@ -153,7 +201,7 @@ def main() -> None:
         "speedup": less_s / ours_s,
         "topk_overlap": len(ours_top & exact_top) / len(exact_top),
         "less_topk_overlap": len(less_top & exact_top) / len(exact_top),
-        "dim": args.dim, "lora_params": n_params, "candidates": len(cands),
+        "structure": args.structure, "dim": args.dim, "lora_params": n_params, "candidates": len(cands),
         "targets": len(targs), "batch_size": args.batch_size, "max_len": args.max_len,
         "ours_s": ours_s, "less_s": less_s, "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),

@@ -47,27 +47,31 @@ def backend() -> str:
 
 
 def init_distributed(use_deepspeed: bool) -> DistInfo:
-    """Initialise the default process group (once); a single process gets a world of one."""
+    """Initialise the default process group (once); a single process gets a world of one.
+
+    A plain-torch single process leaves `os.environ` alone (it is often called in-process by the
+    pipeline or tests); DeepSpeed needs the rendezvous variables even for one rank."""
     _env_from_slurm()
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        if int(os.environ["WORLD_SIZE"]) > 1:
-            raise RuntimeError("WORLD_SIZE > 1 but MASTER_PORT is unset (launch with deepspeed/torchrun/srun)")
-        os.environ["MASTER_PORT"] = str(_free_port())
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1"))
+    info = DistInfo(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")))
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
-    if not dist.is_initialized() and (use_deepspeed or info.world_size > 1):
-        if use_deepspeed:
-            import deepspeed
+    if dist.is_initialized() or not (use_deepspeed or world > 1):
+        return info
+    if "MASTER_PORT" not in env:
+        if world > 1:
+            raise RuntimeError("WORLD_SIZE > 1 but MASTER_PORT is unset (launch with deepspeed/torchrun/srun)")
+        env["MASTER_PORT"] = str(_free_port())
+    for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
+        env.setdefault(key, default)
+    if use_deepspeed:
+        import deepspeed
 
-            deepspeed.init_distributed(dist_backend=backend(), auto_mpi_discovery=False)
-        else:
-            dist.init_process_group(backend=backend())
-        log.info("rank %d/%d: process group up (%s)", info.rank, info.world_size, backend())
+        deepspeed.init_distributed(dist_backend=backend(), auto_mpi_discovery=False)
+    else:
+        dist.init_process_group(backend=backend())
+    log.info("rank %d/%d: process group up (%s)", info.rank, info.world_size, backend())
     return info
 
 
