@@ -16,9 +16,9 @@ callers multiply by `1/sqrt(dim)` for an inner-product preserving projection.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
+from collections import OrderedDict
 from typing import Optional
 
 import torch
@@ -31,7 +31,6 @@ PHILOX_KEY_B = 0xBB67AE85
 PHILOX_ROUND_A = 0xD2511F53
 PHILOX_ROUND_B = 0xCD9E8D57
 N_ROUNDS = 10
-CACHE_MAX_ENTRIES = 1 << 22  # CPU reference: cache generated blocks up to 16 MB each
 TWO_PI = 6.283185307179586
 
 
@@ -84,10 +83,33 @@ def random_matrix_torch(rows: int, cols: int, seed: int, key: int = 0, row_offse
     return _words_to_values(w0, w1, ProjKind(kind))
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_matrix(rows: int, cols: int, seed: int, key: int, row_offset: int,
-                   kind: ProjKind) -> torch.Tensor:
-    return random_matrix_torch(rows, cols, seed, key, row_offset, kind)
+class _MatrixCache:
+    """CPU reference only: generated blocks kept up to a byte budget (LRU), so a projection
+    applied batch after batch does not rerun Philox on the CPU each time."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget, self.used = budget_bytes, 0
+        self.items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    def get(self, rows: int, cols: int, seed: int, key: int, row_offset: int,
+            kind: ProjKind) -> torch.Tensor:
+        k = (rows, cols, seed, key, row_offset, kind)
+        hit = self.items.get(k)
+        if hit is not None:
+            self.items.move_to_end(k)
+            return hit
+        r = random_matrix_torch(rows, cols, seed, key, row_offset, kind)
+        size = r.numel() * r.element_size()
+        if size <= self.budget:
+            while self.used + size > self.budget and self.items:
+                _, old = self.items.popitem(last=False)
+                self.used -= old.numel() * old.element_size()
+            self.items[k] = r
+            self.used += size
+        return r
+
+
+_CACHE = _MatrixCache(int(os.environ.get("JZ3_PROJ_CACHE_MB", "1024")) << 20)
 
 
 def project_torch(x: torch.Tensor, dim: int, seed: int, key: int = 0, row_offset: int = 0,
@@ -98,8 +120,8 @@ def project_torch(x: torch.Tensor, dim: int, seed: int, key: int = 0, row_offset
     out = torch.zeros(n, dim, dtype=torch.float32, device=x.device)
     for k0 in range(0, k, block_rows):
         k1 = min(k, k0 + block_rows)
-        if x.device.type == "cpu" and (k1 - k0) * dim <= CACHE_MAX_ENTRIES:
-            r = _cached_matrix(k1 - k0, dim, int(seed), int(key), row_offset + k0, ProjKind(kind))
+        if x.device.type == "cpu":
+            r = _CACHE.get(k1 - k0, dim, int(seed), int(key), row_offset + k0, ProjKind(kind))
         else:
             r = random_matrix_torch(k1 - k0, dim, seed, key, row_offset + k0, kind, x.device)
         r = r.to(x.device)

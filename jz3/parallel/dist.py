@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -90,6 +91,21 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     if is_dist() and dist.get_world_size() > 1:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
+
+
+def all_reduce_sum_async(x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Start a sum over ranks; the returned function waits and gives the result (overlap the
+    collective with compute, e.g. the first forward of a step)."""
+    x = x.detach().clone()
+    if not (is_dist() and dist.get_world_size() > 1):
+        return lambda: x
+    work = dist.all_reduce(x, op=dist.ReduceOp.SUM, async_op=True)
+
+    def wait() -> torch.Tensor:
+        work.wait()
+        return x
+
+    return wait
 
 
 def all_reduce_max(x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +47,10 @@ from jz3.train.tracking import ConsoleCallback, MetricsFileCallback, WandbCallba
 from jz3.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+# Set by launch/slurm/pretrain.sbatch: a file rank 0 writes when it stopped on a preemption
+# signal, so that the batch script requeues the job (which then resumes from the checkpoint).
+PREEMPT_MARKER_ENV = "JZ3_PREEMPT_MARKER"
 
 # Dense bf16 peak per device, for MFU when trainer.peak_tflops is unset.
 GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "A800": 312.0, "H800": 989.0,
@@ -200,4 +205,7 @@ def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
         tokens_seen=state.tokens_seen, preempted=state.stop_requested, wall_s=time.time() - t_start)
     if info.is_main:
         atomic_write_text(out / "train_result.json", json.dumps(asdict(result), indent=1))
+        marker = os.environ.get(PREEMPT_MARKER_ENV)
+        if result.preempted and marker:  # launch/slurm/pretrain.sbatch requeues the job
+            atomic_write_text(marker, result.checkpoint_dir or "")
     return result

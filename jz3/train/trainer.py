@@ -19,7 +19,7 @@ import psutil
 import torch
 
 from jz3.models.attention import document_forward_kwargs
-from jz3.parallel.dist import DistInfo, all_reduce_sum, barrier
+from jz3.parallel.dist import DistInfo, all_reduce_sum, all_reduce_sum_async, barrier
 from jz3.train import checkpoint as ckpt
 from jz3.train.callbacks import CallbackList, TrainState
 from jz3.train.data import TrainData
@@ -63,9 +63,10 @@ class Trainer:
         `metrics["stop"]` is the number of ranks that asked (one collective per step, not two)."""
         dev = self.engine.device
         local_targets = sum(target_count(mb["labels"]) for mb in mbs)
-        # TP ranks of one group hold the same batch: count it once.
-        n_targets = float(all_reduce_sum(torch.tensor(float(local_targets), dtype=torch.float64))) / self.tp_size
-        n_targets = max(n_targets, 1.0)
+        # The global target count normalises every micro-batch's loss; its all-reduce overlaps
+        # the first forward. TP ranks of one group hold the same batch: count it once.
+        pending = all_reduce_sum_async(torch.tensor(float(local_targets), dtype=torch.float64))
+        n_targets = 0.0
         lr = self.engine.lr
         loss_sum = torch.zeros((), dtype=torch.float64)
         aux_total = 0.0
@@ -73,6 +74,8 @@ class Trainer:
             ids, labels, pos = mb["input_ids"].to(dev), mb["labels"].to(dev), mb["position_ids"].to(dev)
             out = self.engine.forward(input_ids=ids, **document_forward_kwargs(pos, self.attn_impl))
             ls = causal_lm_loss_sum(out.logits, labels)
+            if i == 0:
+                n_targets = max(float(pending()) / self.tp_size, 1.0)
             loss = ls / n_targets
             aux = getattr(out, "aux_loss", None)
             if aux is not None and self.aux_loss_coef > 0:
