@@ -15,7 +15,7 @@ from tests.slurm_cluster import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
-STEPS2 = 120
+STEPS2 = 60
 
 
 def overrides(run_dir, tok_dir, steps):
@@ -68,6 +68,12 @@ def test_two_rank_job_then_usr1_preemption(slurm_cluster, jobs, tmp_path, tiny_t
         assert slurm_cluster.states(job2).get(0) in ("PENDING", "RUNNING", "CONFIGURING")
         time.sleep(0.5)
     slurm_cluster.scancel(job2, "USR1")
+    # SLURM delays a requeued job (BeginTime ~2 min ahead): once it is pending again, let it start.
+    deadline = time.monotonic() + 240
+    while slurm_cluster.states(job2).get(0) not in ("PENDING", "COMPLETED", "FAILED"):
+        assert time.monotonic() < deadline, slurm_cluster.states(job2)
+        time.sleep(0.5)
+    slurm_cluster.run(["scontrol", "update", f"JobId={job2}", "StartTime=now"], check=False)
     states = slurm_cluster.wait(job2, timeout=400)
     log2 = (tmp_path / f"slurm-{job2}.out").read_text()
     assert states == {0: "COMPLETED"}, log2[-4000:]
