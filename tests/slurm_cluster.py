@@ -112,7 +112,12 @@ class SlurmCluster:
         return self
 
     def stop(self) -> None:
-        """Stop exactly the daemons this object started (reverse order)."""
+        """Cancel this cluster's jobs, then stop exactly the daemons this object started."""
+        if self.procs.get("slurmctld") is not None and self.procs["slurmctld"].poll() is None:
+            try:
+                self.run(["scancel", f"--partition={self.partition}"], check=False)
+            except (OSError, subprocess.SubprocessError):
+                pass
         for name in ("slurmd", "slurmctld", "munged"):
             p = self.procs.pop(name, None)
             if p is None or p.poll() is not None:
