@@ -141,7 +141,7 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=16)
     ap.add_argument("--dim", type=int, default=8192)
     ap.add_argument("--hidden", type=int, default=192)
-    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--rank", type=int, default=24)
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
