@@ -182,7 +182,7 @@ class Report:
         if self.missing("synthesize"):
             return
         sy, fi = self.metrics("synthesize"), self.metrics("filter")
-        counts = {"snippets in": sy.get("synth_in"), "parsed": sy.get("synth_out"),
+        counts = {"snippets in": sy.get("snippets", sy.get("synth_in")), "parsed": sy.get("synth_out"),
                   "synth rejected": sy.get("synth_rejected")}
         if fi:
             counts["kept after filter"] = sum((fi.get("kept_by_source") or {}).values())

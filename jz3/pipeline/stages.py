@@ -282,9 +282,10 @@ def run_synthesize_merge(ctx: StageContext) -> StageResult:
     n = count_lines(merged)
     rej = ctx.out / "rejected.jsonl"
     r = count_lines(rej) if rej.exists() else 0
-    return StageResult(counts={"in": count_lines(snip), "out": n, "rejected": r},
+    n_in = int(stats.get("snippets", count_lines(snip)))  # synth.limit caps the input
+    return StageResult(counts={"in": n_in, "out": n, "rejected": r},
                        outputs=[str(merged.relative_to(ctx.dir))],
-                       metrics={"synth_in": count_lines(snip), "synth_out": n,
+                       metrics={"synth_in": n_in, "synth_out": n,
                                 "synth_rejected": r, "reject_reasons": _reasons(rej),
                                 **_scalars(stats)})
 
