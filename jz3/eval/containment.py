@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 _LOCK_DIR = Path(tempfile.gettempdir()) / "jz3-sandbox-slots"
@@ -178,14 +178,11 @@ def slot_cgroup(slot: int, max_procs: int) -> Optional[Path]:
     return cg
 
 
-def kill_cgroup(cg: Path, rounds: int = 100) -> int:
-    """SIGKILL every process in the slot's cgroup until it is empty."""
+def _kill_until_empty(list_pids: Callable[[], Optional[List[int]]], rounds: int) -> int:
+    """SIGKILL what `list_pids()` returns until it is empty (or None); returns how many."""
     killed = 0
     for _ in range(rounds):
-        try:
-            pids = [int(x) for x in (cg / "cgroup.procs").read_text().split()]
-        except OSError:
-            return killed
+        pids = list_pids()
         if not pids:
             break
         for pid in pids:
@@ -194,6 +191,18 @@ def kill_cgroup(cg: Path, rounds: int = 100) -> int:
                 killed += 1
         time.sleep(0.01)
     return killed
+
+
+def kill_cgroup(cg: Path, rounds: int = 100) -> int:
+    """SIGKILL every process in the slot's cgroup until it is empty."""
+
+    def pids() -> Optional[List[int]]:
+        try:
+            return [int(x) for x in (cg / "cgroup.procs").read_text().split()]
+        except OSError:
+            return None
+
+    return _kill_until_empty(pids, rounds)
 
 
 def _pids_of_uid(uid: int) -> List[int]:
@@ -218,17 +227,7 @@ def _pids_of_uid(uid: int) -> List[int]:
 
 def kill_uid(uid: int, rounds: int = 50) -> int:
     """SIGKILL every process of the sandbox uid until none is left; returns how many."""
-    killed = 0
-    for _ in range(rounds):
-        pids = _pids_of_uid(uid)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-        time.sleep(0.01)
-    return killed
+    return _kill_until_empty(lambda: _pids_of_uid(uid), rounds)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
