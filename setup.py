@@ -7,7 +7,11 @@ setup(
     version="0.1.0",
     description="The JiuZhang3.0 recipe end to end: KD, synthesizer, influence, synthesis, "
     "continued pretraining, evaluation.",
-    packages=find_packages(include=["jz3", "jz3.*", "kernels", "kernels.*"]),
+    # The Triton kernels live in the top-level kernels/ folder but install as `jz3.kernels`: the
+    # top-level import name `kernels` belongs to the package index's `kernels` (used by
+    # transformers).
+    packages=find_packages(include=["jz3", "jz3.*"]) + ["jz3.kernels"],
+    package_dir={"jz3.kernels": "kernels"},
     package_data={"jz3.prompts": ["templates/*.txt"], "jz3.eval": ["fewshot/*.json"]},
     python_requires=">=3.10",
     install_requires=[

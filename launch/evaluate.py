@@ -1,5 +1,7 @@
-"""Evaluate a model on the math benchmarks: `python launch/evaluate.py +exp=tiny_eval`
-(or `eval.model_path=/path/to/hf_export eval.backend=vllm`); prints the markdown table."""
+"""Evaluate a model on the math benchmarks (the `evaluate` stage): `python launch/evaluate.py
++exp=tiny_eval` or `stages.evaluate.eval.model_path=/path/to/hf_export
+stages.evaluate.eval.backend=vllm`; without `model_path`, the finished sft stage's export.
+Prints the markdown table, then a JSON summary."""
 
 import json
 import logging
@@ -11,15 +13,21 @@ from jz3.config import JZ3Config, hydra_entry
 def main(cfg: JZ3Config) -> None:
     from pathlib import Path
 
-    from jz3.eval.runner import evaluate
-    from jz3.eval.tiny_model import build_tiny_model
+    from jz3.pipeline.pipeline import run_single
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if cfg.eval.build_tiny_model and cfg.eval.model_path:
-        build_tiny_model(cfg.eval.model_path, cfg.model, cfg.data.tokenizer, cfg.seed)
-    metrics = evaluate(cfg)
-    print((Path(cfg.eval.out_dir) / "results.md").read_text())
-    print(json.dumps(metrics))
+    e = cfg.stages.evaluate.eval
+    if e.build_tiny_model and e.model_path and not cfg.pipeline.plan:
+        # tests/demo: a random tiny model with the sft stage's architecture and tokenizer
+        from jz3.generation.tiny_model import build_tiny_model
+
+        sft = cfg.stages.sft
+        build_tiny_model(e.model_path, sft.data.tokenizer, sft.model, cfg.seed)
+    out = run_single(cfg, "evaluate")
+    if out is None:
+        return
+    print(Path(out["result"]["table_path"]).read_text())
+    print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

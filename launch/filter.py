@@ -1,8 +1,9 @@
-"""Filter stage: `python launch/filter.py synth.filter.input=runs/x/synth synth.filter.out_dir=...`
-
-Writes cot/ and tool/ training examples, rejected.jsonl and manifest.json (see jz3.synth.filter).
+"""Filter stage: `python launch/filter.py +exp=... stages.filter.filter.input=runs/x/synth.jsonl`
+(or, without `input`, the finished synthesize stage in `run_dir`). Writes cot/ and tool/
+training examples and rejected.jsonl under `${run_dir}/filter/out/` (see jz3.synth.filter).
 """
 
+import json
 import logging
 
 from jz3.config import JZ3Config, hydra_entry
@@ -10,10 +11,12 @@ from jz3.config import JZ3Config, hydra_entry
 
 @hydra_entry
 def main(cfg: JZ3Config) -> None:
-    from jz3.synth.filter import run_filter
+    from jz3.pipeline.pipeline import run_single
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(run_filter(cfg))
+    out = run_single(cfg, "filter")
+    if out is not None:  # None: pipeline.plan=true printed the plan
+        print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Influence (LESS) stage: `python launch/influence.py +exp=tiny_influence`.
 
-SLURM: `influence.step=warmup` once, then an array of `influence.step=extract` (shard from
-SLURM_ARRAY_TASK_ID/COUNT), then `influence.step=score influence.num_shards=N`.
+With `stages.influence.influence.candidates` set, those records are ranked; otherwise the
+finished snippets, kd_seed and distill stages in `run_dir` give the pool and the synthesizer.
 """
 
 import json
@@ -12,13 +12,12 @@ from jz3.config import JZ3Config, hydra_entry
 
 @hydra_entry
 def main(cfg: JZ3Config) -> None:
-    from jz3.influence.run import run_influence
+    from jz3.pipeline.pipeline import run_single
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not cfg.influence.candidates:
-        raise ValueError("influence.candidates: give the candidate records (kd/synth/snippets)")
-    stats = run_influence(cfg, cfg.influence.candidates, cfg.influence.out_dir)
-    print(json.dumps(stats, default=str))
+    out = run_single(cfg, "influence")
+    if out is not None:  # None: pipeline.plan=true printed the plan
+        print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
-"""Tokenize and pack `cfg.data.sources` into memory-mapped token shards under `cfg.data.packed_dir`.
-
-`python launch/pack.py +exp=tiny_pretrain` (see docs/DATA.md). Prints the per-source counts as a
-JSON object last. Up-to-date sources are skipped, so re-running is cheap.
+"""Tokenize and pack the pretraining data (`stages.pretrain.data`: its sources, else the finished
+filter stage) into memory-mapped token shards: `python launch/pack.py +exp=tiny_pretrain`
+(see docs/DATA.md). Up-to-date sources are skipped, so re-running is cheap.
 """
 
 import json
@@ -9,20 +8,15 @@ import logging
 
 from jz3.config import JZ3Config, hydra_entry
 
-log = logging.getLogger("jz3.pack")
-
 
 @hydra_entry
 def main(cfg: JZ3Config) -> None:
-    from jz3.data.packing import pack_sources
-    from jz3.data.tokenizers import load_tokenizer
-    from jz3.pipeline.manifest import read_manifest
+    from jz3.pipeline.pipeline import run_single
 
-    tok = load_tokenizer(cfg.data.tokenizer)
-    out = pack_sources(cfg.data, tok, cfg.data.packed_dir)
-    manifest = read_manifest(out) or {}
-    log.info("packed data in %s", out)
-    print(json.dumps({"packed_dir": str(out), "counts": manifest.get("counts", {})}))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = run_single(cfg, "pack")
+    if out is not None:  # None: pipeline.plan=true printed the plan
+        print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

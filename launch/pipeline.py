@@ -1,8 +1,10 @@
 """The whole recipe in one command: `python launch/pipeline.py +exp=demo`.
 
-Locally (launcher=local) the stages run one after another in this process, cached stages are
-skipped, and `runs/<exp>/report.md` is written at the end. With `launcher=slurm` every stage is
-submitted as a submitit job (`launcher.dry_run=true` prints them instead).
+`pipeline.plan=true` runs nothing: it prints `[plan] <stage> <json>` per stage (the resolved
+config section each stage will run with) and exits. Locally (launcher=local) the stages run
+one after another in this process, cached stages are skipped, the plan goes to
+`runs/<exp>/plan.txt` and `runs/<exp>/report.md` is written at the end. With `launcher=slurm`
+every stage is submitted as a submitit job (`launcher.dry_run=true` prints the plan and the jobs).
 """
 
 import logging
@@ -14,7 +16,8 @@ from jz3.config import JZ3Config, hydra_entry
 def main(cfg: JZ3Config) -> None:
     from jz3.pipeline.pipeline import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not cfg.pipeline.plan:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run(cfg)
 
 

@@ -1,18 +1,22 @@
-"""Instruction tuning after continued pretraining: `deepspeed launch/sft.py +exp=tiny_sft
-trainer.init_from=runs/tiny_pretrain/train/hf`; loss on the `output` of {input, output}
-records. Same trainer as pretraining (`jz3.train.entry.run_training`)."""
+"""Instruction tuning: `deepspeed launch/sft.py +exp=tiny_sft` (the `sft` stage); loss on the
+`output` of {input, output} records from `stages.sft.data.sources`. Starts from
+`stages.sft.trainer.init_from` when set, else from the finished pretrain stage's export.
+"""
+
+import json
+import logging
 
 from jz3.config import JZ3Config, hydra_entry
-from jz3.config.enums import TrainMode
 
 
 @hydra_entry
 def main(cfg: JZ3Config) -> None:
-    from jz3.train.entry import run_training
+    from jz3.pipeline.pipeline import run_single
 
-    if cfg.trainer.mode != TrainMode.sft:
-        raise ValueError(f"launch/sft.py needs trainer.mode=sft, got {cfg.trainer.mode.value}")
-    run_training(cfg)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = run_single(cfg, "sft")
+    if out is not None:  # None: pipeline.plan=true printed the plan
+        print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""Synthesis with the distilled synthesizer, one shard per call (or all, then merge).
+"""Synthesis with the distilled synthesizer (the `synthesize` stage), one shard per call or all:
 
-  python launch/synthesize.py synth.model_path=... synth.shard=3 synth.num_shards=64
-  sbatch --array=0-63 launch/slurm/synthesize.sbatch synth.num_shards=64 ...   (SLURM array)
-  python launch/synthesize.py -m hydra/launcher=jz3_slurm synth.num_shards=4 \
-      synth.shard=0,1,2,3                                          (Hydra submitit multirun)
-  python launch/synthesize.py synth.step=merge synth.num_shards=64  (verify + merge)
-  python launch/synthesize.py synth.step=all synth.num_shards=4     (every shard here, merge)
+  python launch/synthesize.py +exp=... stages.synthesize.shards=64 pipeline.shard=3   (one shard)
+  sbatch --array=0-63 launch/slurm/synthesize.sbatch stages.synthesize.shards=64 ...  (SLURM array)
+  python launch/synthesize.py stages.synthesize.shards=64 pipeline.merge_only=true    (merge)
+  python launch/synthesize.py stages.synthesize.shards=4                      (every shard, merge)
 
-Without synth.shard / synth.num_shards, SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT are used.
+Inputs: `stages.synthesize.synth.{model_path,input}` when set, else the finished distill_boost and
+snippets stages in `run_dir`. Inside a SLURM array the shard is SLURM_ARRAY_TASK_ID.
 """
 
+import json
 import logging
 
 from jz3.config import JZ3Config, hydra_entry
@@ -17,10 +17,12 @@ from jz3.config import JZ3Config, hydra_entry
 
 @hydra_entry
 def main(cfg: JZ3Config) -> None:
-    from jz3.synth.run import run_synthesis
+    from jz3.pipeline.pipeline import run_single
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(run_synthesis(cfg))
+    out = run_single(cfg, "synthesize")
+    if out is not None:  # None: pipeline.plan=true printed the plan
+        print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from jz3.config import compose
     from jz3.train.entry import run_training
 
-    cfg = compose(args.overrides)
+    cfg = compose(args.overrides).stages.pretrain  # a TrainJob
     cbs: List[Any] = []
     if args.kill_at:
         cbs.append(SignalAt(args.kill_at, signal.SIGKILL))

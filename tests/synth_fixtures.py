@@ -13,9 +13,9 @@ from jz3.config.data import SnippetConfig
 
 @pytest.fixture(scope="session")
 def tiny_synthesizer(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    from jz3.synth.tiny_model import make_tiny_synthesizer
+    from jz3.generation.tiny_model import build_tiny_model
 
-    return make_tiny_synthesizer(tmp_path_factory.mktemp("synthesizer"), tiny_tokenizer_dir)
+    return build_tiny_model(tmp_path_factory.mktemp("synthesizer") / "tiny", tiny_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

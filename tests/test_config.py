@@ -1,48 +1,106 @@
-"""Config composition: presets compose, misspelt keys and wrong types are errors naming the key."""
+"""Config composition: presets compose, each stage gets its own sections, misspelt keys and
+wrong types are errors naming the key, and every experiment's plan parses."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
 from jz3.config import compose
-from jz3.config.enums import Arch, Schedule
+from jz3.config.enums import Arch, Schedule, TrainMode
+from jz3.paths import CONFIG_DIR
+
+
+def _pipeline_experiments() -> list:
+    """Every experiment preset of the pipeline's root config. A preset with its own root
+    schema (e.g. smol_ablation, run by launch/ablation.py) must say so in a `Schema:` line."""
+    import dataclasses
+
+    import yaml
+
+    from jz3.config.root import JZ3Config
+
+    root = {f.name for f in dataclasses.fields(JZ3Config)} | {"defaults", "hydra"}
+    out = []
+    for p in sorted((CONFIG_DIR / "exp").glob("*.yaml")):
+        keys = set(yaml.safe_load(p.read_text()) or {})
+        if keys <= root:
+            out.append(p.stem)
+        else:
+            assert "Schema:" in p.read_text(), f"{p}: keys {keys - root} not in JZ3Config"
+    return out
+
+
+EXPERIMENTS = _pipeline_experiments()
 
 
 @pytest.mark.parametrize("exp,arch,layers", [
     ("jz3_7b", Arch.mistral, 32), ("jz3_8b", Arch.llama, 32), ("jz3_8x7b", Arch.mixtral, 32),
-    ("synth_distill", Arch.llama, 30), ("tiny_pretrain", Arch.llama, 2),
+    ("tiny_pretrain", Arch.llama, 2),
 ])
 def test_presets_compose(exp, arch, layers):
     cfg = compose([f"+exp={exp}"])
-    assert cfg.model.arch == arch and cfg.model.num_hidden_layers == layers
+    m = cfg.stages.pretrain.model
+    assert m.arch == arch and m.num_hidden_layers == layers
     assert cfg.exp_name == exp and cfg.run_dir == f"runs/{exp}"
 
 
+def test_synthesizer_stages_have_their_own_model_and_trainer():
+    s = compose(["+exp=jz3_7b"]).stages
+    for st in (s.distill, s.influence, s.distill_boost):
+        assert st.model.name == "deepseekmath-7b" and st.model.num_hidden_layers == 30
+        assert st.data.seq_len == 2048
+    for st in (s.distill, s.distill_boost):
+        t = st.trainer
+        assert (t.mode, t.lr, t.epochs, t.global_batch_size, t.schedule, t.weight_decay,
+                t.warmup_ratio) == (TrainMode.distill, 1e-5, 5, 32, Schedule.cosine, 0.1, 0.0)
+    w = s.influence.trainer
+    assert (w.lr, w.epochs, w.global_batch_size, list(w.betas)) == (2e-5, 4, 32, [0.9, 0.999])
+    assert s.pretrain.model.name == "mistral-7b" and s.sft.model.name == "mistral-7b"
+    p = s.pretrain.trainer
+    assert (p.lr, p.global_batch_size, p.weight_decay, list(p.betas), p.schedule, p.epochs) == (
+        1e-5, 512, 0.0, [0.9, 0.999], Schedule.wsd, 1)
+    assert p.warmup_ratio + p.stable_ratio == pytest.approx(0.85)  # decay starts at 85%
+    assert s.pretrain.data.natural_mix and s.pretrain.data.seq_len == 2048  # CoT/tool by size
+    assert s.kd_seed.count + s.kd_boost.count == 9300
+    assert s.pretrain_raw.enabled is False and s.ablation.enabled is False
+    syn = s.synthesize.synth
+    assert (syn.temperature, syn.max_new_tokens, syn.tool_temperature, syn.tool_top_p,
+            syn.tool_max_new_tokens) == (1.0, 2500, 0.1, 0.95, 5000)
+
+
+def test_one_stage_override_touches_only_that_stage():
+    s = compose(["stages.distill.trainer.lr=0.5", "model@stages.sft.model=tiny_mixtral"]).stages
+    assert s.distill.trainer.lr == 0.5 and s.distill_boost.trainer.lr != 0.5
+    assert s.sft.model.arch == Arch.mixtral and s.pretrain.model.arch == Arch.llama
+
+
 def test_real_model_numbers():
-    m = compose(["+exp=jz3_8b"]).model
+    m = compose(["+exp=jz3_8b"]).stages.pretrain.model
     assert (m.vocab_size, m.hidden_size, m.intermediate_size, m.num_key_value_heads) == (
         128256, 4096, 14336, 8)
     assert m.rope_theta == 500000.0
-    mx = compose(["+exp=jz3_8x7b"]).model
+    mx = compose(["+exp=jz3_8x7b"]).stages.pretrain.model
     assert mx.num_local_experts == 8 and mx.num_experts_per_tok == 2
-    assert compose(["+exp=jz3_7b"]).trainer.schedule == Schedule.wsd
 
 
 def test_misspelt_key_names_it():
     with pytest.raises(Exception, match="lrr"):
-        compose(["trainer.lrr=1"])
+        compose(["stages.pretrain.trainer.lrr=1"])
     with pytest.raises(Exception, match="lrr"):
-        compose(["+trainer.lrr=1"])
+        compose(["+stages.pretrain.trainer.lrr=1"])
+    with pytest.raises(Exception, match="trainer"):  # no root-level trainer any more
+        compose(["trainer.lr=1"])
 
 
 def test_wrong_type_names_key():
     with pytest.raises(Exception, match="max_steps"):
-        compose(["trainer.max_steps=abc"])
+        compose(["stages.pretrain.trainer.max_steps=abc"])
     with pytest.raises(Exception, match="schedule"):
-        compose(["trainer.schedule=cosinee"])
+        compose(["stages.distill.trainer.schedule=cosinee"])
 
 
 def test_print_config_from_launcher(project_root):
@@ -50,3 +108,45 @@ def test_print_config_from_launcher(project_root):
                          cwd=project_root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "mistral-7b" in out.stdout and "hidden_size: 4096" in out.stdout
+
+
+def _plan(cfg) -> dict:
+    from jz3.pipeline.runner import plan_lines
+    from jz3.pipeline.stages import STAGES
+
+    out = {}
+    for line in plan_lines(cfg, STAGES):
+        tag, name, body = line.split(" ", 2)
+        assert tag == "[plan]"
+        out[name] = json.loads(body)
+    return out
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_every_experiment_plan_parses(exp, tmp_path):
+    cfg = compose([f"+exp={exp}", f"run_dir={tmp_path}"])
+    plan = _plan(cfg)
+    assert list(plan)[:3] == ["snippets", "kd_seed", "distill"]
+    for name, body in plan.items():
+        assert body["section"].startswith("stages.") and isinstance(body["config"], dict), name
+    assert plan["pack"]["config"] == plan["pretrain"]["config"]["data"]  # pack = pretrain data
+    assert ("pretrain_raw" in plan) == ("ablation" in plan) == cfg.stages.pretrain_raw.enabled
+
+
+def test_plan_shows_paper_values_and_runs_nothing(project_root, tmp_path):
+    cp = subprocess.run([sys.executable, "launch/pipeline.py", "+exp=jz3_7b", "pipeline.plan=true",
+                         f"run_dir={tmp_path}/run"], cwd=project_root, capture_output=True,
+                        text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    lines = [x for x in cp.stdout.splitlines() if x.startswith("[plan] ")]
+    plan = {x.split(" ", 2)[1]: json.loads(x.split(" ", 2)[2]) for x in lines}
+    assert plan["distill"]["config"]["model"]["name"] == "deepseekmath-7b"
+    assert plan["distill"]["config"]["trainer"]["epochs"] == 5
+    assert plan["pretrain"]["config"]["model"]["name"] == "mistral-7b"
+    assert plan["pretrain"]["config"]["trainer"]["global_batch_size"] == 512
+    assert plan["pretrain"]["inputs"] == ["filter", "pack"]
+    assert plan["kd_seed"]["config"]["count"] == 8000
+    assert plan["synthesize"]["config"]["synth"]["backend"] == "vllm"
+    assert "gsm8k" in plan["evaluate"]["config"]["eval"]["benchmarks"]
+    run = tmp_path / "run"  # nothing ran, nothing written (but Hydra's own log folder)
+    assert not run.exists() or {p.name for p in run.iterdir()} <= {".hydra_runs"}

@@ -75,3 +75,25 @@ def test_missing_question_field_names_the_file(tmp_path):
     (bench / "test.jsonl").write_text('{"question": "ok"}\n{"q": "x"}\n')
     with pytest.raises(ValueError, match=r"test.jsonl:2"):
         Decontaminator.from_folders([tmp_path])
+
+
+def test_registry_formats_and_bad_files_name_file_and_line(tmp_path):
+    from jz3.benchmarks import BenchmarkFormatError
+
+    tab = tmp_path / "tabmwp"
+    tab.mkdir()
+    q = ("Look at the table of apples sold each day by the corner shop and find how many "
+         "apples were sold on Monday and Tuesday together")
+    (tab / "problems_test.json").write_text(json.dumps(
+        {"7": {"question": q, "table": "t", "table_title": None, "choices": None, "unit": None,
+               "answer": "5"}}))
+    d = Decontaminator.from_folders([tmp_path], n=10)
+    assert d.sizes == {"tabmwp": 1} and d.check("Today: " + q + "?").benchmark == "tabmwp"
+    bad = tmp_path / "gsm8k"
+    bad.mkdir()
+    (bad / "test.jsonl").write_bytes(b'{"question": "ok", "answer": "1"}\n{"question": "\xff"}\n')
+    with pytest.raises(BenchmarkFormatError, match=f"{bad / 'test.jsonl'}:2: invalid UTF-8"):
+        Decontaminator.from_folders([tmp_path], n=10)
+    (bad / "test.jsonl").write_text('{"problem": "no question field"}\n')
+    with pytest.raises(BenchmarkFormatError, match=r"test.jsonl:1: no question field \['question'\]"):
+        Decontaminator.from_folders([bad], n=10)

@@ -162,8 +162,9 @@ def test_tabmwp_public_format(tmp_path):
     path.write_text(json.dumps({"101": rec, "102": mc}))
     items = load_benchmark("tabmwp", tmp_path)
     assert [it.gold for it in items] == ["1250", "no"]
-    assert "Table: Prices\nred pen | 1,300" in items[0].question
-    assert "(Unit: cents)" in items[0].question and items[1].choices == ["yes", "no"]
+    # worded as the release's eval/parser.py parse_question (no unit, list of options)
+    assert 'table regarding "Prices" and answer a question:\nred pen | 1,300' in items[0].question
+    assert "cents" not in items[0].question and items[1].choices == ["yes", "no"]
     assert is_correct("The answer is 1,250 cents.", items[0].gold, "tabmwp")
     assert is_correct("The answer is No.", items[1].gold, "tabmwp")
     assert tabmwp_item(mc).gold == "no"

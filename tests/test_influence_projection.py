@@ -14,7 +14,7 @@ from jz3.influence.lora import lora_linears  # noqa: E402
 from jz3.influence.projection import ProjectionPlan, allocate_dims  # noqa: E402
 from jz3.influence.score import less_scores, less_scores_dense, select  # noqa: E402
 from jz3.influence.store import MissingShardsError, ShardWriter, merge_shards, shard_dir  # noqa: E402
-from kernels.projection import jl_scale, project_torch  # noqa: E402
+from jz3.kernels.projection import jl_scale, project_torch  # noqa: E402
 from tests.test_influence_helpers import (  # noqa: E402
     encoder,
     jl_epsilon,
@@ -147,8 +147,9 @@ def test_less_score_mean_within_subtask_max_over_subtasks_lr_weighted(tmp_path):
     def cos(a, b):
         return a @ b / np.linalg.norm(a) / np.linalg.norm(b)
 
+    wn = {c: v / sum(w.values()) for c, v in w.items()}  # LESS renormalises the weights
     for i in range(5):
-        per_t = [sum(w[c] * cos(cand[c][i], targ[c][j]) for c in w) for j in range(4)]
+        per_t = [sum(wn[c] * cos(cand[c][i], targ[c][j]) for c in w) for j in range(4)]
         want = max(np.mean(per_t[:2]), np.mean(per_t[2:]))
         assert got[i] == pytest.approx(want, rel=1e-5)
     # streaming over stored float16 shards gives the same scores (to float16 precision)
@@ -161,7 +162,8 @@ def test_less_score_mean_within_subtask_max_over_subtasks_lr_weighted(tmp_path):
         wr.finish()
     streamed = less_scores(merge_shards(tmp_path / "cand"), merge_shards(tmp_path / "targ"), w,
                            block=2)
-    np.testing.assert_allclose(streamed, got, rtol=2e-3, atol=1e-7)
+    # float16 unit rows: cosines to ~1e-3 (the old atol 1e-7 was for weights summing to 3e-5)
+    np.testing.assert_allclose(streamed, got, rtol=2e-3, atol=2e-3)
 
 
 def test_select_top_k_and_top_p():

@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from jz3.config.enums import ProjKind  # noqa: E402
-from kernels.projection import (  # noqa: E402
+from jz3.kernels.projection import (  # noqa: E402
     jl_scale,
     project,
     project_torch,

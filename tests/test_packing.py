@@ -26,11 +26,11 @@ from jz3.data.packing import (
     encoder_spec,
     pack_sources,
     read_meta,
+    read_pack_index,
     to_train_example,
 )
 from jz3.data.records import RecordError, write_jsonl
 from jz3.data.tokenizers import spm_processor
-from jz3.pipeline.manifest import read_manifest
 
 N = 120  # records per source: small and fast, still thousands of tokens
 
@@ -170,16 +170,16 @@ def test_deterministic_across_worker_counts_and_idempotent(tmp_path, packed, sou
         for f in ("tokens.bin", "loss_mask.bin", "doc_offsets.npy"):
             assert (out / name / f).read_bytes() == (packed / name / f).read_bytes(), (name, f)
     stamp = {n: (out / n / "tokens.bin").stat().st_mtime_ns for n in sources[1]}
-    m1 = read_manifest(out)
+    m1 = (out / "pack.json").stat().st_mtime_ns
     pack_sources(one, tiny_tokenizer, out)  # up to date: nothing rewritten
     assert {n: (out / n / "tokens.bin").stat().st_mtime_ns for n in sources[1]} == stamp
-    assert read_manifest(out)["finished_at"] == m1["finished_at"]
+    assert (out / "pack.json").stat().st_mtime_ns == m1
     # an interrupted source (no meta.json) is packed again; the others are skipped
     (out / "tool" / "meta.json").unlink()
     pack_sources(one, tiny_tokenizer, out)
     assert (out / "cot" / "tokens.bin").stat().st_mtime_ns == stamp["cot"]
     assert (out / "tool" / "tokens.bin").read_bytes() == (packed / "tool" / "tokens.bin").read_bytes()
-    assert read_manifest(out)["counts"]["tool"]["n_docs"] == N
+    assert read_pack_index(out)["counts"]["tool"]["n_docs"] == N
 
 
 def test_bad_records_raise_or_go_to_quarantine(tmp_path, tiny_tokenizer):
@@ -191,7 +191,7 @@ def test_bad_records_raise_or_go_to_quarantine(tmp_path, tiny_tokenizer):
     cfg = DataConfig(sources=[DataSource("m", str(f))], num_workers=1)
     with pytest.raises(RecordError, match=r"mixed.jsonl:2: malformed JSON"):
         pack_sources(cfg, tiny_tokenizer, tmp_path / "raise")
-    assert read_manifest(tmp_path / "raise") is None and read_meta(tmp_path / "raise" / "m") is None
+    assert read_pack_index(tmp_path / "raise") is None and read_meta(tmp_path / "raise" / "m") is None
     cfg.on_error = OnError.quarantine
     out = pack_sources(cfg, tiny_tokenizer, tmp_path / "q")
     meta = read_meta(out / "m")

@@ -17,18 +17,18 @@ STEPS = 5
 
 
 def overrides(run_dir, tok_dir, packed_dir):
-    return ["+exp=tiny_pretrain", f"run_dir={run_dir}", f"data.tokenizer.path={tok_dir}",
-            f"data.packed_dir={packed_dir}", "data.seq_len=64", "data.num_workers=0",
-            f"trainer.max_steps={STEPS}", "trainer.global_batch_size=8", "trainer.micro_batch_size=2",
-            "trainer.save_every=0"]
+    return ["+exp=tiny_pretrain", f"run_dir={run_dir}", f"stages.pretrain.data.tokenizer.path={tok_dir}",
+            f"stages.pretrain.data.packed_dir={packed_dir}", "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0",
+            f"stages.pretrain.trainer.max_steps={STEPS}", "stages.pretrain.trainer.global_batch_size=8", "stages.pretrain.trainer.micro_batch_size=2",
+            "stages.pretrain.trainer.save_every=0"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_tokenizer_dir):
     base = tmp_path_factory.mktemp("autotp")
     packed = base / "packed"
-    tp1 = result_of(run_harness(overrides(base / "tp1", tiny_tokenizer_dir, packed) + ["deepspeed=none"]))
-    tp2 = result_of(run_harness(overrides(base / "tp2", tiny_tokenizer_dir, packed) + ["deepspeed=zero3_tp2"],
+    tp1 = result_of(run_harness(overrides(base / "tp1", tiny_tokenizer_dir, packed) + ["deepspeed@stages.pretrain.deepspeed=none"]))
+    tp2 = result_of(run_harness(overrides(base / "tp2", tiny_tokenizer_dir, packed) + ["deepspeed@stages.pretrain.deepspeed=zero3_tp2"],
                                 ["--shapes-out", str(base / "shapes"), "--logits-out", str(base / "tp2_logits.pt")],
                                 ranks=2))
     return {"tp1": tp1, "tp2": tp2, "base": base}

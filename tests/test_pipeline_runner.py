@@ -58,7 +58,7 @@ def _read(path: Path) -> List[dict]:
 
 
 def stage_a(ctx: StageContext) -> StageResult:
-    seed = ctx.cfg.snippets.seed
+    seed = ctx.cfg.snippets.seed  # ctx.cfg is the section `stages.snippets`, not the root
     rows = [{"id": f"a{i}", "v": (i * 7 + seed) % 13} for i in range(N)]
     _resumable_write(ctx.out / "a.jsonl", rows)
     return StageResult(counts={"out": N}, outputs=["out/a.jsonl"])
@@ -83,9 +83,9 @@ def stage_c(ctx: StageContext) -> StageResult:
 
 
 STAGES = [
-    Stage("a", stage_a, reads=["snippets"]),
-    Stage("b", stage_b, inputs=["a"], reads=["teacher.temperature"]),
-    Stage("c", stage_c, inputs=["b"], reads=["trainer.lr"]),
+    Stage("a", stage_a, section="snippets"),
+    Stage("b", stage_b, inputs=["a"], section="kd_seed"),
+    Stage("c", stage_c, inputs=["b"], section="distill"),
 ]
 
 
@@ -101,22 +101,33 @@ def test_rerun_is_cached_and_change_reruns_only_downstream(tmp_path):
     assert _statuses(_cfg(tmp_path)) == {"a": "ran", "b": "ran", "c": "ran"}
     first = (tmp_path / "c" / "out" / "c.jsonl").read_text()
     assert _statuses(_cfg(tmp_path)) == {"a": "cached", "b": "cached", "c": "cached"}
-    # a per-stage override of b's config: b and c re-run, a does not
-    over = "+pipeline.overrides={b: {teacher: {temperature: 2.0}}}"
+    # settings no stage here receives (other stages' sections, the launcher, the report path)
+    # re-run nothing
+    assert _statuses(_cfg(tmp_path, "stages.pretrain.trainer.lr=0.7",
+                          "stages.kd_boost.teacher.temperature=3", "launcher.dry_run=true",
+                          "pipeline.report=x.md")) == {"a": "cached", "b": "cached",
+                                                       "c": "cached"}
+    # a change in b's section: b and c re-run, a does not
+    over = "stages.kd_seed.teacher.temperature=2.0"
     assert _statuses(_cfg(tmp_path, over)) == {"a": "cached", "b": "ran", "c": "ran"}
     second = _read(tmp_path / "c" / "out" / "c.jsonl")
     assert second != [json.loads(x) for x in first.splitlines()]
-    assert second[1]["v"] == pytest.approx(((7 % 13) * 2.0) + 1e-5)
+    lr = _cfg(tmp_path).stages.distill.trainer.lr
+    assert second[1]["v"] == pytest.approx(((7 % 13) * 2.0) + lr)
     assert len(second) == N  # the stale outputs were replaced, not appended to
-    # a change only c reads re-runs only c; the root teacher config is not read by a
-    assert _statuses(_cfg(tmp_path, over, "trainer.lr=0.5")) == {
+    # a change only c receives re-runs only c
+    assert _statuses(_cfg(tmp_path, over, "stages.distill.trainer.lr=0.5")) == {
         "a": "cached", "b": "cached", "c": "ran"}
     # a change of the first stage re-runs everything
-    assert _statuses(_cfg(tmp_path, over, "trainer.lr=0.5", "snippets.seed=3")) == {
-        "a": "ran", "b": "ran", "c": "ran"}
+    assert _statuses(_cfg(tmp_path, over, "stages.distill.trainer.lr=0.5",
+                          "stages.snippets.snippets.seed=3")) == {"a": "ran", "b": "ran", "c": "ran"}
     # forcing one stage re-runs it and what depends on its (unchanged) output only if it changed
-    cfg = _cfg(tmp_path, over, "trainer.lr=0.5", "snippets.seed=3", "pipeline.force=[b]")
+    cfg = _cfg(tmp_path, over, "stages.distill.trainer.lr=0.5", "stages.snippets.snippets.seed=3",
+               "pipeline.force=[b]")
     assert _statuses(cfg) == {"a": "cached", "b": "ran", "c": "cached"}
+    # the manifest records the section the stage ran with and its inputs' hashes
+    m = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert m["config"]["trainer"]["lr"] == 0.5 and list(m["inputs"]) == ["b"]
 
 
 def test_selected_stage_needs_finished_inputs(tmp_path):
@@ -126,10 +137,32 @@ def test_selected_stage_needs_finished_inputs(tmp_path):
         run_pipeline(_cfg(tmp_path, "pipeline.stages=[zz]"), STAGES)
 
 
-def test_bad_override_names_stage_and_key(tmp_path):
-    with pytest.raises(ValueError, match=r"pipeline.overrides.b.*temperatur"):
-        run_pipeline(_cfg(tmp_path, "+pipeline.overrides={b: {teacher: {temperatur: 2}}}"),
-                     STAGES)
+def test_typed_result_and_inputs_the_section_names(tmp_path):
+    """A stage whose section names its own input does not need (nor hash) the upstream one;
+    downstream stages read an upstream stage's typed result from its manifest."""
+    from jz3.data.snippets import SnippetsResult
+
+    def produce(ctx: StageContext) -> StageResult:
+        (ctx.out / "s.jsonl").write_text("{}\n")
+        return StageResult(counts={"out": 1}, result=SnippetsResult(
+            snippets=str(ctx.out / "s.jsonl"), rejected="", count=1))
+
+    def consume(ctx: StageContext) -> StageResult:
+        src = ctx.cfg.synth.input or ctx.inputs["a"].result.snippets
+        return StageResult(counts={"src": src})
+
+    stages = [Stage("a", produce, section="snippets"),
+              Stage("b", consume, inputs=["a"], section="synthesize",
+                    needs=lambda sec: [] if sec.synth.input else ["a"])]
+    run_pipeline(_cfg(tmp_path), stages)
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["counts"]["src"] == str(tmp_path / "a" / "out" / "s.jsonl")
+    assert list(m["inputs"]) == ["a"]
+    cfg = _cfg(tmp_path / "alone", "stages.synthesize.synth.input=/data/own.jsonl",
+               "pipeline.stages=[b]")
+    run_pipeline(cfg, stages)  # no stage a in this run dir: not needed
+    m = json.loads((tmp_path / "alone" / "b" / "manifest.json").read_text())
+    assert m["counts"]["src"] == "/data/own.jsonl" and m["inputs"] == {}
 
 
 def test_failed_stage_leaves_no_manifest(tmp_path):

@@ -87,3 +87,31 @@ def test_normalize_mixture_validates():
         with pytest.raises(PromptError):
             normalize_mixture(bad)
     assert set(COT_TYPES) == set(PROMPT_TYPES) - {PromptType.tool}
+
+
+def test_cot_prompts_ask_for_detailed_solutions_of_the_release_length():
+    for t in COT_TYPES:
+        text = load_template(t)
+        if t == PromptType.grade_school:  # the release's grade-school prompt sets no length
+            assert "250" not in text and "step-by-step" in text and "simple words" in text
+        else:
+            assert "detailed, step-by-step solution of about 250 to 350 words" in text, t
+            assert "explain the reasoning behind every step" in text, t
+    assert "100 to 150 words" in load_template("college")  # problem length, as the release
+    assert "50 to 100 words" in load_template("amc10")
+
+
+def test_tool_prompt_worked_example_runs_and_prints_what_it_shows():
+    import re
+    import subprocess
+    import sys
+
+    text = load_template("tool")
+    example = text[text.index("Worked example"):text.index("Answer in exactly this format")]
+    code = re.search(r"```python\n(.*?)```", example, re.S).group(1)
+    shown = re.search(r"```output\n(.*?)```", example, re.S).group(1).strip()
+    boxed = re.search(r"\\boxed\{([^}]*)\}", example).group(1)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == shown == boxed
+    assert "## Question" in example and "## Code Solution" in example

@@ -6,8 +6,8 @@ import json
 from collections import Counter
 
 from jz3.config.data import SnippetConfig
-from jz3.data.records import RecordKind, read_records
-from jz3.data.snippets import PROMPT_TYPES, cut_document, make_snippets
+from jz3.data.records import RecordKind, read_records, write_jsonl
+from jz3.data.snippets import PROMPT_TYPES, cut_document, make_snippets, sample_ids
 
 
 def _doc(n_paras: int, words: int = 30) -> str:
@@ -96,3 +96,22 @@ def test_real_corpus_snippets(shared_data, tmp_path):
     assert lengths[0] >= cfg.min_size and lengths[-1] <= 1500
     assert 700 <= lengths[len(lengths) // 2] <= 1200  # median near the 1,000-char target
     assert len(Counter(r["prompt_type"] for r in recs)) == len(PROMPT_TYPES)
+
+
+def test_sample_ids_is_seeded_random_across_sources_not_file_order(tmp_path):
+    # 4 sources of 250 snippets, in file order one source after another
+    recs = [{"id": f"{src}:{i}", "doc_id": f"{src}{i}", "text": "t", "source": src,
+             "prompt_type": "grade_school"} for src in ("a", "b", "c", "d") for i in range(250)]
+    path = tmp_path / "snippets.jsonl"
+    write_jsonl(path, recs)
+    ids = sample_ids(path, 200, seed=1)
+    assert len(ids) == len(set(ids)) == 200
+    assert ids != [r["id"] for r in recs[:200]]  # not the first N in file order
+    by_src = Counter(i.split(":")[0] for i in ids)
+    assert set(by_src) == {"a", "b", "c", "d"} and min(by_src.values()) > 25
+    assert sample_ids(path, 200, seed=1) == ids and sample_ids(path, 200, seed=2) != ids
+    order = {r["id"]: k for k, r in enumerate(recs)}
+    assert [order[i] for i in ids] == sorted(order[i] for i in ids)  # file order kept
+    rest = sample_ids(path, 300, seed=1, exclude=ids)
+    assert not set(rest) & set(ids) and len(rest) == 300
+    assert len(sample_ids(path, 5000, seed=0)) == 1000  # fewer than asked: all of them

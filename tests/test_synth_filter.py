@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 from jz3.config import compose
 from jz3.data.records import RecordKind, read_records, write_jsonl
@@ -38,10 +38,13 @@ def test_filter_end_to_end(shared_data, tmp_path):
     write_jsonl(src, cot + planted)
     with open(src, "a") as fh:
         fh.write('{"id": "broken", "problem": 3}\n')
-    cfg = compose([f"run_dir={tmp_path}", "synth.filter.tool_timeout_s=5",
-                   "synth.filter.minhash_threshold=0.7"])
+    sec = compose([f"run_dir={tmp_path}", "stages.filter.filter.tool_timeout_s=5",
+                   "stages.filter.filter.minhash_threshold=0.7"]).stages.filter
     out = tmp_path / "filter"
-    stats = run_filter(cfg, src, out)
+    res = run_filter(sec.filter, sec.sandbox, src, out)
+    stats = res.stats
+    assert (res.read, res.kept, res.cot, res.rejected) == (
+        stats["read"], stats["kept"], str(out / "cot"), str(out / "rejected.jsonl"))
     assert stats["read"] == len(cot) + len(planted) + 1
     assert stats["read"] == stats["kept"] + stats["rejected"]
     rejected = {r["record"]["id"] if isinstance(r["record"], dict) else None: r["reason"]
@@ -62,14 +65,13 @@ def test_filter_end_to_end(shared_data, tmp_path):
                and r["output"].strip() for r in cot_out)
     assert len(cot_out) == stats["kept_by_kind"]["cot"] and cot[0]["id"] in {
         r["id"] for r in cot_out}
-    manifest = json.loads((out / "manifest.json").read_text())
-    per_bench = manifest["counts"]["decontam_by_benchmark"]
+    assert not (out / "manifest.json").exists()  # provenance is the pipeline runner's
+    per_bench = stats["decontam_by_benchmark"]
     assert per_bench["gsm8k"] >= 1 and "math-oai" in per_bench and "svamp" in per_bench
-    assert manifest["counts"]["reasons"]["tool_mismatch"] == 1
+    assert stats["reasons"]["tool_mismatch"] == 1 and res.kept_by_kind["tool"] == 1
     # rerun in-process (workers=1): same outputs, rewritten atomically, no stale rejected rows
     kept_before = (out / "cot" / "part-00000-of-00001.jsonl").read_text()
-    cfg.synth.filter.workers = 1
-    again = run_filter(cfg, src, out)
+    again = run_filter(dataclasses.replace(sec.filter, workers=1), sec.sandbox, src, out).stats
     assert again["kept"] == stats["kept"] and again["reasons"] == stats["reasons"]
     assert (out / "cot" / "part-00000-of-00001.jsonl").read_text() == kept_before
     assert sum(1 for _ in open(out / "rejected.jsonl")) == stats["rejected"]

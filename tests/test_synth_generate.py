@@ -1,13 +1,15 @@
-"""HF backend: batched decoding with KV cache + left padding, seeded per record."""
+"""The HF generation backend: batched decoding with KV cache + left padding, seeded per record,
+stop strings, chat templates; the synth config -> generator path."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from jz3.synth.backend import GenRequest, record_seed
-from jz3.synth.hf_backend import HFGenerator
-from jz3.synth.sampling import sample_next
+from jz3.generation import GenParams, GenRequest, complete, record_seed
+from jz3.generation.hf import HFGenerator
+from jz3.generation.sampling import sample_next
 from tests.synth_fixtures import tiny_synthesizer  # noqa: F401
 
 PROMPTS = ["## Question\nA train travels 60 km in", "Let x be", "Compute the sum of the first "
@@ -75,3 +77,49 @@ def test_sample_next_top_p_and_temperature():
                        uu)
     freq = torch.bincount(many, minlength=4).float() / 20000
     assert abs(freq[0] - 0.5 / 0.95) < 0.02 and freq[3] == 0
+
+
+def test_stop_strings_end_rows_early_and_are_cut(tiny_synthesizer):  # noqa: F811
+    gen, _, _ = _gen(tiny_synthesizer, 4)
+    free = gen.generate(_reqs(1.0, max_new=24))
+    # stop at a piece of text each row really produces: its own 3rd..5th characters
+    stops = [r.completion[3:5] for r in free]
+    reqs = [GenRequest(r.id, r.prompt, r.temperature, r.top_p, r.max_new_tokens, r.seed,
+                       stop=(s,)) for r, s in zip(_reqs(1.0, max_new=24), stops, strict=True)]
+    cut = gen.generate(reqs)
+    for f, c, s in zip(free, cut, stops, strict=True):
+        assert c.completion == f.completion[:f.completion.find(s)]
+        assert c.finish_reason == "stop" and c.completion_tokens < f.completion_tokens
+
+
+def test_complete_seeds_each_sample_and_is_batch_independent(tiny_synthesizer):  # noqa: F811
+    gen, _, _ = _gen(tiny_synthesizer, 4)
+    params = GenParams(max_new_tokens=8, temperature=1.0, top_p=0.95, n=2, seed=3)
+    both = complete(gen, PROMPTS[:2], [], params)
+    alone = complete(gen, PROMPTS[1:2], [], params)
+    assert len(both) == 2 and all(len(x) == 2 for x in both)
+    assert both[1] == alone[0] and both[1][0] != both[1][1]
+
+
+def test_chat_template_renders_one_user_turn(tiny_synthesizer):  # noqa: F811
+    _, model, tok = _gen(tiny_synthesizer, 2)
+    tok.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}" \
+                        "{% if add_generation_prompt %}<bot>{% endif %}"
+    gen = HFGenerator(model, tok, batch_size=2, chat_template=True)
+    want = tok("<user>Let x be</user><bot>", add_special_tokens=False)["input_ids"]
+    assert gen.encode("Let x be") == want
+    res = gen.generate(_reqs(0.0, max_new=4)[:1])
+    assert res[0].prompt_tokens == len(gen.encode(PROMPTS[0]))
+
+
+def test_synth_config_builds_the_hf_generator(tiny_synthesizer):  # noqa: F811
+    from jz3.config.enums import GenBackend
+    from jz3.config.synth import SynthConfig
+    from jz3.synth.generator import make_generator
+
+    gen = make_generator(SynthConfig(model_path=str(tiny_synthesizer), batch_size=3))
+    assert isinstance(gen, HFGenerator) and gen.batch_size == 3 and not gen.truncate_left
+    with pytest.raises(FileNotFoundError, match="synth.model_path"):
+        make_generator(SynthConfig(model_path="/nonexistent"))
+    with pytest.raises(ValueError, match="synth.backend"):
+        make_generator(SynthConfig(model_path="x", backend=GenBackend.openai))

@@ -1,5 +1,5 @@
-"""Launch scripts: `launch/synthesize.py synth.step=all` + `launch/filter.py` as subprocesses,
-and the Hydra submitit launcher configs."""
+"""Launch scripts: `launch/synthesize.py` (every shard, then merge) + `launch/filter.py` as
+subprocesses running single stages through the runner, and the Hydra submitit launcher configs."""
 
 from __future__ import annotations
 
@@ -19,19 +19,25 @@ from tests.synth_fixtures import snippets_file, tiny_synthesizer  # noqa: F401
 def test_synthesize_then_filter_scripts(project_root, tiny_synthesizer, snippets_file,  # noqa: F811
                                         tmp_path):
     run = tmp_path / "run"
-    common = [f"run_dir={run}", "synth=tiny"]
-    subprocess.run([sys.executable, "launch/synthesize.py", *common, "synth.step=all",
-                    "synth.num_shards=2", "synth.limit=4", "synth.max_new_tokens=4",
-                    f"synth.model_path={tiny_synthesizer}", f"synth.input={snippets_file}"],
+    p = "stages.synthesize.synth"
+    common = [f"run_dir={run}", "synth@stages.synthesize.synth=tiny"]
+    subprocess.run([sys.executable, "launch/synthesize.py", *common, "stages.synthesize.shards=2",
+                    f"{p}.limit=4", f"{p}.max_new_tokens=4", f"{p}.model_path={tiny_synthesizer}",
+                    f"{p}.input={snippets_file}"],
                    cwd=project_root, check=True, capture_output=True, text=True, timeout=600)
-    manifest = json.loads((run / "synth" / "manifest.json").read_text())
-    assert manifest["stage"] == "synthesize" and manifest["counts"]["snippets"] == 4
-    assert manifest["counts"]["ok"] + manifest["counts"]["failed"] == 4
+    manifest = json.loads((run / "synthesize" / "manifest.json").read_text())
+    res = manifest["result"]
+    assert manifest["stage"] == "synthesize" and res["snippets"] == 4
+    assert res["ok"] + res["failed"] == 4 and res["shards"] == 2
+    assert manifest["inputs"] == {}  # its inputs came from its own section, not other stages
+    assert manifest["config"]["synth"]["input"] == str(snippets_file)
+    # the filter finds the synthesize stage's records through its typed result
     subprocess.run([sys.executable, "launch/filter.py", *common], cwd=project_root, check=True,
                    capture_output=True, text=True, timeout=600)
     fm = json.loads((run / "filter" / "manifest.json").read_text())
-    assert fm["stage"] == "filter" and fm["counts"]["read"] == manifest["counts"]["ok"]
-    assert (run / "filter" / "cot").is_dir() and (run / "filter" / "tool").is_dir()
+    assert fm["stage"] == "filter" and fm["result"]["read"] == res["ok"]
+    assert list(fm["inputs"]) == ["synthesize"]
+    assert (run / "filter" / "out" / "cot").is_dir() and (run / "filter" / "out" / "tool").is_dir()
 
 
 def test_hydra_submitit_launcher_configs():

@@ -16,10 +16,10 @@ NUM_SHARDS = 4
 
 
 def _overrides(model, snippets, run_dir):
-    return [f"run_dir={run_dir}", "synth=tiny", f"synth.model_path={model}",
-            f"synth.input={snippets}", f"synth.out_dir={run_dir}/synth",
-            f"synth.num_shards={NUM_SHARDS}", "synth.max_new_tokens=48", "synth.batch_size=1",
-            "synth.flush_every=1"]
+    p = "stages.synthesize.synth"
+    return [f"run_dir={run_dir}", "synth@stages.synthesize.synth=tiny", f"{p}.model_path={model}",
+            f"{p}.input={snippets}", f"stages.synthesize.shards={NUM_SHARDS}",
+            f"{p}.max_new_tokens=48", f"{p}.batch_size=1", f"{p}.flush_every=1"]
 
 
 def _wait_for_chunk(store: ShardStore, timeout: float) -> None:
@@ -34,7 +34,7 @@ def _wait_for_chunk(store: ShardStore, timeout: float) -> None:
 def test_array_killed_task_rerun_merge_complete(slurm_cluster, project_root,  # noqa: F811
                                                 tiny_synthesizer, snippets_file, tmp_path):  # noqa: F811
     run_dir = tmp_path / "run"
-    out = run_dir / "synth"
+    out = run_dir / "synthesize" / "out"  # the synthesize stage's folder, shards inside
     script = project_root / "launch" / "slurm" / "synthesize.sbatch"
     args = _overrides(tiny_synthesizer, snippets_file, run_dir)
     env = {"JZ3_ROOT": str(project_root), "OMP_NUM_THREADS": "1"}
@@ -67,5 +67,5 @@ def test_array_killed_task_rerun_merge_complete(slurm_cluster, project_root,  # 
     answered = [r["snippet_id"] for r in read_records(out / "synth.jsonl")]
     answered += [r["snippet_id"] for r in read_records(out / "rejected.jsonl")]
     assert sorted(answered) == snippet_ids  # complete: no gap, no duplicate
-    assert merged["snippets"] == len(snippet_ids) == merged["ok"] + merged["failed"]
-    assert merged["duplicate_answers_dropped"] == 0
+    assert merged.snippets == len(snippet_ids) == merged.ok + merged.failed
+    assert merged.stats["duplicate_answers_dropped"] == 0

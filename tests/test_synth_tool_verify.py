@@ -36,3 +36,24 @@ def test_printed_answer_matching():
     assert printed_matches("[1, 9]\n", "1, 9")
     assert not printed_matches("47\n", "48")
     assert not printed_matches("", "48")
+
+
+def test_programs_ending_in_a_call_are_not_echoed():
+    """`sys.stdout.write` returns a count and `main()` returns None: a correct program that ends
+    in either must still verify (no echo of a trailing expression)."""
+    recs = [_rec("write", "import sys\nsys.stdout.write('42\\n')", "42"),
+            _rec("main", "def main():\n    print(48)\n\nmain()", "48")]
+    with ToolVerifier(SandboxConfig(), timeout_s=5.0, workers=2) as v:
+        assert v.verify(recs) == [None, None]
+
+
+def test_hostile_program_cannot_pass_by_forging_output_or_escaping(tmp_path):
+    """A program that tries to escape is rejected or contained; its printed text cannot make
+    the harness call it verified unless it really prints the answer."""
+    target = tmp_path / "evil.txt"
+    recs = [_rec("escape", f"open({str(target)!r}, 'w').write('x')\nprint(48)", "48"),
+            _rec("forge", "import os, sys\nprint(48)\nsys.stdout.flush()\nos._exit(3)", "48")]
+    with ToolVerifier(SandboxConfig(), timeout_s=5.0, workers=2) as v:
+        reasons = v.verify(recs)
+    assert reasons[0].startswith("tool_error") and not target.exists()
+    assert reasons[1].startswith("tool_error")  # printed the answer, but exited 3

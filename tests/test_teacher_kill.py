@@ -35,11 +35,12 @@ def test_kill_9_mid_run_and_rerun_complete_the_set(tmp_path, project_root):
     with ChatServer(plan) as server:
         run_dir = tmp_path / "run"
         journal = run_dir / "teacher_journal.sqlite"
+        t = "stages.kd_seed.teacher"
         cmd = [sys.executable, "launch/kd.py", "+exp=tiny_kd", f"run_dir={run_dir}",
-               "teacher=openai", f"teacher.base_url=http://127.0.0.1:{server.port}/v1",
-               "teacher.model=teacher-x", "teacher.concurrency=8", "teacher.timeout_s=1.0",
-               "teacher.backoff_base_s=0.02", "teacher.backoff_max_s=0.2",
-               "teacher.max_tokens=64", f"snippets.max_snippets={N}", f"teacher.num_seed={N}"]
+               f"teacher@{t}=openai", f"{t}.base_url=http://127.0.0.1:{server.port}/v1",
+               f"{t}.model=teacher-x", f"{t}.concurrency=8", f"{t}.timeout_s=1.0",
+               f"{t}.backoff_base_s=0.02", f"{t}.backoff_max_s=0.2", f"{t}.max_tokens=64",
+               f"stages.snippets.snippets.max_snippets={N}", f"stages.kd_seed.count={N}"]
         env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
         first = subprocess.Popen(cmd, cwd=project_root, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
@@ -51,7 +52,7 @@ def test_kill_9_mid_run_and_rerun_complete_the_set(tmp_path, project_root):
         killed_at = _answered(journal)
         assert first.returncode == -signal.SIGKILL
         assert N // 4 <= killed_at < N, "the kill must land mid-run"
-        assert not (run_dir / "kd_seed" / "kd.jsonl").exists()  # atomic: nothing half-written
+        assert not (run_dir / "kd_seed" / "out" / "kd.jsonl").exists()  # atomic
 
         second = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True,
                                 timeout=240)
@@ -59,8 +60,8 @@ def test_kill_9_mid_run_and_rerun_complete_the_set(tmp_path, project_root):
         summary = json.loads(second.stdout.strip().splitlines()[-1])
         assert summary["written"] == N and summary["rejected"] == 0
 
-    snippets = [json.loads(line) for line in open(run_dir / "snippets" / "snippets.jsonl")]
-    records = [json.loads(line) for line in open(run_dir / "kd_seed" / "kd.jsonl")]
+    snippets = [json.loads(line) for line in open(run_dir / "snippets" / "out" / "snippets.jsonl")]
+    records = [json.loads(line) for line in open(run_dir / "kd_seed" / "out" / "kd.jsonl")]
     # no gap, no duplicate, in snippet order, each with the answer to its own prompt
     assert [r["snippet_id"] for r in records] == [s["id"] for s in snippets]
     assert len({r["id"] for r in records}) == N
@@ -81,4 +82,100 @@ def test_kill_9_mid_run_and_rerun_complete_the_set(tmp_path, project_root):
     assert calls >= server.requests  # attempts in flight at the kill stay charged
     manifest = json.loads((run_dir / "kd_seed" / "manifest.json").read_text())
     assert manifest["counts"] == {"in": N, "out": N, "rejected": 0}
-    assert 0 < manifest["teacher"]["usage"]["cached"] < N  # the rerun reused the journal
+    usage = manifest["result"]["stats"]["usage"]
+    assert 0 < usage["cached"] < N  # the rerun reused the journal
+    # the kill's in-flight attempts were reconciled (teacher.reconcile=estimate), in the report
+    rec = usage["reconcile"]
+    assert rec["policy"] == "estimate" and rec["attempts"] >= 1
+    assert rec["booked_tokens"] <= rec["worst_tokens"] and rec["released"] <= rec["attempts"]
+
+
+_DRIVER = r"""
+import dataclasses, json, sys
+from jz3.config.enums import ReconcilePolicy, TeacherKind
+from jz3.config.teacher import BudgetConfig, TeacherConfig
+from jz3.teacher.journal import Journal, request_key
+from jz3.teacher.openai_client import OpenAIBackend
+from jz3.teacher.runner import TeacherRunner, sampling_params
+from jz3.teacher.types import TeacherRequest
+
+base_url, journal, policy, n, budget_tokens = sys.argv[1:6]
+cfg = TeacherConfig(kind=TeacherKind.openai, base_url=base_url, model="teacher-x",
+                    api_key="sk-test", concurrency=8, timeout_s=20.0, max_tokens=64,
+                    backoff_base_s=0.02, backoff_max_s=0.2, reconcile=ReconcilePolicy(policy),
+                    budget=BudgetConfig(max_calls=10**6, max_tokens=int(budget_tokens),
+                                        max_cost_usd=1e9))
+params = sampling_params(cfg)
+prompts = [f"Problem {i}: " + " ".join(f"w{j}" for j in range(300)) for i in range(int(n))]
+reqs = [TeacherRequest(request_key(cfg.model, p, params), p, "cot") for p in prompts]
+with Journal(journal) as j:
+    runner = TeacherRunner(OpenAIBackend(cfg), j, cfg)
+    outs = runner.run_sync(reqs, progress=False)
+    print(json.dumps({"ok": sum(o.status.value == "ok" for o in outs),
+                      "report": dataclasses.asdict(runner.report),
+                      "budget": runner.budget.report(),
+                      "journal": dataclasses.asdict(j.totals())}))
+"""
+N_BUDGET = 120
+BUDGET_TOKENS = 25_000  # ~70 answers at ~325 real tokens each; worst case ~1,570 a request
+
+
+def _drive(project_root: Path, url: str, journal: Path, policy: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _DRIVER, url, str(journal), policy,
+                          str(N_BUDGET), str(BUDGET_TOKENS)], cwd=project_root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _kill_mid_run(project_root: Path, url: str, journal: Path, policy: str) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER, url, str(journal), policy,
+                             str(N_BUDGET), str(BUDGET_TOKENS)], cwd=project_root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _answered(journal) < 20 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the kill must land mid-run"
+    with sqlite3.connect(journal) as db:
+        in_flight = db.execute("SELECT COUNT(*) FROM calls WHERE pending_tokens > 0").fetchone()[0]
+    return in_flight
+
+
+@pytest.mark.slow
+def test_budget_after_a_kill_is_reconciled_and_never_overbilled(tmp_path, project_root):
+    """kill -9 with a small budget, then a rerun: with `teacher.reconcile=estimate` the yield
+    is close to an uninterrupted run's (the dead run's in-flight attempts are released once
+    their keys are answered), with `strict` it is not; the server never bills past the budget."""
+    plan = FaultPlan(latency_s=0.3)
+    with ChatServer(plan) as server:
+        clean = _drive(project_root, f"http://127.0.0.1:{server.port}/v1",
+                       tmp_path / "clean.sqlite", "estimate")
+        billed_clean = server.billed_tokens
+    assert billed_clean <= BUDGET_TOKENS and 40 <= clean["ok"] < N_BUDGET, clean
+
+    results = {}
+    for policy in ("estimate", "strict"):
+        with ChatServer(plan) as server:
+            url = f"http://127.0.0.1:{server.port}/v1"
+            journal = tmp_path / f"{policy}.sqlite"
+            in_flight = _kill_mid_run(project_root, url, journal, policy)
+            assert in_flight >= 4  # the kill left attempts booked at their worst case
+            rerun = _drive(project_root, url, journal, policy)
+            assert server.billed_tokens <= BUDGET_TOKENS, (policy, server.stats())
+            assert max(server.answered.values()) == 1  # no prompt generated twice
+            rec = rerun["report"]["reconcile"]
+            assert rec["policy"] == policy and rec["attempts"] == in_flight
+            assert rerun["journal"]["unsettled"] == 0
+            assert rerun["budget"]["tokens"] <= BUDGET_TOKENS
+            results[policy] = (_answered(journal), rec, rerun)
+    ok_est, rec_est, rerun_est = results["estimate"]
+    ok_strict, rec_strict, _ = results["strict"]
+    print(json.dumps({"clean_ok": clean["ok"], "billed_clean": billed_clean,
+                      "estimate_ok": ok_est, "strict_ok": ok_strict, "estimate": rec_est,
+                      "strict": rec_strict}))
+    assert ok_est >= clean["ok"] - 3, (ok_est, clean["ok"], rec_est)
+    assert rec_est["released"] >= 1 and rec_est["booked_tokens"] <= rec_est["worst_tokens"]
+    assert rec_strict["booked_tokens"] == rec_strict["worst_tokens"]
+    assert ok_strict < ok_est, (ok_strict, ok_est)

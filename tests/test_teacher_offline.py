@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -11,25 +12,29 @@ from jz3.config import compose
 from jz3.data.records import RecordKind, read_records, write_jsonl
 from jz3.data.snippets import make_snippets
 from jz3.synth.parse import parse_completion
-from jz3.teacher.kd import build_kd, make_backend
+from jz3.teacher.kd import build_kd, make_backend, run_kd
 from jz3.teacher.offline import ELEMENTARY, TOOL
 
 
 @pytest.fixture(scope="module")
 def kd_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("kd")
-    cfg = compose(["+exp=tiny_kd", f"run_dir={run}", "snippets.max_snippets=90"])
+    st = compose(["+exp=tiny_kd", f"run_dir={run}",
+                  "stages.snippets.snippets.max_snippets=90"]).stages
     snippets = run / "snippets" / "snippets.jsonl"
-    make_snippets(cfg.snippets, cfg.teacher.mixture, snippets)
-    backend = make_backend(cfg.teacher)
-    stats = build_kd(cfg, snippets, run / "kd_seed", backend=backend, progress=False)
-    return cfg, run, snippets, backend, stats
+    make_snippets(st.snippets.snippets, st.snippets.mixture, snippets)
+    tcfg = st.kd_seed.teacher
+    backend = make_backend(tcfg)
+    ids = [s["id"] for s in read_records(snippets, RecordKind.snippet)]
+    res = run_kd(tcfg, snippets, run / "kd_seed", ids, backend=backend)
+    return tcfg, run, snippets, backend, res
 
 
 def test_offline_kd_set_is_valid_parseable_and_marked_offline(kd_run):
-    cfg, run, snippets, backend, stats = kd_run
-    recs = list(read_records(run / "kd_seed" / "kd.jsonl", RecordKind.kd))
-    assert stats.written == len(recs) == 90 and stats.rejected == 0
+    cfg, run, snippets, backend, res = kd_run
+    recs = list(read_records(res.kd, RecordKind.kd))
+    assert res.kd == str(run / "kd_seed" / "kd.jsonl")
+    assert res.written == len(recs) == 90 and res.rejected_count == 0
     assert all(r["model"].startswith("offline:") for r in recs)
     assert all(r["usage"]["estimated"] for r in recs)
     snips = {s["id"]: s for s in read_records(snippets, RecordKind.snippet)}
@@ -42,9 +47,9 @@ def test_offline_kd_set_is_valid_parseable_and_marked_offline(kd_run):
         if r["prompt_type"] in ("grade_school", "middle_school"):
             assert r["model"] == "offline:gsm8k/train" or "$" not in r["problem"]
     assert len(Counter(r["prompt_type"] for r in recs)) == 9
-    m = json.loads((run / "kd_seed" / "manifest.json").read_text())
-    assert m["counts"] == {"in": 90, "out": 90, "rejected": 0}
-    assert m["teacher"]["budget"]["cost_usd"] == 0.0 and m["teacher"]["journal"]["calls"] == 90
+    assert (res.requested, res.written, res.rejected_count) == (90, 90, 0)
+    assert res.stats["budget"]["cost_usd"] == 0.0 and res.stats["journal"]["calls"] == 90
+    assert json.loads(open(res.ids).read()) == [r["snippet_id"] for r in recs]
 
 
 def test_offline_teacher_is_stage_aware_similar_and_deterministic(kd_run):
@@ -96,7 +101,7 @@ def test_unparseable_completions_go_to_rejected_with_reason(kd_run, tmp_path):
     snip = tmp_path / "s.jsonl"
     write_jsonl(snip, [{"id": "d:0", "doc_id": "d", "text": "Some text about sets.",
                         "source": "x", "prompt_type": "college"}])
-    cfg.teacher.journal = str(tmp_path / "j.sqlite")
+    cfg = dataclasses.replace(cfg, journal=str(tmp_path / "j.sqlite"))
     stats = build_kd(cfg, snip, tmp_path / "out", backend=Garbled(), progress=False)
     assert stats.written == 0 and stats.reasons == {"parse_missing_question": 1}
     rej = json.loads((tmp_path / "out" / "rejected.jsonl").read_text())

@@ -23,11 +23,11 @@ STEPS, SAVE_EVERY, KILL_AT, TERM_AT = 12, 4, 7, 9
 
 
 def overrides(run_dir, tok_dir, packed_dir):
-    return ["+exp=tiny_pretrain", "deepspeed=none", f"run_dir={run_dir}",
-            f"data.tokenizer.path={tok_dir}", f"data.packed_dir={packed_dir}", "data.seq_len=64", "data.num_workers=0",
-            f"trainer.max_steps={STEPS}", "trainer.global_batch_size=4", "trainer.micro_batch_size=2",
-            f"trainer.save_every={SAVE_EVERY}", "trainer.keep_last=2", "trainer.log_every=4",
-            "trainer.schedule=cosine", "trainer.warmup_ratio=0.2", "trainer.wandb.mode=offline"]
+    return ["+exp=tiny_pretrain", "deepspeed@stages.pretrain.deepspeed=none", f"run_dir={run_dir}",
+            f"stages.pretrain.data.tokenizer.path={tok_dir}", f"stages.pretrain.data.packed_dir={packed_dir}", "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0",
+            f"stages.pretrain.trainer.max_steps={STEPS}", "stages.pretrain.trainer.global_batch_size=4", "stages.pretrain.trainer.micro_batch_size=2",
+            f"stages.pretrain.trainer.save_every={SAVE_EVERY}", "stages.pretrain.trainer.keep_last=2", "stages.pretrain.trainer.log_every=4",
+            "stages.pretrain.trainer.schedule=cosine", "stages.pretrain.trainer.warmup_ratio=0.2", "stages.pretrain.trainer.wandb.mode=offline"]
 
 
 @pytest.fixture(scope="module")

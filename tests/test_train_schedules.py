@@ -79,9 +79,10 @@ def test_total_steps_from_epochs_or_max_steps():
 
 def test_presets_compose_into_valid_ds_configs():
     for exp, world in (("jz3_7b", 64), ("jz3_8x7b", 64), ("synth_distill", 8)):
-        cfg = compose([f"+exp={exp}"])
-        ds = build_ds_config(cfg.deepspeed, cfg.trainer, world)
-        assert ds["train_batch_size"] == cfg.trainer.global_batch_size
-    d = compose(["+exp=synth_distill"]).trainer
+        st = compose([f"+exp={exp}"]).stages
+        for job in (st.pretrain, st.distill, st.distill_boost, st.sft):
+            ds = build_ds_config(job.deepspeed, job.trainer, world)
+            assert ds["train_batch_size"] == job.trainer.global_batch_size
+    d = compose(["+exp=synth_distill"]).stages.distill.trainer
     assert (d.lr, d.epochs, d.global_batch_size, d.schedule) == (1e-5, 5, 32, Schedule.cosine)
-    assert compose(["+exp=synth_distill"]).data.seq_len == 2048
+    assert compose(["+exp=synth_distill"]).stages.distill.data.seq_len == 2048

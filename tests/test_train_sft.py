@@ -26,10 +26,11 @@ def test_distill_on_kd_records_trains_on_completions_only(tmp_path, tiny_tokeniz
             fh.write(json.dumps({"id": f"kd{i}", "snippet_id": f"s{i}", "prompt_type": "grade_school",
                                  "prompt": r["input"], "completion": r["output"], "problem": r["input"],
                                  "solution": r["output"], "model": "teacher"}) + "\n")
-    cfg = compose(["+exp=tiny_distill", "deepspeed=none", f"run_dir={tmp_path}",
-                   f"data.tokenizer.path={tiny_tokenizer_dir}", f"data.sources=[{{name: kd, path: '{kd}'}}]",
-                   "data.seq_len=128", "data.num_workers=0", "trainer.max_steps=-1", "trainer.epochs=1",
-                   "trainer.micro_batch_size=4", "trainer.save_every=0"])
+    cfg = compose(["+exp=tiny_distill", "deepspeed@stages.distill.deepspeed=none", f"run_dir={tmp_path}",
+                   f"stages.distill.data.tokenizer.path={tiny_tokenizer_dir}", f"stages.distill.data.sources=[{{name: kd, path: '{kd}'}}]",
+                   "stages.distill.data.seq_len=128", "stages.distill.data.num_workers=0", "stages.distill.trainer.max_steps=-1", "stages.distill.trainer.epochs=1",
+                   "stages.distill.trainer.micro_batch_size=4", "stages.distill.trainer.save_every=0"]
+                  ).stages.distill
     assert cfg.trainer.mode == TrainMode.distill
     pack_sources(cfg.data, load_tokenizer(cfg.data.tokenizer), cfg.data.packed_dir)
     data = MixedPackedDataset(cfg.data.packed_dir, cfg.data.seq_len)
@@ -48,10 +49,11 @@ def test_distill_on_kd_records_trains_on_completions_only(tmp_path, tiny_tokeniz
 
 
 def test_mixtral_with_gradient_checkpointing_logs_router_aux_loss(tmp_path, tiny_tokenizer_dir):
-    cfg = compose(["+exp=tiny_pretrain", "model=tiny_mixtral", "model.gradient_checkpointing=true",
-                   "deepspeed=none", f"run_dir={tmp_path}", f"data.tokenizer.path={tiny_tokenizer_dir}",
-                   "data.seq_len=64", "data.num_workers=0", "trainer.max_steps=3", "trainer.global_batch_size=4",
-                   "trainer.save_every=0", "trainer.export_hf=false"])
+    cfg = compose(["+exp=tiny_pretrain", "model@stages.pretrain.model=tiny_mixtral", "stages.pretrain.model.gradient_checkpointing=true",
+                   "deepspeed@stages.pretrain.deepspeed=none", f"run_dir={tmp_path}", f"stages.pretrain.data.tokenizer.path={tiny_tokenizer_dir}",
+                   "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0", "stages.pretrain.trainer.max_steps=3", "stages.pretrain.trainer.global_batch_size=4",
+                   "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.export_hf=false"]
+                  ).stages.pretrain
     seen = {}
 
     from jz3.train.callbacks import Callback

@@ -19,9 +19,9 @@ STEPS2 = 60
 
 
 def overrides(run_dir, tok_dir, steps):
-    return ["+exp=tiny_pretrain", "deepspeed=zero3", f"run_dir={run_dir}", f"data.tokenizer.path={tok_dir}",
-            "data.seq_len=64", "data.num_workers=0", f"trainer.max_steps={steps}",
-            "trainer.global_batch_size=8", "trainer.micro_batch_size=2", "trainer.save_every=0"]
+    return ["+exp=tiny_pretrain", "deepspeed@stages.pretrain.deepspeed=zero3", f"run_dir={run_dir}", f"stages.pretrain.data.tokenizer.path={tok_dir}",
+            "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0", f"stages.pretrain.trainer.max_steps={steps}",
+            "stages.pretrain.trainer.global_batch_size=8", "stages.pretrain.trainer.micro_batch_size=2", "stages.pretrain.trainer.save_every=0"]
 
 
 def submit(cluster, tmp_path, args):
@@ -50,18 +50,18 @@ def test_two_rank_job_then_usr1_preemption(slurm_cluster, jobs, tmp_path, tiny_t
     log = (tmp_path / f"slurm-{job}.out").read_text()
     assert states == {0: "COMPLETED"}, log[-4000:]
     assert "rank 1/2: process group up (gloo)" in log and "rank 0/2" in log
-    res = json.loads((run / "train" / "train_result.json").read_text())
+    res = json.loads((run / "pretrain" / "out" / "train" / "train_result.json").read_text())
     assert res["steps"] == 6 and not res["preempted"]
-    ck = run / "train" / "checkpoints" / "step-00000006"
+    ck = run / "pretrain" / "out" / "train" / "checkpoints" / "step-00000006"
     assert len(list(ck.glob("*optim_states.pt"))) == 2  # ZeRO-3 partitions of two ranks
-    assert (run / "train" / "hf" / "config.json").exists()
+    assert (run / "pretrain" / "out" / "train" / "hf" / "config.json").exists()
 
     # Preemption: USR1 to every task once training is under way -> checkpoint, clean exit, the
     # batch script requeues the job, the requeued job resumes from the checkpoint and finishes.
     run2 = tmp_path / "run2"
     job2 = submit(slurm_cluster, tmp_path, overrides(run2, tiny_tokenizer_dir, STEPS2))
     jobs.append(job2)
-    metrics = run2 / "train" / "metrics.jsonl"
+    metrics = run2 / "pretrain" / "out" / "train" / "metrics.jsonl"
     deadline = time.monotonic() + 400
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
         assert time.monotonic() < deadline, (tmp_path / f"slurm-{job2}.out").read_text()[-4000:]
@@ -79,10 +79,10 @@ def test_two_rank_job_then_usr1_preemption(slurm_cluster, jobs, tmp_path, tiny_t
     states = slurm_cluster.wait(job2, timeout=400)
     log2 = (tmp_path / f"slurm-{job2}.out").read_text()
     assert states == {0: "COMPLETED"}, log2[-4000:]
-    res2 = json.loads((run2 / "train" / "train_result.json").read_text())
+    res2 = json.loads((run2 / "pretrain" / "out" / "train" / "train_result.json").read_text())
     assert res2["steps"] == STEPS2 and not res2["preempted"], log2[-3000:]
     # save_every=0: the only checkpoints are the preemption save and the final one.
-    ckpts = sorted(int(p.name.split("-")[1]) for p in (run2 / "train" / "checkpoints").glob("step-*"))
+    ckpts = sorted(int(p.name.split("-")[1]) for p in (run2 / "pretrain" / "out" / "train" / "checkpoints").glob("step-*"))
     assert len(ckpts) == 2 and 3 <= ckpts[0] < STEPS2 and ckpts[1] == STEPS2, ckpts
     assert "resumed from" in log2 and f"step {ckpts[0]}" in log2
     # Each step logged exactly once: the requeued job went on from the preemption checkpoint.

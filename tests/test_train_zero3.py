@@ -14,11 +14,11 @@ STEPS, SAVE_EVERY, KILL_AT = 8, 4, 6
 
 
 def overrides(run_dir, tok_dir, packed_dir):
-    return ["+exp=tiny_pretrain", "deepspeed=zero3", f"run_dir={run_dir}",
-            f"data.tokenizer.path={tok_dir}", f"data.packed_dir={packed_dir}", "data.seq_len=64",
-            "data.num_workers=0", f"trainer.max_steps={STEPS}", "trainer.global_batch_size=8",
-            "trainer.micro_batch_size=2", f"trainer.save_every={SAVE_EVERY}", "trainer.keep_last=3",
-            "trainer.schedule=wsd", "trainer.warmup_ratio=0.25", "trainer.stable_ratio=0.5"]
+    return ["+exp=tiny_pretrain", "deepspeed@stages.pretrain.deepspeed=zero3", f"run_dir={run_dir}",
+            f"stages.pretrain.data.tokenizer.path={tok_dir}", f"stages.pretrain.data.packed_dir={packed_dir}", "stages.pretrain.data.seq_len=64",
+            "stages.pretrain.data.num_workers=0", f"stages.pretrain.trainer.max_steps={STEPS}", "stages.pretrain.trainer.global_batch_size=8",
+            "stages.pretrain.trainer.micro_batch_size=2", f"stages.pretrain.trainer.save_every={SAVE_EVERY}", "stages.pretrain.trainer.keep_last=3",
+            "stages.pretrain.trainer.schedule=wsd", "stages.pretrain.trainer.warmup_ratio=0.25", "stages.pretrain.trainer.stable_ratio=0.5"]
 
 
 @pytest.fixture(scope="module")

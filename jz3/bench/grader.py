@@ -1,9 +1,14 @@
 """Grader benchmark: our `is_correct` vs the math-verify package on the same (output, gold) pairs,
 in the same process: the gold solutions of MATH500 and GSM8K (should all be right) and a perturbed
-copy of each (should all be wrong). Prints a JSON object last; disagreements go to a side file.
+copy of each (should all be wrong), timed; then the hard cases of `jz3/bench/data/grading_hard.jsonl`
+(`jz3.bench.grading_hard`: no box, \\cfrac, thousands separators, units, choice letters, intervals,
+inequalities, equations, chains, matrices, several boxes, sets vs tuples), where each grader's
+agreement with the checked expected verdict is reported, overall and per kind; then every MATH500
+reference solution with its box removed (recall of the final-sentence extraction). Prints a JSON
+object last; disagreements go to side files.
 
     python -m jz3.bench.grader [--out runs/bench/grader] [--limit N]
-    python -m jz3.bench.grader --sandbox     # executions/s of the tool-setting sandbox instead
+    python -m jz3.bench.grader --sandbox     # sandbox executions/s instead (jz3.bench.sandbox)
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Callable, Dict, List
 
 from tqdm import tqdm
 
-from jz3.eval.grading import is_correct
+from jz3.bench.grading_hard import DATA_FILE, load_cases
+from jz3.eval.grading import grade, is_correct
 from jz3.eval.loaders import load_benchmark
 from jz3.paths import shared_data_dir
 
@@ -59,28 +65,57 @@ def _math_verify() -> Callable[[str, str], bool]:
     return grade
 
 
+def hard_agreement(mv: Callable[[str, str], bool], out: Path, path: Path = DATA_FILE) -> Dict:
+    """Agreement of ours and of math-verify with the expected verdicts of the hard cases."""
+    cases = load_cases(path)
+    rows = []
+    for c in tqdm(cases, desc="hard cases", unit="case", leave=False):
+        v = grade(c["output"], c["gold"], "math-oai")
+        rows.append((c, v, mv(c["output"], c["gold"])))
+    kinds: Dict[str, List[int]] = {}
+    with (out / "hard_disagreements.jsonl").open("w") as f:
+        for c, v, m in rows:
+            k = kinds.setdefault(c["kind"], [0, 0, 0])
+            k[0] += 1
+            k[1] += v.correct == c["expected"]
+            k[2] += m == c["expected"]
+            if v.correct != c["expected"] or m != c["expected"]:
+                f.write(json.dumps({**c, "ours": v.correct, "ours_pred": v.pred,
+                                    "ours_reason": v.reason, "math_verify": m},
+                                   ensure_ascii=False) + "\n")
+    n = len(rows)
+    return {
+        "hard_cases": n,
+        "hard_expected_wrong": sum(not c["expected"] for c, _, _ in rows),
+        "hard_agreement_ours": round(sum(v.correct == c["expected"] for c, v, _ in rows) / n, 4),
+        "hard_agreement_math_verify": round(sum(m == c["expected"] for c, _, m in rows) / n, 4),
+        "hard_by_kind": {k: {"n": a, "ours": round(b / a, 3), "math_verify": round(d / a, 3)}
+                         for k, (a, b, d) in kinds.items()},
+        "hard_disagreements_file": str(out / "hard_disagreements.jsonl"),
+    }
+
+
+def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
+    """Every MATH500 reference solution with its `\\boxed{}` removed (the answer stays where it
+    was, unmarked): the share graded right by ours and by math-verify. Not all are recoverable:
+    some solutions state the answer before a closing remark."""
+    from jz3.bench.grading_hard import _math500, _unbox
+
+    rows = _math500()
+    ours = theirs = 0
+    for r in tqdm(rows, desc="MATH500 unboxed", unit="item", leave=False):
+        out = _unbox(r["solution"])
+        ours += is_correct(out, r["answer"], "math-oai")
+        theirs += mv(out, r["answer"])
+    return {"math500_unboxed_items": len(rows),
+            "math500_unboxed_recall_ours": round(ours / len(rows), 4),
+            "math500_unboxed_recall_math_verify": round(theirs / len(rows), 4)}
+
+
 def _timed(name: str, fn: Callable[[Dict], bool], pairs: List[Dict]) -> tuple:
     t0 = time.perf_counter()
     res = [fn(p) for p in tqdm(pairs, desc=name, unit="pair", leave=False)]
     return res, time.perf_counter() - t0
-
-
-def bench_sandbox(workers: int = 2, n: int = 40) -> Dict:
-    """Executions per second through `SandboxPool` (all layers on), trivial and sympy code."""
-    from jz3.config.eval import SandboxConfig
-    from jz3.eval.sandbox import SandboxPool, sandbox_interpreter
-
-    out: Dict = {"workers": workers, "interpreter": sandbox_interpreter().exe}
-    with SandboxPool(SandboxConfig(workers=workers)) as pool:
-        pool.run_many(["print(1)"])
-        for name, code, k in (("print", "print(1)", n),
-                              ("sympy", "import sympy\nprint(sympy.sqrt(8))", n // 2)):
-            t0 = time.perf_counter()
-            res = pool.run_many([code] * k)
-            dt = time.perf_counter() - t0
-            out[f"{name}_exec_per_s"] = round(k / dt, 2)
-            out[f"{name}_ok"] = sum(r.ok for r in res) == k
-    return out
 
 
 def main() -> None:
@@ -89,7 +124,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="items per benchmark (default all)")
     ap.add_argument("--sandbox", action="store_true", help="benchmark the code sandbox instead")
     args = ap.parse_args()
-    if args.sandbox:
+    if args.sandbox:  # the sandbox benchmark lives in jz3.bench.sandbox
+        from jz3.bench.sandbox import run as bench_sandbox
+
         print(json.dumps(bench_sandbox()))
         return
     pairs = build_pairs(args.limit)
@@ -125,6 +162,11 @@ def main() -> None:
         "disagreements": n_dis,
         "disagreements_file": str(dis_path),
     }
+    result.update(hard_agreement(mv, out))
+    result.update(unboxed_recall(mv))
+    print(f"hard cases: ours {result['hard_agreement_ours']:.4f}, math-verify "
+          f"{result['hard_agreement_math_verify']:.4f} on {result['hard_cases']}; speed "
+          f"{result['speedup_vs_math_verify']}x math-verify on {n} MATH500/GSM8K pairs")
     print(json.dumps(result))
 
 

@@ -106,7 +106,7 @@ HBM_GBPS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0, "A800": 2039.0, "H80
 def kernel_bench(args: argparse.Namespace) -> Dict[str, object]:
     """GPU only: the Triton kernel (matrix generated in-kernel) vs a dense torch matmul with a
     stored matrix, on `[batch, K]` gradient blocks; reports gradient bytes read per second."""
-    from kernels.projection import project_triton
+    from jz3.kernels.projection import project_triton
 
     if not torch.cuda.is_available():
         raise SystemExit("--kernel needs a CUDA device (the CPU path is the torch reference)")

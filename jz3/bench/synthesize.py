@@ -44,16 +44,16 @@ def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from jz3.data.tokenizers import train_sentencepiece
-    from jz3.synth.backend import GenRequest, record_seed
-    from jz3.synth.hf_backend import HFGenerator
-    from jz3.synth.tiny_model import make_tiny_synthesizer
+    from jz3.generation import GenRequest, record_seed
+    from jz3.generation.hf import HFGenerator
+    from jz3.generation.tiny_model import build_tiny_model
 
     s = shared_data_dir() / "jiuzhang3_samples"
     tok_dir = work / "tokenizer"
     if not (tok_dir / "tokenizer.model").exists():
         train_sentencepiece([str(s / "cot_pretrain_sampled.jsonl"),
                              str(s / "tool_pretrain_sampled.jsonl")], tok_dir, vocab_size=2048)
-    path = make_tiny_synthesizer(work / "tiny_synthesizer", tok_dir)
+    path = build_tiny_model(work / "tiny_synthesizer", tok_dir)
     model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     prompts = _prompts(n_prompts)
@@ -151,10 +151,10 @@ def bench_filter(work: Path, n: int, workers: int) -> Dict[str, Any]:
     src = work / f"synth-{n}.jsonl"
     if not src.exists():
         make_synth_records(src, n)
-    cfg = compose([f"run_dir={work}", "synth.filter.verify_tool=false",
-                   f"synth.filter.workers={workers}"])
+    sec = compose([f"run_dir={work}", "stages.filter.filter.verify_tool=false",
+                   f"stages.filter.filter.workers={workers}"]).stages.filter
     t0, c0 = time.perf_counter(), _cpu_with_children()
-    stats = run_filter(cfg, src, work / "filter")
+    stats = run_filter(sec.filter, sec.sandbox, src, work / "filter").stats
     wall, cpu = time.perf_counter() - t0, _cpu_with_children() - c0
     return {"records": stats["read"], "workers": workers, "kept": stats["kept"], "filter_s": round(wall, 2),
             "reasons": stats["reasons"], "dedup_records_per_s": round(stats["read"] / wall, 1),

@@ -28,15 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def overrides(a: argparse.Namespace, run_dir: Path) -> List[str]:
-    return ["+exp=tiny_pretrain", "deepspeed=zero3", f"run_dir={run_dir}",
-            f"data.packed_dir={a.work}/packed", f"data.tokenizer.save_dir={a.work}/tokenizer",
-            f"data.tokenizer.path={a.work}/tokenizer" if (Path(a.work) / "tokenizer" / "tokenizer.model").exists()
-            else "data.tokenizer.path=null",
-            f"data.seq_len={a.seq_len}", "data.num_workers=0", f"model.hidden_size={a.hidden}",
-            f"model.intermediate_size={a.hidden * 11 // 4}", f"model.num_hidden_layers={a.layers}",
-            f"trainer.max_steps={a.steps}", f"trainer.global_batch_size={a.global_batch}",
-            f"trainer.micro_batch_size={a.micro_batch}", "trainer.save_every=0", "trainer.export_hf=false",
-            "trainer.schedule=cosine", "trainer.warmup_ratio=0.1", "trainer.lr=1e-3"]
+    return ["+exp=tiny_pretrain", "deepspeed@stages.pretrain.deepspeed=zero3", f"run_dir={run_dir}",
+            f"stages.pretrain.data.packed_dir={a.work}/packed", f"stages.pretrain.data.tokenizer.save_dir={a.work}/tokenizer",
+            f"stages.pretrain.data.tokenizer.path={a.work}/tokenizer" if (Path(a.work) / "tokenizer" / "tokenizer.model").exists()
+            else "stages.pretrain.data.tokenizer.path=null",
+            f"stages.pretrain.data.seq_len={a.seq_len}", "stages.pretrain.data.num_workers=0", f"stages.pretrain.model.hidden_size={a.hidden}",
+            f"stages.pretrain.model.intermediate_size={a.hidden * 11 // 4}", f"stages.pretrain.model.num_hidden_layers={a.layers}",
+            f"stages.pretrain.trainer.max_steps={a.steps}", f"stages.pretrain.trainer.global_batch_size={a.global_batch}",
+            f"stages.pretrain.trainer.micro_batch_size={a.micro_batch}", "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.export_hf=false",
+            "stages.pretrain.trainer.schedule=cosine", "stages.pretrain.trainer.warmup_ratio=0.1", "stages.pretrain.trainer.lr=1e-3"]
 
 
 # ------------------------------------------------------------------ worker side (one rank)
@@ -51,7 +51,7 @@ def worker_ours(a: argparse.Namespace) -> float:
         def on_step_end(self, state: Any, metrics: Dict[str, float]) -> None:
             times.append(time.perf_counter())
 
-    cfg = compose(overrides(a, Path(a.work) / f"ours{a.round}"))
+    cfg = compose(overrides(a, Path(a.work) / f"ours{a.round}")).stages.pretrain
     run_training(cfg, callbacks=[StepClock()])
     return _rate(a, times)
 
@@ -66,7 +66,7 @@ def worker_hf(a: argparse.Namespace) -> float:
     from jz3.parallel.dist import init_distributed
     from jz3.parallel.ds_config import build_ds_config
 
-    cfg = compose(overrides(a, Path(a.work) / f"hf{a.round}"))
+    cfg = compose(overrides(a, Path(a.work) / f"hf{a.round}")).stages.pretrain
     info = init_distributed(use_deepspeed=True)
     ds_config = build_ds_config(cfg.deepspeed, cfg.trainer, info.world_size)
     ds = MixedPackedDataset(cfg.data.packed_dir, cfg.data.seq_len)

@@ -17,7 +17,7 @@ from jz3.config.influence import InfluenceConfig
 from jz3.config.launcher import LauncherConfig
 from jz3.config.model import ModelConfig
 from jz3.config.root import JZ3Config
-from jz3.config.synth import SynthConfig
+from jz3.config.synth import FilterConfig, SynthConfig
 from jz3.config.teacher import TeacherConfig
 from jz3.config.trainer import TrainerConfig
 from jz3.paths import CONFIG_DIR, PROJECT_ROOT, shared_data_dir
@@ -29,6 +29,7 @@ GROUP_SCHEMAS = {
     "deepspeed": DeepSpeedConfig,
     "teacher": TeacherConfig,
     "synth": SynthConfig,
+    "filter": FilterConfig,
     "influence": InfluenceConfig,
     "eval": EvalConfig,
     "launcher": LauncherConfig,

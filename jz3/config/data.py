@@ -47,6 +47,9 @@ class DataConfig:
     packed_dir: str = "${run_dir}/packed"
     num_workers: int = 2
     on_error: OnError = OnError.raise_
+    # True: mix the sources by their natural sizes (packed sequences; the release concatenates
+    # its CoT and tool corpora), ignoring `weight`; False: by `weight`.
+    natural_mix: bool = False
     add_bos: bool = True
     add_eos: bool = True
     seed: int = 0

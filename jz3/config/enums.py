@@ -73,6 +73,13 @@ class JournalSync(str, Enum):
     full = "full"
 
 
+class ReconcilePolicy(str, Enum):
+    """How a rerun books teacher attempts that were in flight when a previous run died."""
+
+    strict = "strict"  # keep their worst case forever
+    estimate = "estimate"  # book an estimate; release it when the key is answered (idempotent)
+
+
 class GenBackend(str, Enum):
     hf = "hf"
     vllm = "vllm"
@@ -94,12 +101,6 @@ class InfluenceStep(str, Enum):
     warmup = "warmup"  # LoRA warmup only (before a SLURM array of extract tasks)
     extract = "extract"  # candidate features of one shard (shard/num_shards or SLURM env)
     score = "score"  # target features, merge shards (reports missing ones), score, select
-
-
-class SynthStep(str, Enum):
-    generate = "generate"  # one shard (synth.shard/num_shards or SLURM array env)
-    merge = "merge"  # verify every snippet answered exactly once; write synth.jsonl + manifest
-    all = "all"  # every shard in this process, then merge
 
 
 class LauncherKind(str, Enum):

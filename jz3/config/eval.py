@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import List, Optional
 
 from jz3.config.enums import EvalSetting, GenBackend, WandbMode
@@ -14,26 +15,42 @@ class SandboxConfig:
 
     cpu_time_s: int = 10
     wall_time_s: float = 15.0
-    memory_mb: int = 1024  # RLIMIT_AS
+    memory_mb: int = 1024  # RLIMIT_AS on top of the preloaded server's address space
     max_output_bytes: int = 65536  # stdout + stderr; more = killed, reported as output_limit
     max_file_mb: int = 16  # RLIMIT_FSIZE for files written in the working folder
-    max_procs: int = 16  # RLIMIT_NPROC (effective for the per-slot sandbox uid when root)
+    max_procs: int = 16  # RLIMIT_NPROC of the program (its own pid namespace besides)
     workers: int = 2  # concurrent executions in SandboxPool
-    drop_privileges: bool = True  # as root: run as a dedicated uid per slot (uid_base + slot)
+    drop_privileges: bool = True  # as root: the jail runs as uid `uid_base` when it can
     uid_base: int = 62000
-    isolate_network: bool = True  # `unshare -n` when it works here (root / CAP_SYS_ADMIN)
-    audit_hook: bool = True  # in-process guard: no fork/exec/socket/writes outside the folder
-    tmp_root: Optional[str] = None  # where working folders are made (default: system temp)
-    interpreter: Optional[str] = None  # default: this Python, or a same-version system Python
-    # (+ this environment's site-packages) when a dropped uid cannot read this one
+    isolate_network: bool = True  # unused: the bubblewrap jail always has no network
+    audit_hook: bool = True  # convenience only (readable "blocked" errors), not a security layer
+    fork_server: bool = True  # fork per program from a jailed server with sympy/numpy loaded
+    unsafe: bool = False  # no jail possible here: run model code anyway (logged loudly)
+    tmp_root: Optional[str] = None  # unsafe mode only: where working folders are made
+    interpreter: Optional[str] = None  # the jail's Python (default: this one, or a same-version
+    # system Python + this environment's site-packages when the jail's uid cannot read this one)
+
+
+class ShotMode(str, Enum):
+    """How many exemplars each benchmark x setting gets (jz3.benchmarks registry; docs/EVAL.md)."""
+
+    release = "release"  # the release's sh/eval/cot_model.sh + tool_model.sh: 0-shot, AQuA /
+    # SAT-Math / MMLU-STEM 5-shot
+    base = "base"  # sh/eval/base_model.sh (base models): 5-shot CoT everywhere
+    zero = "zero"  # 0-shot everywhere
 
 
 @dataclass
 class EvalConfig:
+    """One evaluation run. Benchmarks are `jz3.benchmarks.Benchmark` values; each runs in the
+    settings of `settings` that the release evaluates it in (e.g. no tool setting for
+    multiple-choice sets); a benchmark whose data is optional (TabMWP) and absent is reported as
+    unavailable."""
+
     benchmarks: List[str] = field(
         default_factory=lambda: [
-            "gsm8k", "math-oai", "svamp", "asdiv", "mawps",
-            "carp_en", "aqua", "sat_math", "mmlu_stem",
+            "gsm8k", "math-oai", "svamp", "asdiv", "mawps", "carp_en", "tabmwp",
+            "minerva_math", "aqua", "sat_math", "mmlu_stem", "gsm-hard",
         ]
     )
     settings: List[EvalSetting] = field(
@@ -42,7 +59,8 @@ class EvalConfig:
     model_path: Optional[str] = None
     backend: GenBackend = GenBackend.hf
     base_url: Optional[str] = None
-    few_shot: bool = False
+    shots: ShotMode = ShotMode.release
+    few_shot: bool = False  # legacy switch: true = shots=base
     limit: Optional[int] = None
     batch_size: int = 8
     max_new_tokens: int = 1024
@@ -58,6 +76,7 @@ class EvalConfig:
     top_p: float = 1.0
     seed: int = 0
     max_prompt_tokens: int = 3072  # longer prompts are cut from the left (few-shot first)
+    chat_template: bool = False  # render prompts through the model's chat template if it has one
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: env var holding the key
     request_concurrency: int = 8  # openai backend
     wandb: WandbMode = WandbMode.disabled

@@ -1,43 +1,21 @@
-"""Pipeline config: which stages run, per-stage config overrides, stage-specific sizes.
+"""Pipeline config: which stages run, what is forced, the plan view, the report.
 
-`overrides` maps a stage name to a nested mapping merged onto the root config for that stage
-only (validated against the typed schema, so a misspelt key is an error naming it), e.g.
-
-    pipeline:
-      overrides:
-        distill: {trainer: {mode: distill, lr: 1.0e-3, max_steps: 200}}
-        pretrain: {trainer: {max_steps: 100}}
-
-A stage's cache key hashes the config sections it reads *after* its overrides, so editing
-`pipeline.overrides.pretrain` re-runs pretrain and what follows it, and nothing before.
+Stage settings live in `stages.<stage>` (jz3.config.stages); this section only steers the runner.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
-
-
-@dataclass
-class LossEvalConfig:
-    """Per-token loss of a model on benchmark reference solutions (the ablation's yardstick)."""
-
-    benchmarks: List[str] = field(default_factory=lambda: ["gsm8k", "math-oai"])
-    limit: Optional[int] = None  # items per benchmark; None = all
-    max_len: int = 512
-    batch_size: int = 8
-    accuracy_limit: int = 0  # > 0: also greedy CoT accuracy on this many items per benchmark
+from typing import List, Optional
 
 
 @dataclass
 class PipelineConfig:
-    stages: List[str] = field(default_factory=list)  # empty = all stages in order
+    stages: List[str] = field(default_factory=list)  # empty = all enabled stages in order
     force: List[str] = field(default_factory=list)  # stages to re-run even if cached
-    overrides: Dict[str, Any] = field(default_factory=dict)  # stage name -> nested overrides
-    influence_pool: int = 2000  # non-seed snippets the seed synthesizer writes for influence
-    boost_init_from_seed: bool = True  # distill_boost continues the seed synthesizer
-    synth_shards: int = 1  # local: shards run one after another; slurm: array size
-    sft_sources: List[str] = field(default_factory=list)  # {"input","output"} files for SFT
-    ablation: bool = True  # also pretrain on raw snippets with the same token budget
-    loss_eval: LossEvalConfig = field(default_factory=LossEvalConfig)
+    plan: bool = False  # print `[plan] <stage> <json>` per stage and exit; runs nothing
+    # Sharded stages run alone (launch/synthesize.py, SLURM arrays): this shard only, then exit
+    # (None: SLURM_ARRAY_TASK_ID inside an array job, else every shard + merge).
+    shard: Optional[int] = None
+    merge_only: bool = False  # sharded stage: every shard ran elsewhere; verify + merge only
     report: str = "${run_dir}/report.md"

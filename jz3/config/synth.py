@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import GenBackend, Precision, SynthStep
+from jz3.config.enums import GenBackend, Precision
 
 
 @dataclass
 class FilterConfig:
-    input: str = "${run_dir}/synth"  # merged synth records (file, folder or glob)
-    out_dir: str = "${run_dir}/filter"  # cot/ and tool/ folders, rejected.jsonl, manifest.json
+    input: Optional[str] = None  # synth records (file, folder or glob); None = synthesize stage
     min_problem_chars: int = 20
     max_problem_chars: int = 4000
     min_solution_chars: int = 20
@@ -34,16 +33,16 @@ class FilterConfig:
 
 @dataclass
 class SynthConfig:
-    step: SynthStep = SynthStep.generate
     backend: GenBackend = GenBackend.hf
-    model_path: Optional[str] = None  # distilled synthesizer (HF folder)
+    model_path: Optional[str] = None  # synthesizer HF folder; None = the upstream distill export
     tokenizer_path: Optional[str] = None  # None = the model folder, else data.tokenizer
-    input: str = "${run_dir}/snippets"  # snippet records
-    out_dir: str = "${run_dir}/synth"
+    input: Optional[str] = None  # snippet records; None = the snippets stage's output
     temperature: float = 1.0
     top_p: float = 0.95
     max_new_tokens: int = 2500
-    tool_temperature: float = 0.1
+    tool_temperature: float = 0.1  # tool (code-solution) prompts
+    tool_top_p: float = 0.95
+    tool_max_new_tokens: int = 5000
     max_prompt_tokens: int = 4096  # longer prompts are recorded as failed, not truncated
     batch_size: int = 16
     flush_every: int = 64  # records per committed chunk (the resume granularity)
@@ -53,6 +52,3 @@ class SynthConfig:
     tensor_parallel_size: int = 1  # vLLM
     gpu_memory_utilization: float = 0.9  # vLLM
     seed: int = 0
-    shard: Optional[int] = None  # None = SLURM_ARRAY_TASK_ID or 0
-    num_shards: Optional[int] = None  # None = SLURM_ARRAY_TASK_COUNT or 1
-    filter: FilterConfig = field(default_factory=FilterConfig)

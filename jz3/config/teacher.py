@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import JournalSync, TeacherKind
+from jz3.config.enums import JournalSync, ReconcilePolicy, TeacherKind
 
 
 @dataclass
@@ -45,10 +45,8 @@ class TeacherConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     journal: str = "${run_dir}/teacher_journal.sqlite"
     journal_sync: JournalSync = JournalSync.normal
-    # Prompt-type mixture: prompt type name -> weight (empty: equal weights on all nine).
-    mixture: dict = field(default_factory=dict)
-    num_seed: int = 8000  # snippets sent to the teacher for the seed KD set
-    num_boost: int = 1300  # extra snippets chosen by influence (boosting)
+    # attempts in flight when a run died: how a rerun books them (jz3/teacher/journal.py)
+    reconcile: ReconcilePolicy = ReconcilePolicy.estimate
     # Offline teacher: local pools of human-written problems (GSM8K-style {question, answer} or
     # JiuZhang3.0 {input, output}); each item is sorted into the elementary, advanced or tool
     # tier by its content, and a request gets one of its tier's `offline_top_k` nearest items.

@@ -12,7 +12,6 @@ few numpy calls.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,40 +19,26 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from jz3.benchmarks import REGISTRY, BenchmarkFormatError, find_file, question_text, read_records
 from jz3.data.dedup import words
 from jz3.data.ngram_hash import Windows
 
-# which fields hold the question text in each benchmark's test.jsonl
-QUESTION_FIELDS: Dict[str, Tuple[str, ...]] = {
-    "gsm8k": ("question",),
-    "math-oai": ("problem",),
-    "math": ("problem",),
-    "svamp": ("Body", "Question"),
-    "asdiv": ("body", "question"),
-    "mawps": ("input",),
-    "carp_en": ("content",),
-    "aqua": ("question",),
-    "sat_math": ("question",),
-    "mmlu_stem": ("question",),
-    "tabmwp": ("question",),
-}
+# a folder that is not a registered benchmark: the first of these fields holds the question
 FALLBACK_FIELDS = ("question", "problem", "input", "content")
+
+
 @dataclass
 class Match:
     benchmark: str
-    idx: int  # 0-based line of the benchmark question in its test.jsonl
+    idx: int  # 0-based position of the benchmark question in its test file
     shared_ngrams: int
 
 
-def question_text(benchmark: str, row: dict, where: str) -> str:
-    fields = QUESTION_FIELDS.get(benchmark)
-    if fields is None:
-        fields = tuple(f for f in FALLBACK_FIELDS if f in row)[:1]
-    missing = [f for f in fields if not isinstance(row.get(f), str)]
-    if not fields or missing:
-        raise ValueError(f"{where}: no question field {missing or list(FALLBACK_FIELDS)} "
-                         f"for benchmark {benchmark!r}")
-    return " ".join(row[f] for f in fields)
+def _fallback_question(row: dict, where: str) -> str:
+    for f in FALLBACK_FIELDS:
+        if isinstance(row.get(f), str):
+            return row[f]
+    raise BenchmarkFormatError(f"{where}: no question field (looked for {list(FALLBACK_FIELDS)})")
 
 
 class _Table:
@@ -124,19 +109,38 @@ class Decontaminator:
         self._dirty = True
 
     def add_folder(self, folder: str | Path) -> None:
-        """A `<name>/test.jsonl` folder, or a folder of such benchmark folders."""
+        """A benchmark folder (`<name>/test.jsonl`, or the registered file of that benchmark),
+        or a folder of such folders. Registered benchmarks are read through the registry
+        (`jz3.benchmarks`: their question fields and file formats); other folders' `test.jsonl`
+        through the first of FALLBACK_FIELDS. Folders are indexed in registry order (GSM8K before
+        GSM-Hard, its copy with other numbers), so a shared n-gram names the original set."""
         root = Path(folder)
-        files = [root / "test.jsonl"] if (root / "test.jsonl").exists() else sorted(
-            root.glob("*/test.jsonl"))
-        if not files:
-            raise FileNotFoundError(f"decontam_benchmarks: no test.jsonl under {root}")
-        for f in files:
-            name = f.parent.name
-            with open(f, encoding="utf-8") as fh:
-                for line_no, line in enumerate(fh, 1):
-                    if line.strip():
-                        row = json.loads(line)
-                        self.add(name, line_no - 1, question_text(name, row, f"{f}:{line_no}"))
+        order = {b.value: i for i, b in enumerate(REGISTRY)}  # originals before derived sets
+        folders = [root] if self._test_file(root) else sorted(
+            (p for p in root.iterdir() if p.is_dir() and self._test_file(p)),
+            key=lambda p: (order.get(p.name, len(order)), p.name)) if root.is_dir() else []
+        if not folders:
+            raise FileNotFoundError(f"decontam_benchmarks: no benchmark test file under {root}")
+        for d in folders:
+            path = self._test_file(d)
+            assert path is not None
+            s = self._spec(d.name)
+            for pos, (line_no, row) in enumerate(read_records(path)):
+                where = f"{path}:{line_no}"
+                if not isinstance(row, dict):
+                    raise BenchmarkFormatError(f"{where}: record is not a JSON object")
+                text = question_text(s, row, where) if s else _fallback_question(row, where)
+                self.add(d.name, pos, text)
+
+    @staticmethod
+    def _spec(name: str):
+        return next((s for b, s in REGISTRY.items() if b.value == name), None)
+
+    def _test_file(self, d: Path) -> Optional[Path]:
+        s = self._spec(d.name)
+        if s is not None:
+            return find_file(d.parent, s.name)
+        return d / "test.jsonl" if (d / "test.jsonl").exists() else None
 
     @classmethod
     def from_folders(cls, folders: Sequence[str | Path], n: int = 10, min_matches: int = 1

@@ -12,9 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from jz3.data.packing import DOC_OFFSETS, LOSS_MASK, META, TOKENS
+from jz3.data.packing import DOC_OFFSETS, LOSS_MASK, META, PACK_INDEX, TOKENS, read_pack_index
 from jz3.data.records import PathLike
-from jz3.pipeline.manifest import read_manifest
 
 IGNORE_INDEX = -100
 
@@ -95,10 +94,10 @@ class MixedPackedDataset:
 
     def __init__(self, packed_dir: PathLike, seq_len: int, names: Optional[Sequence[str]] = None):
         self.dir = Path(packed_dir)
-        m = read_manifest(self.dir)
+        m = read_pack_index(self.dir)
         if names is None:
             if m is None or "sources" not in m:
-                raise FileNotFoundError(f"{self.dir}/manifest.json of a finished pack (with its "
+                raise FileNotFoundError(f"{self.dir}/{PACK_INDEX} of a finished pack (with its "
                                         "'sources') is missing: pass the source names")
             names = m["sources"]
         self.names: List[str] = list(names)

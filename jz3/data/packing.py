@@ -1,8 +1,8 @@
 """Tokenize training records into memory-mapped token shards (ids, loss mask, document offsets).
 
 `pack_sources(data_cfg, tokenizer, out_dir)` writes one folder per source (see docs/DATA.md):
-`tokens.bin`, `loss_mask.bin`, `doc_offsets.npy`, `meta.json` (last), and `manifest.json` for the
-whole stage. Records are read and validated in the main process (errors name file:line: field,
+`tokens.bin`, `loss_mask.bin`, `doc_offsets.npy`, `meta.json` (last), and `pack.json` (the index of
+the whole pack: sources, weights, counts, last). Records are read and validated in the main process (errors name file:line: field,
 rejected records go to `<source>/rejected.jsonl`); token ids are computed by `num_workers` worker
 processes, chunk by chunk, and written in record order, so the output does not depend on the
 worker count. A source whose `meta.json` matches its config hash is not packed again.
@@ -38,7 +38,6 @@ from jz3.data.records import (
     read_records,
     validate,
 )
-from jz3.pipeline.manifest import config_hash, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +210,21 @@ class _Encoders:
 
 
 # ----------------------------------------------------------------------------- writing
+PACK_INDEX = "pack.json"
+
+
+def config_hash(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (what a pack depends on; a resume check, not provenance)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def read_pack_index(out_dir: PathLike) -> Optional[Dict[str, Any]]:
+    """`pack.json` of a finished pack (None when absent)."""
+    p = Path(out_dir) / PACK_INDEX
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
@@ -222,7 +236,7 @@ def _files_signature(path: str) -> List[Tuple[str, int, int]]:
 def source_hash(source: DataSource, tok_fp: str, cfg: DataConfig) -> str:
     """What a source's pack depends on: its files (size, mtime), tokenizer, special tokens."""
     return config_hash(PACK_VERSION, source.name, _files_signature(source.path), tok_fp,
-                       cfg.add_bos, cfg.add_eos, cfg.on_error)
+                       cfg.add_bos, cfg.add_eos, OnError(cfg.on_error).value)
 
 
 def _chunks(records: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Pair]]:
@@ -303,10 +317,10 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
     tok_fp = tokenizer_fingerprint(tokenizer)
     hashes = {s.name: source_hash(s, tok_fp, data_cfg) for s in data_cfg.sources}
     stage_hash = config_hash(hashes)
-    m = read_manifest(out)
+    m = read_pack_index(out)
     if m is not None and m.get("config_hash") == stage_hash and all(
             (read_meta(out / n) or {}).get("config_hash") == hashes[n] for n in names):
-        log.info("pack: %s is up to date (manifest %s)", out, stage_hash)
+        log.info("pack: %s is up to date (%s %s)", out, PACK_INDEX, stage_hash)
         return out
     vocab_size = len(tokenizer)
     dtype = token_dtype(vocab_size)
@@ -327,8 +341,9 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
                                             int(pad_id), vocab_size, hashes[s.name])
     counts = {n: {k: metas[n][k] for k in ("n_docs", "n_tokens", "n_target_tokens", "records")}
               for n in names}
-    write_manifest(out, "pack", stage_hash, counts=counts, wall_s=round(time.time() - t0, 3),
-                   outputs=[f"{n}/{f}" for n in names for f in (TOKENS, LOSS_MASK, DOC_OFFSETS)],
-                   extra={"sources": names, "weights": {s.name: s.weight for s in data_cfg.sources},
-                          "tokenizer": tok_fp})
+    index = {"config_hash": stage_hash, "sources": names, "counts": counts,
+             "weights": {s.name: s.weight for s in data_cfg.sources}, "tokenizer": tok_fp,
+             "outputs": [f"{n}/{f}" for n in names for f in (TOKENS, LOSS_MASK, DOC_OFFSETS)],
+             "wall_s": round(time.time() - t0, 3)}
+    atomic_write_text(out / PACK_INDEX, json.dumps(index, indent=2, ensure_ascii=False))
     return out

@@ -183,3 +183,37 @@ def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, flo
     log.info("snippets: %d documents -> %d pieces -> %d written to %s (%d too short, %d bad records)",
              stats.documents, stats.pieces, stats.written, out, stats.too_short, stats.corpus_rejected)
     return stats
+
+
+@dataclass
+class SnippetsResult:
+    """What the snippets stage wrote."""
+
+    snippets: str  # snippets.jsonl: {id, doc_id, text, source, prompt_type}
+    rejected: str  # rejected.jsonl (may be absent: nothing rejected)
+    count: int = 0
+    stats: Dict[str, Any] = field(default_factory=dict)
+
+
+def run_snippets(cfg: SnippetConfig, mixture: Optional[Mapping[str, float]],
+                 out_dir: os.PathLike | str) -> SnippetsResult:
+    """The snippets stage body: `out_dir/snippets.jsonl` (see `make_snippets`)."""
+    out = Path(out_dir)
+    st = make_snippets(cfg, mixture, out / "snippets.jsonl")
+    return SnippetsResult(snippets=str(out / "snippets.jsonl"),
+                          rejected=str(out / "rejected.jsonl"), count=st.written,
+                          stats=st.as_dict())
+
+
+def sample_ids(snippets_path: os.PathLike | str, count: int, seed: int,
+               exclude: Iterable[str] = ()) -> List[str]:
+    """`count` snippet ids drawn uniformly at random (seeded) across every source, leaving out
+    `exclude`; all remaining ids when there are fewer. Returned in file order."""
+    skip = set(exclude)
+    ids = [r["id"] for r in read_records(snippets_path, RecordKind.snippet) if r["id"] not in skip]
+    if count >= len(ids):
+        return ids
+    import random
+
+    pick = set(random.Random(seed).sample(range(len(ids)), count))
+    return [x for i, x in enumerate(ids) if i in pick]

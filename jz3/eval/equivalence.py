@@ -1,42 +1,37 @@
-"""Are two normalised answers the same? Strings, exact numbers, tuples/intervals, matrices,
-unordered lists, equations/inequalities, then sympy (in a helper process) as the last resort."""
+"""Are two normalised answers the same? Strings, exact numbers, sets of reals (intervals, unions,
+one-variable inequalities), tuples/sets, matrices, unordered lists, equations/inequalities, then
+sympy (in a helper process) as the last resort. Rules and their reasons: docs/GRADING.md."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from typing import List, Optional
 
 from jz3.eval.normalize import normalize_answer, numbers_equal, parse_number
+from jz3.eval.relations import FLIP, parse_real_set, relation_chain, split_top, variables
 from jz3.eval.symbolic import SymbolicChecker, default_checker
 
-_RELATIONS = ("\\le", "\\ge", "\\ne", "<=", ">=", "<", ">", "=")
-_FLIP = {"\\le": "\\ge", "\\ge": "\\le", "<": ">", ">": "<", "<=": ">=", ">=": "<=",
-         "=": "=", "\\ne": "\\ne"}
-_MATRIX = re.compile(r"^\\begin\{([pbvB]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}$")
+_MATRIX = re.compile(
+    r"^\\begin\{([pbvBV]?matrix|array|smallmatrix)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$")
 _WORDS = re.compile(r"[a-zA-Z][a-zA-Z\s'.-]*[a-zA-Z]")
 _LATEXY = re.compile(r"\\(frac|sqrt|pi|cdot|times|sin|cos|tan|log|ln)|\^|[a-zA-Z]")
+_VAR = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?")
+MAX_SYMPY_CHARS = 1000  # longer answers are compared as strings/structures only
+_LIST_SEPS = (",", "\\lor", "\\land")
 
 
 def split_top_level(s: str, sep: str = ",") -> List[str]:
     """Split on `sep` outside any (), [], {}."""
-    parts, depth, cur = [], 0, []
-    for ch in s:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return parts
+    return split_top(s, (sep,))[0]
 
 
 def _bracketed(s: str) -> Optional[tuple]:
-    """(open, close, items) for `(a,b)`, `[a,b)`, `\\{a,b\\}` with a top-level comma."""
-    s2 = s.replace("\\{", "{").replace("\\}", "}")
+    """(open, close, items) for `(a,b)`, `[a,b)`, `\\{a,b\\}` with a top-level comma, and for a
+    one-element set `\\{a\\}`."""
+    is_set = s.startswith("\\{") and s.endswith("\\}")
+    s2 = "{" + s[2:-2] + "}" if is_set else s
     if len(s2) >= 2 and s2[0] in "([{" and s2[-1] in ")]}":
         inner = s2[1:-1]
         depth = 0
@@ -46,33 +41,89 @@ def _bracketed(s: str) -> Optional[tuple]:
             if depth < 0:
                 return None
         items = split_top_level(inner)
-        if len(items) > 1:
+        if len(items) > 1 or (is_set and items[0]):
             return s2[0], s2[-1], items
     return None
 
 
-def _split_relation(s: str) -> Optional[tuple]:
-    for rel in _RELATIONS:
-        parts = s.split(rel)
-        if len(parts) == 2 and all(parts):
-            if rel in ("<", ">") and ("<=" in s or ">=" in s):
-                continue
-            return parts[0], rel, parts[1]
-    return None
+def _matrix(s: str):
+    """Rows of cells for `pmatrix`/`bmatrix`/`array` (also `[\\begin{array}..\\end{array}]`)."""
+    if s[:1] in "([" and s[-1:] in ")]" and s[1:7] == "\\begin":
+        s = s[1:-1]
+    m = _MATRIX.match(s)
+    if not m:
+        return None
+    body = m.group(2).replace("\\hline", "")
+    rows = [split_top_level(r, "&") for r in body.split("\\\\")]
+    return [r for r in rows if any(c for c in r)]
 
 
-def _expand_pm(s: str) -> List[str]:
-    if "\\pm" not in s or s.count("\\pm") != 1:
-        return [s]
-    return [s.replace("\\pm", "+"), s.replace("\\pm", "-")]
+def _answer_side(s: str) -> Optional[str]:
+    """The answer in an `=`/`\\approx` chain (its last side, normalised again), else None."""
+    rc = relation_chain(s)
+    if rc is None or any(op not in ("=", "\\approx") for op in rc[1]):
+        return None
+    items = split_top(s, _LIST_SEPS)[0]
+    if len(items) > 1 and all(relation_chain(x) for x in items):
+        return None  # `x=1, x=2`: a list of assignments, compared item by item
+    parts = rc[0]
+    last = parts[-1]
+    if _VAR.fullmatch(last) and len(parts) > 2:
+        last = parts[-2]
+    return normalize_answer(last)
+
+
+def _vector(s: str) -> Optional[List[str]]:
+    """The cells of a one-column or one-row matrix, else None."""
+    m = _matrix(s)
+    if m is None:
+        return None
+    if all(len(r) == 1 for r in m):
+        return [r[0].strip() for r in m]
+    return [c.strip() for c in m[0]] if len(m) == 1 else None
+
+
+def _plain_list(s: str) -> List[str]:
+    """Items of an unbracketed list (`1,2`, `1\\lor2`, `1\\pm\\sqrt{2}`)."""
+    return _expand_pm([x for x in split_top(s, _LIST_SEPS)[0] if x])
+
+
+def _expand_pm(items: List[str]) -> List[str]:
+    """`1\\pm\\sqrt{5}` -> `1+\\sqrt{5}`, `1-\\sqrt{5}` (one `\\pm`/`\\mp` per item)."""
+    out = []
+    for x in items:
+        if x.count("\\pm") == 1 or x.count("\\mp") == 1:
+            op = "\\pm" if "\\pm" in x else "\\mp"
+            out += [x.replace(op, "+"), x.replace(op, "-")]
+        else:
+            out.append(x)
+    return out
 
 
 class Equivalence:
-    """Equivalence of two normalised answers; `checker` runs the sympy step."""
+    """Equivalence of two answers; `checker` runs the sympy steps. `last_reason` says why the
+    last comparison failed when it was an error (a sympy timeout, a parse error), else None."""
 
     def __init__(self, checker: Optional[SymbolicChecker] = None, use_sympy: bool = True):
         self._checker = checker
         self.use_sympy = use_sympy
+        self._state = threading.local()  # per-thread: last_reason, timed_out
+
+    @property
+    def last_reason(self) -> Optional[str]:
+        return getattr(self._state, "reason", None)
+
+    @last_reason.setter
+    def last_reason(self, value: Optional[str]) -> None:
+        self._state.reason = value
+
+    @property
+    def _timed_out(self) -> bool:
+        return getattr(self._state, "timed_out", False)
+
+    @_timed_out.setter
+    def _timed_out(self, value: bool) -> None:
+        self._state.timed_out = value
 
     @property
     def checker(self) -> SymbolicChecker:
@@ -81,66 +132,169 @@ class Equivalence:
         return self._checker
 
     def equal(self, pred: str, gold: str) -> bool:
+        self.last_reason = None
+        self._timed_out = False
+        self._state.spent = 0.0
         a, b = normalize_answer(pred), normalize_answer(gold)
         return self._equal(a, b, depth=0)
+
+    def _sympy(self, msg) -> bool:
+        if not self.use_sympy or self._timed_out:  # one timeout per comparison at most
+            return False
+        flat = str(msg)
+        if len(flat) > 3 * MAX_SYMPY_CHARS:
+            self.last_reason = "answer too long for the symbolic check"
+            return False
+        checker = self.checker
+        if getattr(self._state, "spent", 0.0) > 2 * checker.timeout_s:
+            self.last_reason = "symbolic budget of this comparison spent"
+            return False  # many slow checks in one comparison (long lists): stop here
+        timeouts, t0 = checker.timeouts, time.monotonic()
+        eq = checker.check(msg)
+        self._state.spent = getattr(self._state, "spent", 0.0) + time.monotonic() - t0
+        if not eq and checker.last_error:
+            self.last_reason = checker.last_error
+        self._timed_out = checker.timeouts > timeouts
+        return eq
 
     def _equal(self, a: str, b: str, depth: int) -> bool:
         if a == b:
             return True
-        if not a or not b or depth > 4:
+        if not a or not b or depth > 6:
             return False
         if _WORDS.fullmatch(a) or _WORDS.fullmatch(b):  # text answers: never letters-as-symbols
             return a.lower() == b.lower()  # ("east" is not e*a*s*t == "seat")
         fa, fb = parse_number(a), parse_number(b)
         if fa is not None and fb is not None:
             return numbers_equal(a, b, fa, fb)
-        # tuples and intervals: same brackets, same length, elementwise
+        # the output `x = 5+5+1 = 11`, `2c = 24`, `(a,b) = (-2,1)`, `7!\times2! = 10,\!080`
+        # against a value: its last side is the answer (`... = 17 = x`: the side before `x`)
+        last = _answer_side(a) if fb is not None or relation_chain(b) is None else None
+        if last is not None:
+            return self._equal(last, b, depth + 1)
+        # subsets of the reals: intervals, unions, one-variable inequalities
+        sa, sb = parse_real_set(a), parse_real_set(b)
+        if (sa and (len(sa[1]) == 1 or not sa[1])) or (sb and (len(sb[1]) == 1 or not sb[1])):
+            return self._sets_equal(a, b, depth)
+        # tuples, intervals, sets
         ta, tb = _bracketed(a), _bracketed(b)
+        if bool(ta and ta[0] == "(") != bool(tb and tb[0] == "("):  # a vector as a tuple
+            vec = _vector(b if ta else a)
+            t = ta or tb
+            if vec is not None:
+                pair = (t[2], vec) if ta else (vec, t[2])
+                return len(vec) == len(t[2]) and all(
+                    self._equal(x, y, depth + 1) for x, y in zip(*pair, strict=True))
         if ta or tb:
-            if not (ta and tb) or ta[0] != tb[0] or ta[1] != tb[1] or len(ta[2]) != len(tb[2]):
+            return self._collections_equal(a, b, ta, tb, depth)
+        ma, mb = _matrix(a), _matrix(b)
+        if ma is not None or mb is not None:
+            if ma is None or mb is None or [len(r) for r in ma] != [len(r) for r in mb]:
                 return False
-            if ta[0] == "{":  # a set: order does not matter
-                return self._multiset_equal(ta[2], tb[2], depth)
-            return all(self._equal(x, y, depth + 1) for x, y in zip(ta[2], tb[2], strict=True))
-        ma, mb = _MATRIX.match(a), _MATRIX.match(b)
-        if ma or mb:
-            if not (ma and mb):
-                return False
-            rows_a = [split_top_level(r, "&") for r in ma.group(2).split("\\\\") if r]
-            rows_b = [split_top_level(r, "&") for r in mb.group(2).split("\\\\") if r]
-            if [len(r) for r in rows_a] != [len(r) for r in rows_b]:
-                return False
-            return all(self._equal(x, y, depth + 1)
-                       for ra, rb in zip(rows_a, rows_b, strict=True) for x, y in zip(ra, rb, strict=True))
-        # unbracketed lists (all solutions) and `a \pm b`: order does not matter
-        la = [p for x in split_top_level(a) for p in _expand_pm(x)]
-        lb = [p for x in split_top_level(b) for p in _expand_pm(x)]
+            return all(self._equal(x.strip(), y.strip(), depth + 1)
+                       for ra, rb in zip(ma, mb, strict=True) for x, y in zip(ra, rb, strict=True))
+        # unbracketed lists (all solutions), `a \pm b`, `1 \lor 2`: order does not matter
+        la, lb = _plain_list(a), _plain_list(b)
         if len(la) > 1 or len(lb) > 1:
-            return len(la) == len(lb) and self._multiset_equal(la, lb, depth)
-        ra, rb = _split_relation(a), _split_relation(b)
+            if len(lb) == 1 and all(self._equal(x, b, depth + 1) for x in la):
+                return True  # the same answer twice: `\\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}`
+            return self._multiset_equal(la, lb, depth)
+        ra, rb = relation_chain(a), relation_chain(b)
         if ra or rb:
-            if not (ra and rb):
-                return False
-            if ra[1] == rb[1] and self._equal(ra[0], rb[0], depth + 1) \
-                    and self._equal(ra[2], rb[2], depth + 1):
-                return True
-            return _FLIP[ra[1]] == rb[1] and self._equal(ra[0], rb[2], depth + 1) \
-                and self._equal(ra[2], rb[0], depth + 1)
-        if not self.use_sympy or not (_LATEXY.search(a) or _LATEXY.search(b)):
+            if ra and rb:
+                return self._relations_equal(ra, rb, depth)
+            # a gold `y = 2x+3` against `2x+3`: only a one-letter left side is dropped (a gold
+            # `4x-5y=-50` is not answered by `-50`)
+            if rb and rb[1] == ["="] and _VAR.fullmatch(rb[0][0]):
+                return self._equal(a, rb[0][1], depth + 1)
+            return False
+        if not (_LATEXY.search(a) or _LATEXY.search(b)):
             return False
         if fa is not None or fb is not None:  # a number vs an expression: the expression
             other = b if fa is not None else a  # must at least be free of letters
             if re.search(r"(?<!\\)\b[a-zA-Z]\b", other.replace("\\pi", "")):
                 return False
-        return self.checker.equal(a, b)
+        if len(a) > MAX_SYMPY_CHARS or len(b) > MAX_SYMPY_CHARS:
+            self.last_reason = "answer too long for the symbolic check"
+            return False
+        return self._sympy([a, b] if a <= b else [b, a])
 
-    def _multiset_equal(self, la: List[str], lb: List[str], depth: int) -> bool:
+    def _collections_equal(self, a, b, ta, tb, depth) -> bool:
+        if ta and tb:
+            if "{" in (ta[0], tb[0]):  # a set on one side: order does not matter
+                if {ta[0], tb[0]} <= {"{", "("}:
+                    return self._multiset_equal(_expand_pm(ta[2]), _expand_pm(tb[2]), depth)
+                return False
+            if ta[0] != tb[0] or ta[1] != tb[1] or len(ta[2]) != len(tb[2]):
+                return False
+            return all(self._equal(x, y, depth + 1) for x, y in zip(ta[2], tb[2], strict=True))
+        t = ta or tb
+        items = _plain_list(b if ta else a)
+        tup = _expand_pm(t[2]) if t[0] == "{" else t[2]
+        pair = (tup, items) if ta else (items, tup)  # (output side, gold side)
+        if t[0] == "{":  # `\{1,2\}` vs `2, 1`
+            return self._multiset_equal(pair[0], pair[1], depth)
+        if t[0] == "(" and len(items) == len(tup) > 1:  # `(2,3)` vs `x=2, y=3`: in order
+            return all(self._equal(x, y, depth + 1) for x, y in zip(*pair, strict=True))
+        return False
+
+    def _relations_equal(self, ra, rb, depth) -> bool:
+        (pa, oa), (pb, ob) = ra, rb
+        if len(pa) == len(pb):
+            if oa == ob and all(self._equal(x, y, depth + 1) for x, y in zip(pa, pb, strict=True)):
+                return True
+            if [FLIP[o] for o in reversed(oa)] == ob and all(
+                    self._equal(x, y, depth + 1) for x, y in zip(reversed(pa), pb, strict=True)):
+                return True
+        if len(pa) != 2 or len(pb) != 2:
+            return False
+        if not (variables(pa[0] + pa[1]) or variables(pb[0] + pb[1])):
+            return False
+        if oa == ob == ["="]:
+            for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # `x = 6` vs `x = 5`: no sympy needed
+                if pa[i] == pb[j] and _VAR.fullmatch(pa[i]) and variables(pa[i]).isdisjoint(
+                        variables(pa[1 - i] + pb[1 - j])):
+                    return self._equal(pa[1 - i], pb[1 - j], depth + 1)
+            return self._sympy({"op": "eqn", "a": pa, "b": pb})
+        if "=" in oa or "=" in ob or "\\approx" in oa + ob:
+            return False
+        return self._sympy({"op": "ineq", "a": [pa[0], oa[0], pa[1]],
+                            "b": [pb[0], ob[0], pb[1]]})
+
+    def _sets_equal(self, a: str, b: str, depth: int) -> bool:
+        pa, pb = parse_real_set(a, True), parse_real_set(b, True)
+        if not pa or not pb:
+            return False
+        var = pa[1] | pb[1]
+        if len(var) > 1:
+            return False
+        rel_a = any(p[0] == "rel" for p in pa[0])
+        rel_b = any(p[0] == "rel" for p in pb[0])
+        if not (rel_a or rel_b):
+            if self._multiset_equal(pa[0], pb[0], depth, self._piece_equal):
+                return True
+            if len(pa[0]) == len(pb[0]):  # same number of pieces, one differs: not the same set
+                return False
+        return self._sympy({"op": "set", "a": pa[0], "b": pb[0], "var": next(iter(var), "x")})
+
+    def _piece_equal(self, p, q, depth: int) -> bool:
+        if p[0] != q[0]:
+            return False
+        if p[0] == "interval":
+            return p[3:] == q[3:] and self._equal(p[1], q[1], depth + 1) \
+                and self._equal(p[2], q[2], depth + 1)
+        if p[0] == "finite":
+            return self._multiset_equal(p[1], q[1], depth)
+        return p == q
+
+    def _multiset_equal(self, la: list, lb: list, depth: int, eq=None) -> bool:
+        eq = eq or self._equal
         if len(la) != len(lb):
             return False
         rest = list(lb)
         for x in la:
             for k, y in enumerate(rest):
-                if self._equal(x, y, depth + 1):
+                if eq(x, y, depth + 1):
                     del rest[k]
                     break
             else:

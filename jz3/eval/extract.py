@@ -4,7 +4,7 @@ number). Pure string work: no sympy, no regex backtracking blow-ups on long outp
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 _BOX_CMDS = ("\\boxed", "\\fbox")
 _ANSWER_IS = re.compile(
@@ -75,17 +75,172 @@ def last_output_block(text: str) -> Optional[str]:
     return blocks[-1].strip() if blocks else None
 
 
+def _boxes(text: str) -> List[Tuple[int, int, str]]:
+    """Every complete `\\boxed{...}` / `\\fbox{...}`: (start, end, content), in order."""
+    out = []
+    i = 0
+    while True:
+        starts = [(j, c) for c in _BOX_CMDS if (j := text.find(c, i)) >= 0]
+        if not starts:
+            return out
+        j, cmd = min(starts)
+        k = j + len(cmd)
+        while k < len(text) and text[k] == " ":
+            k += 1
+        if k < len(text) and text[k] == "{":
+            depth = 0
+            for e in range(k, len(text)):
+                if text[e] == "{":
+                    depth += 1
+                elif text[e] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        out.append((j, e + 1, text[k + 1: e].strip()))
+                        break
+            else:
+                return out  # unbalanced: cut off inside the box
+            i = out[-1][1] if out and out[-1][0] == j else k
+        else:
+            m = re.match(r"[^\s$]+", text[k:])
+            if m:
+                out.append((j, k + m.end(), m.group(0)))
+            i = k + 1
+
+
+_BOX_GAP = re.compile(
+    r"\\(?:quad|qquad|text\s*\{\s*(?:and|or|,)?\s*\}|[,;!]|\\)|\$|\\[()\[\]]|\b(?:and|or)\b|"
+    r"[,;&\s]|[a-zA-Z](?:_\{?\w+\}?)?\s*=")
+
+
+def joined_boxed(text: str) -> Optional[str]:
+    """The last box, joined with the boxes just before it when only separators stand between
+    them (`\\boxed{2} and \\boxed{3}`, `x=\\boxed{1}, y=\\boxed{2}`) -> "2, 3"."""
+    boxes = _boxes(text)
+    if not boxes:
+        return last_boxed(text)  # an unclosed last box = no answer
+    last = last_boxed(text)
+    if last is None or boxes[-1][2] != last:  # unclosed last box, or a box inside a box
+        return last
+    group = [boxes[-1]]
+    for prev in reversed(boxes[:-1]):
+        gap = text[prev[1]: group[0][0]]
+        if len(gap) > 60 or "\n\n" in gap or _BOX_GAP.sub("", gap) or len(group) >= 20:
+            break
+        group.insert(0, prev)
+    return ", ".join(b[2] for b in group)
+
+
+_MATH_ENVS = ("align*", "align", "equation*", "equation", "gather*", "gather", "eqnarray*",
+              "eqnarray", "multline*")
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}(?![a-zA-Z])")
+_MATRIX_ENV = re.compile(r"\\begin\{([a-zA-Z]*matrix|array)\}.*?\\end\{\1\}", re.DOTALL)
+_CMD_ARG = re.compile(r"\\[a-zA-Z]+\s*\{[^{}]*\}")  # `\\text{ cm}`, `\\begin{pmatrix}`
+_ASY = re.compile(r"\[asy\].*?\[/asy\]", re.DOTALL)
+_TRAIL_PUNCT = re.compile(r"[\s.,;:]+$")
+
+
+def _math_spans(text: str) -> List[Tuple[int, int, str]]:
+    """`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]` and align/equation environments, in order: (start,
+    end, content). One left-to-right pass with `str.find` (linear on long outputs)."""
+    spans = []
+    i = 0
+    closed_missing: set = set()
+    n = len(text)
+    openers = ["$", "\\(", "\\[", "\\begin{"]
+    nxt = [-2] * len(openers)  # cached next position of each opener (-1: none left)
+    while i < n:
+        for k, op in enumerate(openers):
+            if nxt[k] != -1 and nxt[k] < i:
+                nxt[k] = text.find(op, i)
+        j = min((x for x in nxt if x >= 0), default=-1)
+        if j < 0:
+            break
+        if text.startswith("\\begin{", j):
+            b = text.find("}", j + 7, j + 30)
+            env = text[j + 7: b] if b > 0 else ""
+            close = "\\end{" + env + "}"
+            if env in _MATH_ENVS and close not in closed_missing:
+                e = text.find(close, j)
+                if e >= 0:
+                    spans.append((j, e + len(close), text[j + 8 + len(env): e]))
+                    i = e + len(close)
+                    continue
+                closed_missing.add(close)
+            i = j + 7
+            continue
+        if text[j] == "$":
+            if j > 0 and text[j - 1] == "\\":
+                i = j + 1
+                continue
+            opener = "$$" if text.startswith("$$", j) else "$"
+        else:
+            opener = text[j: j + 2]
+        closer = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}[opener]
+        if closer in closed_missing:
+            i = j + len(opener)
+            continue
+        e = j + len(opener)
+        while True:
+            e = text.find(closer, e)
+            if e < 0 or closer != "$" or text[e - 1] != "\\":
+                break
+            e += 1
+        if e < 0:
+            closed_missing.add(closer)
+            i = j + len(opener)
+            continue
+        spans.append((j, e + len(closer), text[j + len(opener): e]))
+        i = e + len(closer)
+    return spans
+
+
+def last_math_expression(text: str) -> Optional[Tuple[int, str]]:
+    """The answer in a final sentence without a box: the last math span (the last line of an
+    align environment, `&=` removed), skipping prose mistaken for math (`$5 and $`) and a lone
+    variable when the same sentence has another span ("so $x=5$ is the value of $x$").
+    Returns (start, answer) or None."""
+    spans = [sp for sp in _math_spans(text) if sp[2].strip() and not _PROSE_WORD.search(
+        _CMD_ARG.sub("", sp[2]))]
+    if not spans:
+        return None
+    start, end, content = spans[-1]
+    if re.fullmatch(r"\s*[a-zA-Z]\s*", content) and len(spans) > 1:
+        prev = spans[-2]
+        if not re.search(r"[.!?]\s", text[prev[1]: start]):
+            start, end, content = prev
+    tail = text[end:]
+    digit = re.search(r"\d", tail)
+    if digit and re.search(r"[.!?](?:\s|$)", tail[: digit.start()]):
+        return None  # a later sentence ends on a number: the last number is the better guess
+    # the last line of a multi-line display; rows of a matrix are not lines
+    masked = _MATRIX_ENV.sub(lambda m: m.group(0).replace("\\\\", "\x00"), content)
+    lines = [x.replace("\x00", "\\\\") for x in re.split(r"\\\\(?:\[[^\]]*\])?", masked)
+             if x.strip()]
+    ans = lines[-1] if lines else content
+    ans = re.sub(r"\\(?:tag|label)\{[^{}]*\}|\\nonumber", "", ans).replace("&", " ").strip()
+    ans = re.sub(r"^=\s*", "", ans)
+    ans = _TRAIL_PUNCT.sub("", ans)
+    return (start, ans) if ans else None
+
+
 def extract_math(text: str) -> str:
-    """Boxed > 'The answer is' > '#### N' > last ```output``` line > last number."""
-    boxed = last_boxed(text)
+    """Boxed (several boxes in a row joined) > 'The answer is' > '#### N' > the final sentence's
+    formula / last ```output``` line > last number."""
+    boxed = joined_boxed(text)
     if boxed is not None:
         return boxed
-    hits: List[str] = _ANSWER_IS.findall(text)
-    if hits:
-        return _clean_tail(hits[-1])
+    if "[asy]" in text:  # Asymptote figures: labels and coordinates are not answers
+        text = _ASY.sub(" ", text)
+    last_expr = last_math_expression(text) if ("$" in text or "\\" in text) else None
+    hits = list(_ANSWER_IS.finditer(text))
+    if hits and (last_expr is None or last_expr[0] < hits[-1].end()):
+        return _clean_tail(hits[-1].group(1))
     hashes = _HASHES.findall(text)
     if hashes:
         return _clean_tail(hashes[-1])
+    out_at = text.rfind("```output")
+    if last_expr is not None and last_expr[0] > out_at:
+        return last_expr[1]
     out = last_output_block(text)
     if out:
         return out.splitlines()[-1].strip()

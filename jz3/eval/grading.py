@@ -7,6 +7,8 @@ sympy in a helper process with a timeout). See docs/GRADING.md for the rules and
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import List, Optional
 
 from jz3.eval.equivalence import Equivalence
@@ -14,6 +16,17 @@ from jz3.eval.extract import extract_choice, extract_math
 from jz3.eval.loaders import LETTERS, MULTIPLE_CHOICE
 
 _EQUIV = Equivalence()
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One graded output: `reason` is "" when correct, else "no answer found", "not equivalent",
+    or what went wrong ("sympy timeout after 5.0s", "error: ValueError: ...")."""
+
+    correct: bool
+    pred: str
+    reason: str
 
 
 def is_multiple_choice(benchmark: str) -> bool:
@@ -38,16 +51,39 @@ def choice_letter(text: str, choices: List[str]) -> str:
     return ""
 
 
-def answers_match(pred: str, gold: str, benchmark: str) -> bool:
-    """Compare an already extracted answer with the gold one."""
+def _match(pred: str, gold: str, benchmark: str) -> Verdict:
+    if not pred:
+        return Verdict(False, pred, "no answer found")
     if is_multiple_choice(benchmark):
-        return bool(pred) and pred.strip("() ").upper() == gold.strip("() ").upper()
-    return _EQUIV.equal(pred, gold)
+        ok = pred.strip("() ").upper() == gold.strip("() ").upper()
+        return Verdict(ok, pred, "" if ok else "not equivalent")
+    try:
+        ok = _EQUIV.equal(pred, gold)
+    except Exception as e:  # noqa: BLE001 - a grading error is a wrong answer with a reason
+        log.warning("grading error on %.200r vs %.200r: %s", pred, gold, e)
+        return Verdict(False, pred, f"error: {type(e).__name__}: {e}"[:300])
+    return Verdict(ok, pred, "" if ok else (_EQUIV.last_reason or "not equivalent"))
+
+
+def answers_match(pred: str, gold: str, benchmark: str) -> bool:
+    """Compare an already extracted answer with the gold one (never raises)."""
+    return _match(pred, gold, benchmark).correct
+
+
+def grade(output: str, gold: str, benchmark: str) -> Verdict:
+    """Extract the answer from a model output and compare it with the gold one, with the reason
+    when it is not right. Never raises: an error inside grading is a wrong answer."""
+    try:
+        pred = extract_answer(output, benchmark)
+    except Exception as e:  # noqa: BLE001
+        log.warning("extraction error on an output of %d chars: %s", len(output), e)
+        return Verdict(False, "", f"error: {type(e).__name__}: {e}"[:300])
+    return _match(pred, gold, benchmark)
 
 
 def is_correct(output: str, gold: str, benchmark: str) -> bool:
-    """Is the model's output right? (extracts, then compares)"""
-    return answers_match(extract_answer(output, benchmark), gold, benchmark)
+    """Is the model's output right? (extracts, then compares; never raises)"""
+    return grade(output, gold, benchmark).correct
 
 
 def majority_vote(preds: List[str], benchmark: str) -> Optional[str]:

@@ -5,29 +5,39 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from jz3.config.enums import WandbMode
 from jz3.data.records import atomic_write_text
 
 log = logging.getLogger(__name__)
-Metrics = Dict[str, Dict[str, Dict[str, float]]]  # benchmark -> setting -> {accuracy, n, ...}
+# benchmark -> setting -> {accuracy, n, correct, no_answer, shots} or {status, reason}
+Metrics = Dict[str, Dict[str, Dict[str, Any]]]
+UNAVAILABLE = "unavailable"
+
+
+def _scored(m: Optional[Dict[str, Any]]) -> bool:
+    return m is not None and "accuracy" in m
 
 
 def markdown_table(metrics: Metrics, settings: List[str]) -> str:
-    """Accuracy (%) per benchmark and setting, with the average over benchmarks."""
+    """Accuracy (%) per benchmark and setting, with the average over scored benchmarks;
+    `–` = not evaluated in that setting, `unavailable` = its data file is absent."""
     lines = ["| benchmark | " + " | ".join(settings) + " |",
              "|---|" + "---|" * len(settings)]
-    sums = {s: [] for s in settings}
+    sums: Dict[str, List[float]] = {s: [] for s in settings}
     for bench in metrics:
         cells = []
         for s in settings:
             m = metrics[bench].get(s)
             if m is None:
                 cells.append("–")
-                continue
-            sums[s].append(m["accuracy"])
-            cells.append(f"{100 * m['accuracy']:.1f} (n={int(m['n'])})")
+            elif not _scored(m):
+                cells.append(str(m.get("status", "–")))
+            else:
+                sums[s].append(m["accuracy"])
+                shots = f", {int(m['shots'])}-shot" if m.get("shots") else ""
+                cells.append(f"{100 * m['accuracy']:.1f} (n={int(m['n'])}{shots})")
         lines.append(f"| {bench} | " + " | ".join(cells) + " |")
     avg = [f"{100 * sum(v) / len(v):.1f}" if v else "–" for v in sums.values()]
     lines.append("| **average** | " + " | ".join(avg) + " |")
@@ -51,10 +61,10 @@ def log_wandb(metrics: Metrics, mode: WandbMode, project: str, run_name: str,
 
     run = wandb.init(project=project, name=run_name, mode=mode.value, dir=str(out_dir),
                      config=config or {}, reinit=True)
-    flat = {f"eval/{b}/{s}": m["accuracy"] for b, per in metrics.items() for s, m in per.items()}
+    scored = [(b, s, m) for b, per in metrics.items() for s, m in per.items() if _scored(m)]
+    flat = {f"eval/{b}/{s}": m["accuracy"] for b, s, m in scored}
     table = wandb.Table(columns=["benchmark", "setting", "accuracy", "n"],
-                        data=[[b, s, m["accuracy"], m["n"]] for b, per in metrics.items()
-                              for s, m in per.items()])
+                        data=[[b, s, m["accuracy"], m["n"]] for b, s, m in scored])
     run.log({**flat, "eval/table": table})
     run_dir = run.dir
     run.finish()

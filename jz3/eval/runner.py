@@ -1,43 +1,87 @@
-"""`evaluate(cfg) -> metrics`: every benchmark x setting; predictions JSONL, metrics JSON,
-markdown table, optional W&B; resumable (a finished benchmark/setting file is reused)."""
+"""The evaluation stage: `run_evaluation(cfg, model_path, out_dir) -> EvalResult`.
+
+Every configured benchmark x setting that the release evaluates (jz3.benchmarks registry), with
+its protocol's shots: predictions JSONL, `metrics.json`, `results.md`, optional W&B. Resumable: a
+finished predictions file whose generation stamp matches is reused. Provenance (manifests, cache
+keys) belongs to the pipeline runner, not here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from tqdm import tqdm
 
-from jz3.config.enums import EvalSetting
-from jz3.config.eval import EvalConfig
-from jz3.config.root import JZ3Config
+from jz3.benchmarks import EvalItem, find_file, load_benchmark, parse_benchmark, spec
+from jz3.config.enums import EvalSetting, Precision
+from jz3.config.eval import EvalConfig, ShotMode
 from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines
-from jz3.eval.backends import Generator, GenParams, make_generator
 from jz3.eval.grading import answers_match, choice_letter, extract_answer, majority_vote
-from jz3.eval.loaders import EvalItem, load_benchmark
-from jz3.eval.prompting import build_prompt, stop_strings
-from jz3.eval.report import Metrics, log_wandb, write_reports
+from jz3.eval.prompting import build_prompt, num_shots, stop_strings
+from jz3.eval.report import UNAVAILABLE, Metrics, log_wandb, write_reports
 from jz3.eval.sandbox import SandboxPool
 from jz3.eval.tool_loop import run_tool_loop
-from jz3.pipeline.manifest import config_hash, write_manifest
+from jz3.generation import BackendSpec, Generator, GenParams, TextAdapter, complete, make_generator
 
 log = logging.getLogger(__name__)
+_DTYPES = {"auto": None, "bf16": Precision.bf16, "bfloat16": Precision.bf16,
+           "fp16": Precision.fp16, "float16": Precision.fp16, "fp32": Precision.fp32,
+           "float32": Precision.fp32}
+
+
+class EmptyBenchmark(ValueError):
+    """A benchmark file yielded no items (never reported as accuracy 0)."""
+
+
+@dataclass
+class EvalResult:
+    """What `run_evaluation` wrote and measured.
+
+    `metrics`: benchmark -> setting -> {accuracy, n, correct, no_answer, shots} (or
+    {status: unavailable, reason} for an optional benchmark whose file is absent)."""
+
+    out_dir: Path
+    metrics_path: Path
+    table_path: Path
+    predictions: List[Path]
+    metrics: Metrics
+    unavailable: Dict[str, str] = field(default_factory=dict)  # benchmark -> reason
+    counts: Dict[str, int] = field(default_factory=dict)  # predictions, generated, reused, ...
+    wandb_dir: Optional[str] = None
 
 
 def predictions_path(out_dir: Path, benchmark: str, setting: EvalSetting) -> Path:
-    return out_dir / "predictions" / f"{benchmark}.{EvalSetting(setting).value}.jsonl"
+    return Path(out_dir) / "predictions" / f"{benchmark}.{EvalSetting(setting).value}.jsonl"
 
 
-def generation_hash(cfg: EvalConfig) -> str:
+def generation_hash(cfg: EvalConfig, shots: int) -> str:
     """Identity of what produced a predictions file: a finished file is reused only if it
-    matches (a different model, prompt style or sampling redoes it)."""
-    keys = ("model_path", "tokenizer_path", "backend", "base_url", "few_shot", "max_new_tokens",
-            "temperature", "top_p", "num_samples", "tool_rounds", "seed", "max_prompt_tokens")
-    return config_hash({k: getattr(cfg, k) for k in keys}, dataclasses.asdict(cfg.sandbox))
+    matches (a different model, prompt, shots or sampling redoes it)."""
+    keys = ("model_path", "tokenizer_path", "backend", "base_url", "max_new_tokens",
+            "temperature", "top_p", "num_samples", "tool_rounds", "seed", "max_prompt_tokens",
+            "chat_template")
+    blob = {k: getattr(cfg, k) for k in keys}
+    blob.update(shots=shots, sandbox=dataclasses.asdict(cfg.sandbox))
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def backend_spec(cfg: EvalConfig) -> BackendSpec:
+    if cfg.dtype not in _DTYPES:
+        raise ValueError(f"eval.dtype: {cfg.dtype!r} is not one of {sorted(_DTYPES)}")
+    return BackendSpec(backend=cfg.backend, model_path=cfg.model_path,
+                       tokenizer_path=cfg.tokenizer_path, device=cfg.device,
+                       precision=_DTYPES[cfg.dtype], batch_size=cfg.batch_size,
+                       max_prompt_tokens=cfg.max_prompt_tokens,
+                       max_new_tokens=cfg.max_new_tokens, truncate_left=True,
+                       chat_template=cfg.chat_template, seed=cfg.seed, base_url=cfg.base_url,
+                       api_key_env=cfg.api_key_env, concurrency=cfg.request_concurrency,
+                       config_key="eval")
 
 
 def _params(cfg: EvalConfig) -> GenParams:
@@ -46,10 +90,10 @@ def _params(cfg: EvalConfig) -> GenParams:
 
 
 def generate_outputs(gen: Generator, items: List[EvalItem], benchmark: str,
-                     setting: EvalSetting, cfg: EvalConfig,
+                     setting: EvalSetting, cfg: EvalConfig, shots: int,
                      pool: Optional[SandboxPool]) -> List[List[str]]:
-    """`num_samples` outputs per item, in batches (progress bar per batch)."""
-    prompts = [build_prompt(it.question, benchmark, setting, cfg.few_shot) for it in items]
+    """`num_samples` outputs per item, in chunks (progress bar per chunk)."""
+    prompts = [build_prompt(it.question, benchmark, setting, shots) for it in items]
     stops = stop_strings(setting)
     chunk = max(1, cfg.batch_size) * 4
     outs: List[List[str]] = []
@@ -58,10 +102,11 @@ def generate_outputs(gen: Generator, items: List[EvalItem], benchmark: str,
         part = prompts[s: s + chunk]
         if setting == EvalSetting.tool:
             assert pool is not None
-            traces = run_tool_loop(gen, part, stops, _params(cfg), pool, cfg.tool_rounds)
+            traces = run_tool_loop(TextAdapter(gen), part, stops, _params(cfg), pool,
+                                   cfg.tool_rounds)
             outs.extend([[t.completion for t in ts] for ts in traces])
         else:
-            outs.extend(gen.generate(part, stops, _params(cfg)))
+            outs.extend(complete(gen, part, stops, _params(cfg)))
     return outs
 
 
@@ -74,63 +119,108 @@ def grade_item(item: EvalItem, outputs: List[str], benchmark: str, setting: Eval
     rec = {"benchmark": benchmark, "idx": item.idx, "question": item.question, "gold": item.gold,
            "output": outputs[0] if outputs else "", "pred": pred,
            "correct": bool(pred) and answers_match(pred, item.gold, benchmark),
-           "setting": setting.value}
+           "setting": EvalSetting(setting).value}
     if len(outputs) > 1:
         rec["samples"] = outputs
         rec["sample_preds"] = preds
     return rec
 
 
-def _summarise(path: Path) -> Dict[str, float]:
-    rows = [json.loads(line) for line in path.open() if line.strip()]
+def _summarise(path: Path, shots: int) -> Dict[str, float]:
+    rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
     n = len(rows)
     correct = sum(bool(r["correct"]) for r in rows)
-    return {"accuracy": correct / n if n else 0.0, "n": n, "correct": correct,
-            "no_answer": sum(not r["pred"] for r in rows)}
+    return {"accuracy": correct / n, "n": n, "correct": correct,
+            "no_answer": sum(not r["pred"] for r in rows), "shots": shots}
 
 
-def evaluate(cfg: JZ3Config, generator: Optional[Generator] = None) -> Metrics:
-    """Run the configured benchmarks and settings; returns benchmark -> setting -> metrics."""
-    ecfg = cfg.eval
-    out_dir = Path(ecfg.out_dir)
+def eval_plan(cfg: EvalConfig) -> Dict[str, Dict[str, int]]:
+    """benchmark -> setting -> shots: what `run_evaluation` will run (the settings of
+    `cfg.settings` the release evaluates each benchmark in; shots of the `cfg.shots` protocol).
+    Unknown benchmark names raise, naming `eval.benchmarks`."""
+    mode = ShotMode.base if cfg.few_shot else ShotMode(cfg.shots)
+    settings = [EvalSetting(s) for s in cfg.settings]
+    plan: Dict[str, Dict[str, int]] = {}
+    for name in cfg.benchmarks:
+        b = parse_benchmark(name, "eval.benchmarks").value
+        plan[b] = {s.value: num_shots(b, s, mode) for s in settings if s in spec(b).settings}
+    return plan
+
+
+def run_evaluation(cfg: EvalConfig, model_path: Union[str, Path, None], out_dir: Path,
+                   generator: Optional[Generator] = None, run_name: str = "eval") -> EvalResult:
+    """Evaluate `model_path` (default `cfg.model_path`) on `cfg.benchmarks`; writes under
+    `out_dir`: `predictions/<bench>.<setting>.jsonl` (+ `.hash` stamps), `metrics.json`,
+    `results.md`."""
+    if model_path is not None:
+        cfg = dataclasses.replace(cfg, model_path=str(model_path))
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    settings = [EvalSetting(s) for s in ecfg.settings]
+    settings = [EvalSetting(s) for s in cfg.settings]
+    shots_plan = eval_plan(cfg)
+    plan = {b: [EvalSetting(s) for s in per] for b, per in shots_plan.items()}
+    for b, ss in plan.items():
+        skipped = [s.value for s in settings if s not in ss]
+        if skipped:
+            log.info("%s: not evaluated in %s (the release does not)", b, skipped)
     gen = generator
-    pool = SandboxPool(ecfg.sandbox) if EvalSetting.tool in settings else None
+    pool = SandboxPool(cfg.sandbox) if any(EvalSetting.tool in ss for ss in plan.values()) \
+        else None
     metrics: Metrics = {}
-    ghash = generation_hash(ecfg)
+    unavailable: Dict[str, str] = {}
+    written: List[Path] = []
+    counts = {"predictions": 0, "generated": 0, "reused": 0}
     try:
-        for bench in ecfg.benchmarks:
-            items = load_benchmark(bench, ecfg.data_dir, ecfg.limit)
+        for bench, bench_settings in plan.items():
+            if not bench_settings:
+                continue
             metrics[bench] = {}
-            for setting in settings:
-                path = predictions_path(out_dir, bench, setting)
-                stamp = path.with_name(path.name + ".hash")
-                if path.exists() and count_lines(path) == len(items) and stamp.exists() \
+            path = find_file(cfg.data_dir, bench)
+            if path is None and spec(bench).optional:
+                reason = f"no test file under {Path(cfg.data_dir) / bench}"
+                log.warning("%s: unavailable (%s)", bench, reason)
+                unavailable[bench] = reason
+                for setting in bench_settings:
+                    metrics[bench][setting.value] = {"status": UNAVAILABLE, "reason": reason}
+                continue
+            items = load_benchmark(bench, cfg.data_dir, cfg.limit, path=path)
+            if not items:
+                raise EmptyBenchmark(f"benchmark {bench}: no items in {path}"
+                                     + (f" (eval.limit={cfg.limit})" if cfg.limit is not None
+                                        else ""))
+            for setting in bench_settings:
+                shots = shots_plan[bench][setting.value]
+                ghash = generation_hash(cfg, shots)
+                pred = predictions_path(out_dir, bench, setting)
+                stamp = pred.with_name(pred.name + ".hash")
+                if pred.exists() and count_lines(pred) == len(items) and stamp.exists() \
                         and stamp.read_text() == ghash:
-                    log.info("%s/%s: reusing %s", bench, setting.value, path)
+                    log.info("%s/%s: reusing %s", bench, setting.value, pred)
+                    counts["reused"] += len(items)
                 else:
                     if gen is None:
-                        gen = make_generator(ecfg)
-                    outs = generate_outputs(gen, items, bench, setting, ecfg, pool)
-                    with AtomicJsonlWriter(path) as w:
+                        gen = make_generator(backend_spec(cfg))
+                    outs = generate_outputs(gen, items, bench, setting, cfg, shots, pool)
+                    with AtomicJsonlWriter(pred) as w:
                         for item, o in zip(items, outs, strict=True):
                             w.write(grade_item(item, o, bench, setting))
                     atomic_write_text(stamp, ghash)
-                metrics[bench][setting.value] = _summarise(path)
-                log.info("%s/%s: accuracy %.3f over %d", bench, setting.value,
-                         metrics[bench][setting.value]["accuracy"], len(items))
+                    counts["generated"] += len(items)
+                written.append(pred)
+                m = _summarise(pred, shots)
+                metrics[bench][setting.value] = m
+                counts["predictions"] += int(m["n"])
+                log.info("%s/%s (%d-shot): accuracy %.3f over %d", bench, setting.value, shots,
+                         m["accuracy"], m["n"])
     finally:
         if pool is not None:
             pool.close()
-    names = [s.value for s in settings]
-    files = write_reports(out_dir, metrics, names)
-    log_wandb(metrics, ecfg.wandb, ecfg.wandb_project, cfg.exp_name, out_dir,
-              config=dataclasses.asdict(ecfg))
-    n_pred = sum(int(m["n"]) for per in metrics.values() for m in per.values())
-    write_manifest(out_dir, "evaluate", config_hash(dataclasses.asdict(ecfg)),
-                   counts={"predictions": n_pred}, wall_s=time.time() - t0,
-                   outputs=[str(p.relative_to(out_dir)) for p in files.values()],
-                   extra={"metrics": metrics})
-    return metrics
+    files = write_reports(out_dir, metrics, [s.value for s in settings])
+    wandb_dir = log_wandb(metrics, cfg.wandb, cfg.wandb_project, run_name, out_dir,
+                          config=dataclasses.asdict(cfg))
+    counts["benchmarks"] = len(metrics)
+    counts["unavailable"] = len(unavailable)
+    return EvalResult(out_dir=out_dir, metrics_path=files["metrics"], table_path=files["table"],
+                      predictions=written, metrics=metrics, unavailable=unavailable,
+                      counts=counts, wandb_dir=wandb_dir)
+

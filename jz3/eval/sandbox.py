@@ -1,53 +1,36 @@
-"""Run model-written Python in a separate, limited process.
+"""Run model-written Python without trusting it: `run_python`, `SandboxPool`.
 
-Layers (each one holds on its own; docs/GRADING.md lists what each stops):
-1. a fresh `python -I -B` process per execution in its own session/process group;
-2. rlimits: CPU time, address space, file size, open files, number of processes, no core;
-3. a pids cgroup per concurrent slot (fork bombs), and when root a dedicated uid per slot (so
-   RLIMIT_NPROC applies, file permissions hold, and every leftover process of that uid is
-   killed afterwards); a private 0700 working folder (see jz3.eval.containment);
-4. `unshare -n` (an empty network namespace) when this machine allows it;
-5. an audit hook in the child refusing fork/exec/subprocess/os.system, sockets, ctypes symbol
-   lookup, and writes/removals/renames outside the working folder;
-6. the parent enforces wall time and an output cap, then kills the whole process group.
-A crash, hang or escape attempt only ever produces an `ExecResult` with `error` set.
+Each program runs in a bubblewrap jail (jz3.eval.jail) as a fresh child of a fork server that
+imported sympy/numpy once (jz3.eval.forkserver, jz3.eval.jail_server); the child gets its own
+user, mount, pid, ipc, net and uts namespaces, fresh private tmpfs for its working folder, /tmp
+and /dev/shm, no capabilities, rlimits, and is killed (with its whole pid namespace) at the wall
+time. docs/GRADING.md lists what each layer stops. The verdict is built only from what the
+harness observes: exit status, signal, rusage, its own timer and output count - never from the
+program's text. Where no jail can be set up, `SandboxPool` refuses (`SandboxUnavailable`) unless
+`SandboxConfig.unsafe` is set; `run_python` never raises.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import selectors
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
 
 from jz3.config.eval import SandboxConfig
-from jz3.eval.containment import (
-    claim_slot,
-    kill_cgroup,
-    kill_group,
-    kill_uid,
-    network_unshare_works,
-    pids_cgroup_root,
-    readable_by_others,
-    sandbox_interpreter,
-    slot_cgroup,
-    uid_drop_possible,
-)
-from jz3.eval.sandbox_child import BOOTSTRAP
+from jz3.eval.forkserver import DEFAULT_PRELOAD, POOL, ForkServer, ServerError
+from jz3.eval.jail import JailStatus, jail_status
 
 log = logging.getLogger(__name__)
-_MARK = "JZ3_SANDBOX_BLOCKED "
-__all__ = ["ExecResult", "SandboxPool", "run_python", "network_unshare_works",
-           "pids_cgroup_root", "sandbox_interpreter", "uid_drop_possible"]
+__all__ = ["ExecResult", "SandboxPool", "SandboxUnavailable", "run_python", "jail_status",
+           "sandbox_mode"]
+_warned_unsafe = False
+
+
+class SandboxUnavailable(RuntimeError):
+    """No jail can be set up here and `eval.sandbox.unsafe` is not set."""
 
 
 @dataclass
@@ -59,8 +42,10 @@ class ExecResult:
     error: Optional[str] = None  # None = ran and exited 0; else a short reason
     wall_s: float = 0.0
     truncated: bool = False
-    blocked: List[str] = field(default_factory=list)
-    workdir: str = ""  # the (already removed) private folder; unique per execution
+    signal: Optional[int] = None  # the signal that ended the program, as its parent saw it
+    cpu_s: float = 0.0  # user + system CPU seconds (rusage of the program's process)
+    maxrss_kb: int = 0
+    workdir: str = ""  # the program's (private, already gone) working folder
 
     @property
     def ok(self) -> bool:
@@ -80,153 +65,132 @@ class ExecResult:
         return ((out + "\n") if out else "")[:max_chars] + msg[:500]
 
 
-def _child_env(workdir: str) -> dict:
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "MPLBACKEND": "Agg"}
-    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        env[k] = "1"
-    return env
+def sandbox_mode(limits: SandboxConfig) -> JailStatus:
+    """The jail this machine gives (ok) or why none (not ok); `unsafe` decides what follows."""
+    import os
+
+    uid = limits.uid_base if limits.drop_privileges and os.geteuid() == 0 else None
+    return jail_status(uid, limits.interpreter)
 
 
-def _classify(res: ExecResult, limits: SandboxConfig, signum: Optional[int]) -> Optional[str]:
-    if res.timed_out:
+def _unsafe_warning(why: str) -> None:
+    global _warned_unsafe
+    msg = (f"SANDBOX UNSAFE: no jail here ({why}); eval.sandbox.unsafe=true runs model-written "
+           "code with rlimits and timeouts only - it can read and write your files and reach "
+           "the network")
+    log.warning(msg)
+    if not _warned_unsafe:
+        _warned_unsafe = True
+        import sys
+
+        print(f"WARNING: {msg}", file=sys.stderr, flush=True)
+
+
+def _request(code: str, limits: SandboxConfig) -> Dict[str, Any]:
+    return {"code": code, "cpu_time_s": int(limits.cpu_time_s),
+            "wall_time_s": float(limits.wall_time_s), "memory_mb": int(limits.memory_mb),
+            "max_file_mb": int(limits.max_file_mb), "max_procs": int(limits.max_procs),
+            "max_output_bytes": int(limits.max_output_bytes), "audit_hook": limits.audit_hook,
+            "tmpfs_mb": max(16, 4 * int(limits.max_file_mb))}
+
+
+def _classify(rep: Dict[str, Any], limits: SandboxConfig) -> Optional[str]:
+    """The verdict, from the parent's observations only."""
+    sig, cpu = rep.get("signal"), rep.get("utime", 0.0) + rep.get("stime", 0.0)
+    if rep.get("timed_out"):
         return f"timeout: wall time over {limits.wall_time_s:g}s"
-    if res.truncated:
+    if rep.get("truncated"):
         return f"output_limit: more than {limits.max_output_bytes} bytes of output"
-    if signum == signal.SIGXCPU or signum == signal.SIGKILL and "cpu" in res.stderr.lower():
+    if not rep.get("setup_ok", True):
+        return "sandbox_error: the program's sandbox could not be set up"
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits.cpu_time_s - 0.05):
         return f"cpu_limit: more than {limits.cpu_time_s}s of CPU time"
-    if signum == signal.SIGXFSZ:
+    if sig == signal.SIGXFSZ:
         return f"file_size_limit: a file over {limits.max_file_mb} MB"
-    if signum is not None:
-        return f"killed by signal {signal.Signals(signum).name}"
-    if res.returncode == 0:
+    if sig is not None:
+        return f"killed by signal {signal.Signals(sig).name}"
+    if rep.get("exit") == 0:
         return None
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    last = lines[-1] if lines else f"exit status {res.returncode}"
-    if "MemoryError" in last:
+    lines = [ln for ln in rep.get("stderr", "").strip().splitlines() if ln.strip()]
+    last = lines[-1][:300] if lines else f"exit status {rep.get('exit')}"
+    # the exit status decides "failed"; the last line only names it (for a MemoryError it is
+    # the program's own report: the harness cannot observe an RLIMIT_AS refusal)
+    if last.startswith("MemoryError"):
         return f"memory_limit: {last}"
-    if res.blocked:
-        return f"blocked: {res.blocked[0]}"
-    return f"exception: {last[:300]}"
+    return f"exception: {last}"
 
 
-def _read_streams(proc: subprocess.Popen, limits: SandboxConfig, deadline: float) -> tuple:
-    """Read stdout/stderr until EOF, the deadline, or the output cap; returns
-    (stdout bytes, stderr bytes, timed_out, truncated)."""
-    assert proc.stdout is not None and proc.stderr is not None
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    sel = selectors.DefaultSelector()
-    for stream in (proc.stdout, proc.stderr):
-        os.set_blocking(stream.fileno(), False)
-        sel.register(stream.fileno(), selectors.EVENT_READ)
-    total, timed_out, truncated = 0, False, False
-    exited_at: Optional[float] = None
-    try:
-        while sel.get_map():
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = True
-                break
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > 1.0:
-                break  # a leftover grandchild holds the pipe; it is killed by the caller
-            for key, _ in sel.select(timeout=min(0.2, deadline - now)):
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fd)
-                    continue
-                total += len(chunk)
-                room = limits.max_output_bytes - len(bufs[key.fd])
-                if room > 0:
-                    bufs[key.fd].extend(chunk[:room])
-                if total > limits.max_output_bytes:
-                    truncated = True
-                    break
-            if truncated:
-                break
-    finally:
-        sel.close()
-    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), timed_out, \
-        truncated
+def _to_result(rep: Dict[str, Any], limits: SandboxConfig, wall: float) -> ExecResult:
+    if rep.get("harness_error"):
+        return ExecResult("", "", None, error=f"sandbox_error: {rep['harness_error']}",
+                          wall_s=wall)
+    sig = rep.get("signal")
+    res = ExecResult(stdout=rep.get("stdout", ""), stderr=rep.get("stderr", ""),
+                     returncode=-sig if sig else rep.get("exit"),
+                     timed_out=bool(rep.get("timed_out")), truncated=bool(rep.get("truncated")),
+                     signal=sig, cpu_s=rep.get("utime", 0.0) + rep.get("stime", 0.0),
+                     maxrss_kb=int(rep.get("maxrss_kb", 0)), workdir=rep.get("workdir", ""),
+                     wall_s=wall)
+    res.error = _classify(rep, limits)
+    if res.error:
+        log.debug("sandbox: %s", res.error)
+    return res
 
 
 def run_python(code: str, limits: SandboxConfig | None = None) -> ExecResult:
-    """Run `code` in a fresh sandboxed interpreter; never raises for anything the code does."""
+    """Run `code` as `__main__` in a fresh jailed process; never raises for anything the code
+    (or a broken machine) does: failures come back as `ExecResult.error`. Output is what the
+    program prints (no echo of a trailing expression, as the release's executor)."""
     limits = limits or SandboxConfig()
-    with claim_slot() as slot:
-        return _run_in_slot(code, limits, slot)
-
-
-def _run_in_slot(code: str, limits: SandboxConfig, slot: int) -> ExecResult:
-    interp = sandbox_interpreter(limits.interpreter)
-    drop = limits.drop_privileges and os.geteuid() == 0 and interp.uid_ok
-    uid = limits.uid_base + slot if drop else None
-    cg = slot_cgroup(slot, limits.max_procs)
-    if uid is not None and not readable_by_others(limits.tmp_root or tempfile.gettempdir()):
-        return ExecResult("", "", None, error=f"sandbox_error: tmp_root {limits.tmp_root} is not "
-                          "searchable by other users, so the sandbox uid cannot enter it")
-    workdir = tempfile.mkdtemp(prefix="jz3-sbx-", dir=limits.tmp_root)
     t0 = time.monotonic()
     try:
-        Path(workdir, "main.py").write_text(code)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-            os.chown(Path(workdir, "main.py"), uid, uid)
-        os.chmod(workdir, 0o700)
-        child_cfg = {"cpu_time_s": limits.cpu_time_s, "memory_mb": limits.memory_mb,
-                     "wall_time_s": limits.wall_time_s,
-                     "max_file_mb": limits.max_file_mb, "max_procs": limits.max_procs,
-                     "workdir": workdir, "uid": uid, "audit": limits.audit_hook,
-                     "sys_path": list(interp.extra_paths),
-                     "cgroup_procs": str(cg / "cgroup.procs") if cg else None}
-        cmd = [interp.exe, "-I", "-B", "-c", BOOTSTRAP, json.dumps(child_cfg)]
-        if limits.isolate_network and network_unshare_works():
-            cmd = [shutil.which("unshare") or "unshare", "-n", "--"] + cmd
-        proc = subprocess.Popen(cmd, cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True)
-        try:
-            out, err, timed_out, truncated = _read_streams(
-                proc, limits, t0 + limits.wall_time_s)
-        finally:
-            kill_group(proc)
-            proc.wait()  # reap first: a zombie still counts as a process of the uid
-            if cg is not None:
-                kill_cgroup(cg)
-            if uid is not None:
-                kill_uid(uid)
-            for s in (proc.stdout, proc.stderr):
-                if s is not None:
-                    s.close()
-        rc = proc.returncode
-        stderr = err.decode("utf-8", "replace")
-        blocked = [ln[len(_MARK):].strip() for ln in stderr.splitlines() if ln.startswith(_MARK)]
-        stderr = "\n".join(ln for ln in stderr.splitlines() if not ln.startswith(_MARK))
-        res = ExecResult(stdout=out.decode("utf-8", "replace"), stderr=stderr,
-                         returncode=rc, timed_out=timed_out, truncated=truncated,
-                         blocked=blocked, workdir=workdir)
-        signum = -rc if rc is not None and rc < 0 else None
-        res.error = _classify(res, limits, signum)
-        res.wall_s = time.monotonic() - t0
-        if res.error:
-            log.debug("sandbox: %s", res.error)
-        return res
-    except OSError as e:  # the harness itself failed to start the child: report, do not raise
+        mode = sandbox_mode(limits)
+        if not mode.ok and not limits.unsafe:
+            return ExecResult("", "", None, error=f"sandbox_error: no jail: {mode.reason}; set "
+                              "eval.sandbox.unsafe=true to run model code without one")
+        if not mode.ok:
+            _unsafe_warning(mode.reason)
+        req = _request(code, limits)
+
+        def start(preload: Sequence[str]) -> ForkServer:
+            return ForkServer(preload, mode.ok, mode.uid, mode.python, mode.sys_path,
+                              tmp_root=limits.tmp_root)
+
+        if limits.fork_server:
+            key = (mode, limits.tmp_root)
+            with POOL.server(key, lambda: start(DEFAULT_PRELOAD)) as srv:
+                rep = srv.run(req)
+        else:  # a fresh jailed interpreter for this one program (slow; for comparison)
+            srv = start(())
+            try:
+                rep = srv.run(req)
+            finally:
+                srv.close()
+        return _to_result(rep, limits, time.monotonic() - t0)
+    except (ServerError, OSError, ValueError, RuntimeError) as e:
         return ExecResult("", str(e), None, error=f"sandbox_error: {e}",
                           wall_s=time.monotonic() - t0)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    except Exception as e:  # noqa: BLE001 - the never-raises contract
+        return ExecResult("", repr(e), None, error=f"sandbox_error: {type(e).__name__}: {e}",
+                          wall_s=time.monotonic() - t0)
 
 
 class SandboxPool:
-    """Run many programs concurrently, `limits.workers` at a time, results in input order."""
+    """Run many programs concurrently, `limits.workers` at a time, results in input order.
+    Raises `SandboxUnavailable` up front when no jail can be set up and `unsafe` is off."""
 
     def __init__(self, limits: SandboxConfig | None = None):
         self.limits = limits or SandboxConfig()
+        mode = sandbox_mode(self.limits)
+        if not mode.ok and not self.limits.unsafe:
+            raise SandboxUnavailable(
+                f"cannot run model-written code safely here: {mode.reason}. Install bubblewrap "
+                "with user namespaces enabled, or set eval.sandbox.unsafe=true to run it "
+                "without a jail (not recommended)")
+        if not mode.ok:
+            _unsafe_warning(mode.reason)
+        log.info("sandbox: %s, %s", mode.reason if mode.ok else "UNSAFE (no jail)",
+                 "fork server" if self.limits.fork_server else "one interpreter per program")
         self._executor = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
                                             thread_name_prefix="jz3-sandbox")
 

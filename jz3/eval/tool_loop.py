@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-from jz3.eval.backends import Generator, GenParams
 from jz3.eval.sandbox import ExecResult, SandboxPool
+from jz3.generation import GenParams
+from jz3.generation import TextGenerator as Generator
 
 _CODE = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

@@ -8,6 +8,7 @@ projection.py per-layer projection plan (block or Kronecker/two-sided, factored 
 features.py   extraction loop writing resumable float16 shards
 store.py      memory-mapped feature shards, merge with a missing-shard report
 score.py      LESS scores (cosine, mean per subtask, max over subtasks, lr-weighted) + selection
-run.py        `run_influence(cfg, candidates_path, out_dir)` (steps warmup/extract/score/all)
-The random matrices come from `kernels.projection` (Philox keyed by seed, layer, row, column).
+run.py        `run_influence(seed=, model=, trainer=, deepspeed=, data=, influence=, candidates=,
+              out_dir=) -> InfluenceResult` (steps warmup/extract/score/all)
+The random matrices come from `jz3.kernels.projection` (Philox keyed by seed, layer, row, column).
 """

@@ -3,20 +3,27 @@
 - kd / synth records `{id, prompt, completion, ...}`: input = prompt, output = completion.
 - train records `{input, output}` (id = `id` field or `<file stem>:<line>`), or `{text}`.
 - snippet / corpus records `{id, text}`: loss on the whole text.
-- target records `{question, answer}` (GSM8K): input = "## Question\\n{q}\\n\\n## Solution\\n",
-  output = answer; the subtask is the record's `subtask` field, else the file stem.
+- target records `{question, answer}` (GSM8K) or `{problem, solution}` (MATH): input =
+  "## Question\\n{q}\\n\\n## Solution\\n", output = answer / solution.
+A target's subtask is the record's `subtask` field, else the name given for its file, else the
+file's dataset name (`dataset_name`).
+Tokenised as `bos input output eos`, loss on output + eos, at most `max_len` tokens: a longer
+example keeps its start (the prompt and the head of the completion, where the problem is), as
+LESS's right truncation does; only when the prompt alone leaves less than half the window for
+an output longer than that is the prompt cut from its left.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from jz3.data.records import PathLike, RecordError, expand_paths, read_records
+from jz3.data.records import PathLike, RecordError, expand_paths
 
 TARGET_TEMPLATE = "## Question\n{question}\n\n## Solution\n"
 
@@ -37,24 +44,91 @@ def example_from_record(rec: Dict[str, Any], fallback_id: str, subtask: str = ""
         return Example(rid, rec["prompt"], rec["completion"], sub)
     if "question" in rec and "answer" in rec:
         return Example(rid, TARGET_TEMPLATE.format(question=rec["question"]), rec["answer"], sub)
+    if "problem" in rec and "solution" in rec:
+        return Example(rid, TARGET_TEMPLATE.format(question=rec["problem"]), rec["solution"], sub)
     if "input" in rec and "output" in rec:
         return Example(rid, rec["input"], rec["output"], sub)
     if "text" in rec:
         return Example(rid, "", rec["text"], sub)
-    raise ValueError("record has none of prompt+completion, question+answer, input+output, text")
+    raise ValueError("record has none of prompt+completion, question+answer, problem+solution, "
+                     "input+output, text")
 
 
-def load_examples(spec: PathLike | Sequence[PathLike], limit: Optional[int] = None) -> List[Example]:
-    """Read examples from files/folders/globs; errors name `file:line: field`."""
+SPLIT_STEMS = {"train", "test", "dev", "val", "valid", "validation", "data"}
+
+
+def dataset_name(path: PathLike) -> str:
+    """`gsm8k/train.jsonl` -> gsm8k, `math_train/train.jsonl` -> math_train, `gsm8k.jsonl` -> gsm8k."""
+    p = Path(path)
+    return p.parent.name if p.stem.lower() in SPLIT_STEMS and p.parent.name else p.stem
+
+
+def numbered_records(path: Path) -> Iterator[Tuple[int, Any, Optional[str]]]:
+    """(line number in the file, record or raw text, error) for every non-blank JSONL line
+    (Parquet: row number)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        n = 0
+        for batch in pq.ParquetFile(path).iter_batches():
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row, None
+        return
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield line_no, raw.decode("utf-8", "replace").rstrip("\n"), \
+                    f"invalid UTF-8 at byte {e.start}"
+                continue
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield line_no, text.rstrip("\n"), f"malformed JSON: {e.msg} at column {e.colno}"
+                continue
+            if not isinstance(rec, dict):
+                yield line_no, rec, f"not a JSON object ({type(rec).__name__})"
+                continue
+            yield line_no, rec, None
+
+
+def load_examples(spec: PathLike | Sequence[PathLike], limit: Optional[int] = None,
+                  subtask: Optional[str] = None) -> List[Example]:
+    """Read examples from files/folders/globs (`limit` per call); errors name `file:line`."""
     out: List[Example] = []
     for path in expand_paths(spec):
-        for line, rec in enumerate(read_records(path), 1):
+        name = subtask or dataset_name(path)
+        for line, rec, err in numbered_records(path):
+            if err is not None:
+                raise RecordError(path, line, err)
             try:
-                out.append(example_from_record(rec, f"{path.stem}:{line}", path.stem))
+                out.append(example_from_record(rec, f"{path.stem}:{line}", name))
             except ValueError as e:
                 raise RecordError(path, line, str(e)) from e
             if limit is not None and len(out) >= limit:
                 return out
+    return out
+
+
+def load_targets(paths: Sequence[PathLike], names: Sequence[str] = (),
+                 limit: Optional[int] = None) -> List[Example]:
+    """Every target file as one subtask (`names[i]`, else its dataset name); `limit` per file.
+    Two files that would share a subtask name are an error (LESS scores per subtask)."""
+    if names and len(names) != len(paths):
+        raise ValueError(f"influence.target_names has {len(names)} names for {len(paths)} targets")
+    out: List[Example] = []
+    seen: Dict[str, str] = {}
+    for i, p in enumerate(paths):
+        name = names[i] if names else dataset_name(p)
+        if name in seen:
+            raise ValueError(f"influence.targets: {p} and {seen[name]} both map to subtask "
+                             f"{name!r}; set influence.target_names")
+        seen[name] = str(p)
+        out += load_examples(p, limit=limit, subtask=name)
     return out
 
 
@@ -66,7 +140,8 @@ class Batch:
 
 
 class Encoder:
-    """Tokenises examples as `bos input output eos`, loss on output (+eos), truncated to max_len."""
+    """Tokenises examples as `bos input output eos`, loss on output (+eos), at most max_len
+    tokens (see the module docstring for what a longer example keeps)."""
 
     def __init__(self, tokenizer: Any, max_len: int):
         self.tok = tokenizer
@@ -78,13 +153,14 @@ class Encoder:
     def encode(self, ex: Example) -> tuple[List[int], List[int]]:
         inp = self.tok(ex.input, add_special_tokens=False)["input_ids"] if ex.input else []
         out = self.tok(ex.output, add_special_tokens=False)["input_ids"] + [self.eos]
+        room = self.max_len - 1
+        if len(inp) + len(out) > room:
+            budget = room - min(len(out), room // 2)  # prompt tokens that keep half for output
+            if len(inp) > budget:
+                inp = inp[len(inp) - budget:] if budget > 0 else []
+            out = out[: room - len(inp)]  # right truncation: the head (the problem) stays
         ids = [self.bos] + inp + out
         mask = [0] * (1 + len(inp)) + [1] * len(out)
-        ids, mask = ids[: self.max_len], mask[: self.max_len]
-        if sum(mask) == 0:  # the prompt fills max_len: keep the last tokens of the output
-            keep = self.max_len - 1
-            ids = [self.bos] + (inp + out)[-keep:]
-            mask = [0] + [0] * max(0, keep - len(out)) + [1] * min(len(out), keep)
         return ids, mask
 
     def collate(self, examples: Iterable[Example]) -> Batch:

@@ -23,7 +23,7 @@ Two ways to compute the same numbers:
   per token, `(dy R_out)^T (x R_in)` summed over tokens; the [out, in] gradient is never formed.
 - `two_sided`: from a materialised gradient (needed when the elementwise Adam preconditioner
   applies): `R_out^T (F R_in)`.
-The matrices come from `kernels.projection` keyed by (seed, crc32(layer name + side)): the same
+The matrices come from `jz3.kernels.projection` keyed by (seed, crc32(layer name + side)): the same
 on every device, batch and shard.
 """
 
@@ -37,7 +37,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from jz3.config.enums import ProjKind, ProjStructure
-from kernels.projection import project
+
+try:  # installed as jz3.kernels (setup.py package_dir); a bare PYTHONPATH checkout: kernels
+    from jz3.kernels.projection import project
+except ImportError:  # pragma: no cover - depends on how jz3 is on the path
+    from kernels.projection import project
 
 
 @dataclass(frozen=True)

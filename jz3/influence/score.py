@@ -2,7 +2,11 @@
 
     score(z) = max_j mean_{z' in target subtask j} sum_c w_c cos(f_c(z), g_c(z'))
 with `f_c` the Adam feature of candidate z at warmup checkpoint c, `g_c` the plain gradient
-feature of target z', and `w_c` the mean learning rate of the warmup epoch ending at c.
+feature of target z', and `w_c` the mean learning rate of the warmup epoch ending at c,
+renormalised to sum to 1 (LESS `less/data_selection/matching.py`: checkpoint-weighted sum of
+inner products of unit features, `.reshape(n, n_subtasks, -1).mean(-1).max(-1)`). jz3's
+subtasks are the target files (GSM8K train, MATH train), so a candidate scores by the target
+it helps most. Scores therefore lie in [-1, 1].
 """
 
 from __future__ import annotations
@@ -22,12 +26,20 @@ def subtask_index(subtasks: Sequence[str]) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def normalised(weights: Dict[str, float]) -> Dict[str, float]:
+    """Checkpoint weights scaled to sum to 1 (LESS renormalises them the same way)."""
+    total = float(sum(weights.values()))
+    if not weights or total <= 0:
+        raise ValueError(f"checkpoint weights {weights} must be positive (mean lr per epoch)")
+    return {c: float(w) / total for c, w in weights.items()}
+
+
 def less_scores_dense(cand: Dict[str, np.ndarray], targ: Dict[str, np.ndarray],
                       subtasks: Sequence[str], weights: Dict[str, float]) -> np.ndarray:
     """Scores from in-memory features `{ckpt: [n, D]}` (rows normalised here)."""
     n = next(iter(cand.values())).shape[0]
     sim = np.zeros((n, len(subtasks)), dtype=np.float64)
-    for c, w in weights.items():
+    for c, w in normalised(weights).items():
         a = np.asarray(cand[c], dtype=np.float32)
         b = np.asarray(targ[c], dtype=np.float32)
         a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from jz3.data.records import atomic_write_text
-from jz3.pipeline.manifest import read_manifest
+from jz3.provenance import read_manifest
 
 log = logging.getLogger("jz3.pipeline.report")
 

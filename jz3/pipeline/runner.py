@@ -1,22 +1,29 @@
 """The stage graph runner: cached, resumable, one folder per stage under `runs/<exp>/`.
 
-A `Stage` is a function of (its config, its inputs' outputs) -> a `StageResult`. The runner
-  1. builds the stage's config (`pipeline.overrides[stage]` merged in) and its cache key: the
-     hash of the config sections the stage declares it `reads` + its inputs' manifest hashes;
-  2. skips the stage when `<stage>/manifest.json` carries the same key (unless forced);
-  3. otherwise wipes outputs written under a *different* key (stale), keeps outputs written by an
-     interrupted attempt under the *same* key (the stage functions resume from them), records
-     the attempt in `<stage>/attempt.json`, runs the stage, and writes `manifest.json` last.
+A `Stage` is a function of (its typed config section `cfg.stages.<section>`, its inputs' typed
+results, its output folder) -> a `StageResult`. The runner alone owns provenance:
+  1. the stage's cache key is the hash of exactly its config section (resolved dataclass ->
+     JSON, plus the stage's code version) and the manifest hashes of the inputs it uses;
+  2. it skips the stage when `<stage>/manifest.json` carries the same key (unless forced);
+  3. otherwise it wipes outputs written under a *different* key (stale), keeps outputs written
+     by an interrupted attempt under the *same* key (the stage functions resume from them),
+     records the attempt in `<stage>/attempt.json`, runs the stage, and writes `manifest.json`
+     last (config section, input hashes, counts, typed result).
 So a run killed anywhere and re-run redoes no finished stage, and a stage never looks complete
-before its manifest exists. Changing one stage's config changes its key and, through the
-manifest hashes, the keys of everything downstream of it, and nothing upstream.
+before its manifest exists. Changing one stage's section changes its key and, through the
+manifest hashes, the keys of everything downstream of it, and nothing upstream; a setting no
+stage receives changes no key.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import fcntl
+import importlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,11 +32,38 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from jz3.config.root import JZ3Config
 from jz3.data.records import atomic_write_text
-from jz3.pipeline.manifest import MANIFEST, manifest_hash, read_manifest, write_manifest
-from jz3.pipeline.stage_config import get_dotted, stage_config, stage_key
+from jz3.provenance import (
+    MANIFEST,
+    config_hash,
+    jsonable,
+    manifest_hash,
+    read_manifest,
+    write_manifest,
+)
 
 log = logging.getLogger("jz3.pipeline")
 ATTEMPT = "attempt.json"
+PLAN_FILE = "plan.txt"
+
+
+def get_dotted(obj: Any, dotted: str) -> Any:
+    """`get_dotted(cfg, "stages.pretrain.data")` (dicts and dataclasses)."""
+    cur = obj
+    for part in dotted.split("."):
+        cur = cur[part] if isinstance(cur, dict) else getattr(cur, part)
+    return cur
+
+
+def _type_name(t: type) -> str:
+    return f"{t.__module__}:{t.__qualname__}"
+
+
+def _load_type(name: str) -> type:
+    mod, _, qual = name.partition(":")
+    obj: Any = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @dataclass
@@ -49,15 +83,27 @@ class StageOutput:
     def metrics(self) -> Dict[str, Any]:
         return self.manifest.get("metrics", {})
 
+    @property
+    def result(self) -> Any:
+        """The stage's typed result (the dataclass its function returned), from the manifest."""
+        raw, name = self.manifest.get("result"), self.manifest.get("result_type")
+        if raw is None or name is None:
+            raise KeyError(f"{self.dir / MANIFEST}: no typed result recorded")
+        t = _load_type(name)
+        names = {f.name for f in dataclasses.fields(t)}
+        return t(**{k: v for k, v in raw.items() if k in names})
+
 
 @dataclass
 class StageContext:
     name: str
-    cfg: JZ3Config  # this stage's config (root + its overrides); the stage may edit its copy
+    cfg: Any  # this stage's own config section (a copy); never the root config
     dir: Path  # runs/<exp>/<stage>
     inputs: Dict[str, StageOutput]
     shard: Optional[int] = None  # set for one shard of a sharded stage (SLURM array task)
     num_shards: Optional[int] = None
+    seed: int = 0  # the run's root seed
+    run_dir: Path = Path(".")
 
     @property
     def out(self) -> Path:
@@ -71,6 +117,7 @@ class StageResult:
     counts: Dict[str, Any] = field(default_factory=dict)  # records in / out / rejected
     outputs: List[str] = field(default_factory=list)  # paths relative to the stage dir
     metrics: Dict[str, Any] = field(default_factory=dict)  # small numbers the report plots
+    result: Any = None  # the stage module's typed result (dataclass); downstream reads it
 
 
 @dataclass
@@ -78,13 +125,20 @@ class Stage:
     name: str
     fn: Callable[[StageContext], StageResult]
     inputs: Sequence[str] = ()
-    reads: Sequence[str] = ()  # dotted config sections that are part of the cache key
+    section: Optional[str] = None  # dotted path under `cfg.stages` (default: the stage name)
+    # The inputs the stage uses given its section (default: all); e.g. pretrain with its own
+    # `data.sources` needs no filter stage. Only those are loaded and hashed into the key.
+    needs: Optional[Callable[[Any], Sequence[str]]] = None
     version: str = "1"  # bump when the stage's code changes what it writes
     # Sharded stages (SLURM arrays): `shard_fn` for each shard, then `fn` merges; the shard
-    # count is the config value at the dotted `shards_key` (cluster mode sets it to the array).
+    # count is the section value at the dotted `shards_key` (cluster mode sets it to the array).
     shard_fn: Optional[Callable[[StageContext], None]] = None
     shards_key: Optional[str] = None
-    enabled: Callable[[JZ3Config], bool] = lambda cfg: True
+    enabled: Callable[[Any], bool] = lambda section: True
+
+    @property
+    def section_path(self) -> str:
+        return "stages." + (self.section or self.name)
 
 
 @dataclass
@@ -99,8 +153,26 @@ class PipelineError(RuntimeError):
     pass
 
 
+def section(cfg: JZ3Config, stage: Stage) -> Any:
+    """A copy of the stage's own config section."""
+    try:
+        return copy.deepcopy(get_dotted(cfg, stage.section_path))
+    except (AttributeError, KeyError) as e:
+        raise PipelineError(f"stage {stage.name!r}: no config section {stage.section_path}") from e
+
+
+def used_inputs(stage: Stage, sec: Any) -> List[str]:
+    use = list(stage.needs(sec)) if stage.needs else list(stage.inputs)
+    bad = [u for u in use if u not in stage.inputs]
+    if bad:
+        raise PipelineError(f"stage {stage.name!r} needs {bad}, not among its inputs")
+    return use
+
+
 def num_shards(cfg: JZ3Config, stage: Stage) -> int:
-    return max(1, int(get_dotted(cfg, stage.shards_key))) if stage.shards_key else 1
+    if not stage.shards_key:
+        return 1
+    return max(1, int(get_dotted(section(cfg, stage), stage.shards_key)))
 
 
 def stage_dir(cfg: JZ3Config, name: str) -> Path:
@@ -114,7 +186,7 @@ def select_stages(cfg: JZ3Config, stages: Sequence[Stage]) -> List[Stage]:
         if n not in names:
             raise PipelineError(f"unknown stage {n!r} in pipeline.stages/force; known: {names}")
     want = set(cfg.pipeline.stages) or {s.name for s in stages}
-    return [s for s in stages if s.name in want and s.enabled(cfg)]
+    return [s for s in stages if s.name in want and s.enabled(section(cfg, s))]
 
 
 def _finished_input(cfg: JZ3Config, stage: Stage, dep: str) -> StageOutput:
@@ -122,15 +194,21 @@ def _finished_input(cfg: JZ3Config, stage: Stage, dep: str) -> StageOutput:
     m = read_manifest(d)
     if m is None:
         raise PipelineError(f"stage {stage.name!r} needs {dep!r}, which has not finished "
-                            f"(no {d / MANIFEST}); run it first")
+                            f"(no {d / MANIFEST}); run it first, or give the stage its input in "
+                            f"its config section ({stage.section_path})")
     return StageOutput(dep, d, m)
 
 
-def plan_stage(cfg: JZ3Config, stage: Stage) -> tuple[JZ3Config, str, Dict[str, StageOutput]]:
-    """The stage's config, cache key and finished inputs."""
-    scfg = stage_config(cfg, stage.name)
-    inputs = {dep: _finished_input(cfg, stage, dep) for dep in stage.inputs}
-    return scfg, stage_key(scfg, stage.reads, stage.version), inputs
+def section_key(stage: Stage, sec: Any) -> str:
+    """Hash of exactly the stage's config section (as JSON) and its code version."""
+    return config_hash(stage.version, stage.section_path, sec)
+
+
+def plan_stage(cfg: JZ3Config, stage: Stage) -> tuple[Any, str, Dict[str, StageOutput]]:
+    """The stage's config section, its key and its finished inputs."""
+    sec = section(cfg, stage)
+    inputs = {dep: _finished_input(cfg, stage, dep) for dep in used_inputs(stage, sec)}
+    return sec, section_key(stage, sec), inputs
 
 
 def _input_hashes(inputs: Dict[str, StageOutput]) -> Dict[str, str]:
@@ -152,6 +230,25 @@ def is_current(cfg: JZ3Config, stage: Stage) -> tuple[bool, str]:
     if m.get("inputs") != _input_hashes(inputs):
         return False, "inputs changed"
     return True, "cached"
+
+
+def plan_lines(cfg: JZ3Config, stages: Sequence[Stage]) -> List[str]:
+    """`[plan] <stage> <json>` per selected stage: the resolved section it will run with."""
+    lines = []
+    for s in select_stages(cfg, stages):
+        sec = section(cfg, s)
+        body = {"section": s.section_path, "inputs": used_inputs(s, sec),
+                "config": jsonable(sec)}
+        lines.append(f"[plan] {s.name} {json.dumps(body, sort_keys=True)}")
+    return lines
+
+
+def write_plan(cfg: JZ3Config, stages: Sequence[Stage]) -> Path:
+    """The plan as text in `<run_dir>/plan.txt` (written when a run starts)."""
+    p = Path(cfg.run_dir) / PLAN_FILE
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, "\n".join(plan_lines(cfg, stages)) + "\n")
+    return p
 
 
 def prepare_dir(d: Path, key: str, inputs: Dict[str, str], fresh: bool) -> None:
@@ -188,26 +285,73 @@ def _prepare_dir_locked(d: Path, key: str, inputs: Dict[str, str], fresh: bool) 
                                                "started_at": time.time()}))
 
 
+def _ctx(cfg: JZ3Config, stage: Stage, sec: Any, inputs: Dict[str, StageOutput],
+         shard: Optional[int] = None, n: Optional[int] = None) -> StageContext:
+    return StageContext(stage.name, sec, stage_dir(cfg, stage.name), inputs, shard=shard,
+                        num_shards=n, seed=cfg.seed, run_dir=Path(cfg.run_dir))
+
+
+def _rank() -> int:
+    """This process's global rank under a multi-process launcher (deepspeed, torchrun, srun)."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return int(os.environ.get("SLURM_PROCID", "0"))
+    return 0
+
+
+def wait_for_attempt(cfg: JZ3Config, stage: Stage, timeout_s: float = 3600.0) -> None:
+    """Ranks > 0 of a multi-process stage wait until rank 0 has prepared the stage folder."""
+    _, key, _ = plan_stage(cfg, stage)
+    attempt = stage_dir(cfg, stage.name) / ATTEMPT
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        try:
+            if json.loads(attempt.read_text(encoding="utf-8")).get("config_hash") == key:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{attempt}: rank 0 did not prepare stage {stage.name!r} in {timeout_s} s")
+
+
 def run_shard(cfg: JZ3Config, stage: Stage, shard: int, num_shards: int) -> None:
     """One shard of a sharded stage (a SLURM array task); the merge job writes the manifest."""
     if stage.shard_fn is None:
         raise PipelineError(f"stage {stage.name!r} is not sharded")
     d = stage_dir(cfg, stage.name)
-    scfg, key, inputs = plan_stage(cfg, stage)
+    sec, key, inputs = plan_stage(cfg, stage)
     prepare_dir(d, key, _input_hashes(inputs), fresh=False)
     log.info("stage %s shard %d/%d in %s", stage.name, shard, num_shards, d)
-    stage.shard_fn(StageContext(stage.name, scfg, d, inputs, shard=shard, num_shards=num_shards))
+    stage.shard_fn(_ctx(cfg, stage, sec, inputs, shard, num_shards))
+
+
+def _manifest_extra(res: StageResult, sec: Any) -> Dict[str, Any]:
+    extra: Dict[str, Any] = {"metrics": res.metrics, "config": jsonable(sec)}
+    if res.result is not None:
+        extra["result"] = jsonable(res.result)
+        extra["result_type"] = _type_name(type(res.result))
+    return extra
 
 
 def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
               run_shards: bool = True) -> StageStatus:
-    """Run one stage unless cached. `run_shards=False`: shards ran as array tasks; only merge."""
+    """Run one stage unless cached. `run_shards=False`: shards ran as array tasks; only merge.
+
+    Under a multi-process launcher (`deepspeed`, `srun`: RANK > 0) only rank 0 goes through the
+    cache check, folder and manifest; the other ranks join the (collective) stage function once
+    rank 0 has prepared the folder."""
     d = stage_dir(cfg, stage.name)
     current, why = is_current(cfg, stage)
     if current and not force:
         log.info("stage %-14s cached (%s)", stage.name, d / MANIFEST)
         return StageStatus(stage.name, "cached", reason="manifest matches")
-    scfg, key, inputs = plan_stage(cfg, stage)
+    if _rank() > 0:
+        wait_for_attempt(cfg, stage)
+        sec, _, inputs = plan_stage(cfg, stage)
+        stage.fn(_ctx(cfg, stage, sec, inputs, n=num_shards(cfg, stage)))
+        return StageStatus(stage.name, "ran", reason=why)
+    sec, key, inputs = plan_stage(cfg, stage)
     hashes = _input_hashes(inputs)
     old = read_manifest(d)
     if old is not None:
@@ -215,15 +359,14 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
     prepare_dir(d, key, hashes, fresh=force or (old is not None and run_shards))
     log.info("stage %-14s running (%s) in %s", stage.name, "forced" if force else why, d)
     t0 = time.time()
-    n = num_shards(scfg, stage)
+    n = num_shards(cfg, stage)
     if stage.shard_fn is not None and run_shards:
         for shard in range(n):
-            stage.shard_fn(StageContext(stage.name, stage_config(cfg, stage.name), d, inputs,
-                                        shard=shard, num_shards=n))
-    res = stage.fn(StageContext(stage.name, scfg, d, inputs, num_shards=n))
+            stage.shard_fn(_ctx(cfg, stage, section(cfg, stage), inputs, shard, n))
+    res = stage.fn(_ctx(cfg, stage, sec, inputs, n=n))
     wall = time.time() - t0
     write_manifest(d, stage.name, key, hashes, counts=res.counts, outputs=res.outputs,
-                   wall_s=round(wall, 3), extra={"metrics": res.metrics})
+                   wall_s=round(wall, 3), extra=_manifest_extra(res, sec))
     log.info("stage %-14s done in %.1f s: %s", stage.name, wall, res.counts)
     return StageStatus(stage.name, "ran", wall_s=wall, reason=why)
 

@@ -13,23 +13,19 @@ import copy
 import json
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from jz3.config.root import JZ3Config
 from jz3.pipeline.runner import (
-    ATTEMPT,
     Stage,
-    StageContext,
+    get_dotted,
     is_current,
-    plan_stage,
+    plan_lines,
     run_shard,
     run_stage,
     select_stages,
-    stage_dir,
 )
-from jz3.pipeline.stage_config import get_dotted
 
 log = logging.getLogger("jz3.pipeline.slurm")
 
@@ -60,35 +56,13 @@ def _export_dist_env() -> None:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def _wait_for_attempt(cfg: JZ3Config, stage: Stage, timeout_s: float = 3600.0) -> None:
-    """Ranks > 0 of a multi-task job wait until rank 0 has prepared the stage folder."""
-    _, key, _ = plan_stage(cfg, stage)
-    attempt = stage_dir(cfg, stage.name) / ATTEMPT
-    t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        try:
-            if json.loads(attempt.read_text(encoding="utf-8")).get("config_hash") == key:
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(2.0)
-    raise TimeoutError(f"{attempt}: rank 0 did not prepare stage {stage.name!r} in {timeout_s} s")
-
-
 def stage_job(cfg: JZ3Config, stage: Stage, run_shards: bool = True) -> str:
     """Body of a stage (or merge) job on the cluster; every task of a multi-task job runs it.
 
     Rank 0 goes through the runner (cache check, folder, manifest); other ranks join the stage
     function once rank 0 has prepared the folder (training stages are collective)."""
     _export_dist_env()
-    if int(os.environ.get("RANK", "0")) == 0:
-        return run_stage(cfg, stage, run_shards=run_shards).status
-    if is_current(cfg, stage)[0]:
-        return "cached"
-    _wait_for_attempt(cfg, stage)
-    scfg, _, inputs = plan_stage(cfg, stage)
-    stage.fn(StageContext(stage.name, scfg, stage_dir(cfg, stage.name), inputs))
-    return "ran"
+    return run_stage(cfg, stage, run_shards=run_shards).status
 
 
 def shard_job(cfg: JZ3Config, stage: Stage, shard: int, num_shards: int) -> int:
@@ -126,9 +100,8 @@ def pin_shards(cfg: JZ3Config, stages: Sequence[Stage]) -> JZ3Config:
     c = copy.deepcopy(cfg)
     for s in stages:
         if s.shard_fn is not None and s.shards_key:
-            parent, _, leaf = s.shards_key.rpartition(".")
-            setattr(get_dotted(c, parent) if parent else c, leaf,
-                    c.launcher.for_stage(s.name).array)
+            parent, _, leaf = f"{s.section_path}.{s.shards_key}".rpartition(".")
+            setattr(get_dotted(c, parent), leaf, c.launcher.for_stage(s.name).array)
     return c
 
 
@@ -163,6 +136,8 @@ def submit_jobs(cfg: JZ3Config, jobs: List[JobSpec], stages: Sequence[Stage],
                 executor_factory: Optional[Callable[[str], Any]] = None) -> List[JobSpec]:
     """Submit the planned jobs with submitit; fills `job_id`. Prints them all when dry_run."""
     if cfg.launcher.dry_run:
+        for line in plan_lines(cfg, stages):
+            print(line, flush=True)
         for j in jobs:
             print(j.line(), flush=True)
         return jobs
@@ -193,11 +168,14 @@ def submit_jobs(cfg: JZ3Config, jobs: List[JobSpec], stages: Sequence[Stage],
 
 
 def submit_pipeline(cfg: JZ3Config, stages: Optional[Sequence[Stage]] = None) -> List[JobSpec]:
+    from jz3.pipeline.runner import write_plan
     from jz3.pipeline.stages import STAGES
 
     stages = list(stages if stages is not None else STAGES)
     cfg = pin_shards(cfg, stages)
     jobs = plan_jobs(cfg, stages)
+    if not cfg.launcher.dry_run:
+        write_plan(cfg, stages)
     submit_jobs(cfg, jobs, stages)
     summary = [asdict(j) for j in jobs]
     print(json.dumps({"jobs": len(summary), "dry_run": cfg.launcher.dry_run,

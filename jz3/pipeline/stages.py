@@ -3,12 +3,14 @@
 snippets -> kd_seed -> distill -> influence -> kd_boost -> distill_boost -> synthesize -> filter
 -> pack -> pretrain (+ pretrain_raw, the ablation baseline) -> sft -> evaluate -> ablation.
 
-Each stage reads its inputs from the finished stages before it (`ctx.inputs[name].out`), writes
-under `runs/<exp>/<stage>/out/`, and returns counts and small metrics for the manifest and the
-report. The stage modules (teacher, trainer, synthesis, ...) do the work and their own resume;
-this file only wires paths and configs. Snippet roles: the first `teacher.num_seed` snippets are
-the KD seed, the next `pipeline.influence_pool` are the boosting pool the seed synthesizer
-writes for and influence ranks, and the first `synth.limit` (all by default) are synthesized.
+Each adapter here takes its stage's own section (`ctx.cfg`), reads the typed results of the
+finished stages before it (`ctx.inputs[name].result`), calls the stage module's function with
+those as arguments, and returns counts + small metrics (for the report) + the typed result (for
+the stages after it). No adapter writes into the config, guesses a file name, or computes a key.
+Snippet roles: kd_seed sends a seeded random sample of `stages.kd_seed.count` snippets (across
+all sources) to the teacher; influence draws `stages.influence.pool` other snippets at random for
+the seed synthesizer to write for, and ranks what it wrote; kd_boost sends the top
+`stages.kd_boost.count`; synthesize writes for every snippet (`synth.limit` caps it).
 """
 
 from __future__ import annotations
@@ -20,21 +22,11 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from jz3.config.data import DataSource
-from jz3.config.enums import TrainMode
-from jz3.config.root import JZ3Config
-from jz3.config.synth import SynthConfig
-from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines, write_jsonl
+from jz3.config.enums import TokenizerKind, TrainMode
+from jz3.data.records import AtomicJsonlWriter, count_lines, write_jsonl
 from jz3.pipeline.runner import Stage, StageContext, StageOutput, StageResult
 
 log = logging.getLogger("jz3.pipeline.stages")
-
-def _fields(dc: type, prefix: str, exclude: Iterable[str]) -> List[str]:
-    """Dotted names of a config dataclass's fields, minus `exclude` (for a stage's `reads`)."""
-    return [f"{prefix}.{f.name}" for f in dataclasses.fields(dc) if f.name not in set(exclude)]
-
-
-TRAIN_READS = ["seed", "model", "trainer", "deepspeed", "data.tokenizer", "data.seq_len",
-               "data.add_bos", "data.add_eos", "data.seed"]
 
 
 def _as_dict(stats: Any) -> Dict[str, Any]:
@@ -42,8 +34,6 @@ def _as_dict(stats: Any) -> Dict[str, Any]:
         return {}
     if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
         return dataclasses.asdict(stats)
-    if hasattr(stats, "as_dict"):
-        return stats.as_dict()
     if isinstance(stats, dict):
         return dict(stats)
     return {"value": str(stats)}
@@ -67,56 +57,65 @@ def _read_jsonl(path: Path) -> Iterable[Dict[str, Any]]:
                 yield json.loads(line)
 
 
-def _ids(path: Path, start: int = 0, stop: Optional[int] = None) -> List[str]:
-    out = []
-    for i, r in enumerate(_read_jsonl(path)):
-        if stop is not None and i >= stop:
-            break
-        if i >= start:
-            out.append(r["id"])
+def _count(p: Path) -> int:
+    if not p.exists():
+        return 0
+    if p.is_file():
+        return count_lines(p)
+    return sum(count_lines(f) for f in sorted(p.glob("*.jsonl")))
+
+
+def _reasons(rejected: Path) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    if rejected.exists():
+        for r in _read_jsonl(rejected):
+            reason = str(r.get("reason", "unknown")).split(":")[0][:60]
+            out[reason] = out.get(reason, 0) + 1
     return out
 
 
 def snippets_file(inp: StageOutput) -> Path:
-    return inp.out / "snippets.jsonl"
+    return Path(inp.result.snippets)
+
+
+def export_dir(inp: StageOutput) -> str:
+    """The HF export of a finished training stage (its typed TrainResult)."""
+    return str(inp.result.hf_export_dir)
 
 
 # ---------------------------------------------------------------- snippets, teacher
 def run_snippets(ctx: StageContext) -> StageResult:
-    from jz3.data.snippets import make_snippets
+    from jz3.data.snippets import run_snippets as snippets
 
-    out = ctx.out / "snippets.jsonl"
-    stats = _as_dict(make_snippets(ctx.cfg.snippets, ctx.cfg.teacher.mixture, out))
-    n = count_lines(out)
-    rej = ctx.out / "rejected.jsonl"
-    return StageResult(counts={"out": n, "rejected": count_lines(rej) if rej.exists() else 0},
-                       outputs=["out/snippets.jsonl"], metrics={"snippets": n, **_scalars(stats)})
+    res = snippets(ctx.cfg.snippets, ctx.cfg.mixture, ctx.out)
+    rej = Path(res.rejected)
+    return StageResult(counts={"out": res.count, "rejected": _count(rej)},
+                       outputs=["out/snippets.jsonl"],
+                       metrics={"snippets": res.count, **_scalars(res.stats)}, result=res)
 
 
 def _kd(ctx: StageContext, ids: List[str], tag: str) -> StageResult:
-    from jz3.teacher.kd import build_kd
+    from jz3.teacher.kd import run_kd
 
-    snip = snippets_file(ctx.inputs["snippets"])
-    stats = _as_dict(build_kd(ctx.cfg, snip, ctx.out, ids=ids))
-    kd = ctx.out / "kd.jsonl"
-    n = count_lines(kd) if kd.exists() else 0
-    rej = ctx.out / "rejected.jsonl"
-    r = count_lines(rej) if rej.exists() else 0
-    return StageResult(counts={"in": len(ids), "out": n, "rejected": r},
-                       outputs=["out/kd.jsonl"],
-                       metrics={"kd_records": n, "requested": len(ids), "rejected": r,
-                                "kind": tag, **_scalars(stats)})
+    res = run_kd(ctx.cfg.teacher, snippets_file(ctx.inputs["snippets"]), ctx.out, ids)
+    return StageResult(counts={"in": len(ids), "out": res.written, "rejected": res.rejected_count},
+                       outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
+                       metrics={"kd_records": res.written, "requested": len(ids),
+                                "rejected": res.rejected_count, "kind": tag,
+                                **_scalars(res.stats)}, result=res)
 
 
 def run_kd_seed(ctx: StageContext) -> StageResult:
-    ids = _ids(snippets_file(ctx.inputs["snippets"]), 0, ctx.cfg.teacher.num_seed)
+    """A seeded random sample of `count` snippets across every source (not file order)."""
+    from jz3.data.snippets import sample_ids
+
+    ids = sample_ids(snippets_file(ctx.inputs["snippets"]), ctx.cfg.count, ctx.cfg.seed)
     return _kd(ctx, ids, "seed")
 
 
 def run_kd_boost(ctx: StageContext) -> StageResult:
-    sel = ctx.inputs["influence"].out / "selected_snippets.json"
-    ids = json.loads(sel.read_text(encoding="utf-8"))[: ctx.cfg.teacher.num_boost]
-    return _kd(ctx, ids, "boost")
+    sel = json.loads(Path(ctx.inputs["influence"].result.selected_snippets).read_text("utf-8"))
+    return _kd(ctx, sel[: ctx.cfg.count], "boost")
 
 
 # ---------------------------------------------------------------- training
@@ -124,64 +123,61 @@ def _loss_curve(log_file: Optional[str]) -> List[List[float]]:
     """[[step, loss], ...] from the trainer's JSONL log (rows with `step` and `loss`)."""
     if not log_file or not Path(log_file).exists():
         return []
-    out = []
-    for r in _read_jsonl(Path(log_file)):
-        if isinstance(r, dict) and "loss" in r and "step" in r:
-            out.append([float(r["step"]), float(r["loss"])])
-    return out
+    return [[float(r["step"]), float(r["loss"])] for r in _read_jsonl(Path(log_file))
+            if isinstance(r, dict) and "loss" in r and "step" in r]
 
 
-def _train(ctx: StageContext, mode: TrainMode, sources: List[DataSource],
+def _train(ctx: StageContext, mode: TrainMode, sources: Optional[List[DataSource]] = None,
            init_from: Optional[str] = None, packed_dir: Optional[Path] = None) -> StageResult:
-    from jz3.train.entry import run_training
+    from jz3.train.entry import train_stage
 
-    cfg = ctx.cfg
-    cfg.trainer.mode = mode
-    cfg.trainer.output_dir = str(ctx.out / "train")
-    if init_from:
-        cfg.trainer.init_from = init_from
-    cfg.data.sources = sources
-    cfg.data.packed_dir = str(packed_dir or ctx.out / "packed")
-    res = run_training(cfg)
-    if res.preempted or not res.hf_export_dir:
-        raise RuntimeError(f"stage {ctx.name}: training stopped at step {res.steps} without an "
-                           "HF export (preempted?); re-run to resume from its checkpoint")
-    export = str(res.hf_export_dir)
-    atomic_write_text(ctx.out / "export.txt", export + "\n")
+    res = train_stage(ctx.cfg, ctx.out, mode, sources=sources, init_from=init_from,
+                      packed_dir=packed_dir)
     metrics = {"final_loss": res.final_loss, "steps": res.steps, "tokens": res.tokens_seen,
-               "hf_export_dir": export, "loss_curve": _loss_curve(res.log_file),
+               "hf_export_dir": res.hf_export_dir, "loss_curve": _loss_curve(res.log_file),
                "train_wall_s": round(res.wall_s, 2)}
-    return StageResult(counts={"steps": metrics["steps"]}, outputs=["out/export.txt"],
-                       metrics=metrics)
+    return StageResult(counts={"steps": res.steps}, outputs=["out/train/hf"], metrics=metrics,
+                       result=res)
 
 
-def export_dir(inp: StageOutput) -> str:
-    return inp.metrics["hf_export_dir"]
+def _kd_source(name: str, inp: StageOutput) -> DataSource:
+    return DataSource(name, inp.result.kd, 1.0)
+
+
+def _own_sources(sec: Any) -> bool:
+    return bool(sec.data.sources)
 
 
 def run_distill(ctx: StageContext) -> StageResult:
-    kd = ctx.inputs["kd_seed"].out / "kd.jsonl"
-    return _train(ctx, TrainMode.distill, [DataSource("kd_seed", str(kd), 1.0)])
+    srcs = None if _own_sources(ctx.cfg) else [_kd_source("kd_seed", ctx.inputs["kd_seed"])]
+    return _train(ctx, TrainMode.distill, srcs)
 
 
 def run_distill_boost(ctx: StageContext) -> StageResult:
-    """The synthesizer on seed + boost KD; from the seed synthesizer or from scratch (paper)."""
-    srcs = [DataSource(n, str(ctx.inputs[n].out / "kd.jsonl"), 1.0)
-            for n in ("kd_seed", "kd_boost")]
-    init = export_dir(ctx.inputs["distill"]) if ctx.cfg.pipeline.boost_init_from_seed else None
+    """The synthesizer on seed + boost KD: retrained from the base model (the paper), or
+    continuing the seed synthesizer (`init_from_seed`)."""
+    srcs = None if _own_sources(ctx.cfg) else [
+        _kd_source(n, ctx.inputs[n]) for n in ("kd_seed", "kd_boost")]
+    init = export_dir(ctx.inputs["distill"]) if ctx.cfg.init_from_seed else None
     return _train(ctx, TrainMode.distill, srcs, init_from=init)
 
 
 # ---------------------------------------------------------------- influence
-def _subset(src: Path, ids: List[str], dst: Path) -> Path:
-    """Write the snippet records with these ids (in file order) atomically, once."""
-    if not dst.exists():
-        want = set(ids)
-        write_jsonl(dst, (r for r in _read_jsonl(src) if r["id"] in want))
-    return dst
+@dataclasses.dataclass
+class InfluenceStageResult:
+    """The influence stage: pool, candidates, ranking, and the snippet ids it selected."""
+
+    pool: str  # pool_snippets.jsonl
+    candidates: str  # candidates.jsonl (prompt + the seed synthesizer's completion)
+    selected_snippets: str  # selected_snippets.json: snippet ids, best first
+    scores: str  # influence/scores.jsonl
+    selected: int = 0
+    counts: Dict[str, int] = dataclasses.field(default_factory=dict)
+    influence: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _influence_candidates(pool: Path, synth_dir: Path, out: Path) -> Dict[str, int]:
+def _influence_candidates(pool: Path, synth_records: Path, synth_rejected: Path,
+                          out: Path) -> Dict[str, int]:
     """One candidate per pool snippet: its prompt and the seed synthesizer's raw completion.
 
     Parsed or not: influence measures what training on this snippet's synthetic text does, and
@@ -190,11 +186,10 @@ def _influence_candidates(pool: Path, synth_dir: Path, out: Path) -> Dict[str, i
     from jz3.prompts import render
 
     comp: Dict[str, tuple] = {}
-    for r in _read_jsonl(synth_dir / "synth.jsonl"):
+    for r in _read_jsonl(synth_records):
         comp[r["snippet_id"]] = (r["completion"], True)
-    rej = synth_dir / "rejected.jsonl"
-    if rej.exists():
-        for r in _read_jsonl(rej):
+    if synth_rejected.exists():
+        for r in _read_jsonl(synth_rejected):
             if r.get("completion"):
                 comp.setdefault(r["snippet_id"], (r["completion"], False))
     n = {"candidates": 0, "parsed": 0, "no_completion": 0}
@@ -215,159 +210,169 @@ def _influence_candidates(pool: Path, synth_dir: Path, out: Path) -> Dict[str, i
     return n
 
 
+def _influence_needs(sec: Any) -> List[str]:
+    return [] if sec.influence.candidates else ["snippets", "kd_seed", "distill"]
+
+
 def run_influence(ctx: StageContext) -> StageResult:
-    """The seed synthesizer writes for the pool snippets; influence ranks what it wrote."""
+    """The seed synthesizer writes for `pool` random non-seed snippets; LESS ranks its text.
+
+    With `influence.candidates` set, those records are ranked instead (standalone runs)."""
+    from jz3.data.snippets import sample_ids
     from jz3.influence.run import run_influence as influence
-    from jz3.synth.run import merge_shards, synthesize_shard
+    from jz3.synth.run import run_synthesize
 
-    cfg = ctx.cfg
-    snip = snippets_file(ctx.inputs["snippets"])
-    seed_n = cfg.teacher.num_seed
-    pool = _subset(snip, _ids(snip, seed_n, seed_n + cfg.pipeline.influence_pool),
-                   ctx.out / "pool_snippets.jsonl")
-    cfg.synth.model_path = export_dir(ctx.inputs["distill"])
-    cfg.synth.limit = None  # the pool size is the limit here
-    cand_dir = ctx.out / "pool_synth"
-    cand_dir.mkdir(exist_ok=True)
-    synthesize_shard(cfg, pool, cand_dir, 0, 1)
-    mstats = _as_dict(merge_shards(cand_dir, pool, 1))
-    cn = _influence_candidates(pool, cand_dir, ctx.out)
-    cands = ctx.out / "candidates.jsonl"
-    cfg.model.path = export_dir(ctx.inputs["distill"])
-    cfg.influence.out_dir = str(ctx.out / "influence")
-    stats = _as_dict(influence(cfg, cands, ctx.out / "influence"))
-    sel = [json.loads(x) for x in (ctx.out / "influence" / "selected.jsonl").read_text(
-        encoding="utf-8").splitlines() if x.strip()]
-    snippet_ids = list(dict.fromkeys(str(s["id"] if isinstance(s, dict) else s) for s in sel))
-    atomic_write_text(ctx.out / "selected_snippets.json", json.dumps(snippet_ids))
-    scores_file = ctx.out / "influence" / "scores.jsonl"
-    scores = [float(r["score"]) for r in _read_jsonl(scores_file)] if scores_file.exists() else []
+    sec = ctx.cfg
+    model = sec.model
+    cn: Dict[str, int] = {}
+    synth_stats: Dict[str, Any] = {}
+    if sec.influence.candidates:
+        cands: Any = sec.influence.candidates
+        pool_file = ctx.out / "pool_snippets.jsonl"
+        write_jsonl(pool_file, [])
+    else:
+        snip = snippets_file(ctx.inputs["snippets"])
+        seed_ids = json.loads(Path(ctx.inputs["kd_seed"].result.ids).read_text("utf-8"))
+        pool_file = ctx.out / "pool_snippets.jsonl"
+        if not pool_file.exists():
+            want = set(sample_ids(snip, sec.pool, sec.seed, exclude=seed_ids))
+            write_jsonl(pool_file, (r for r in _read_jsonl(snip) if r["id"] in want))
+        synthesizer = export_dir(ctx.inputs["distill"])
+        gen = dataclasses.replace(sec.synth, limit=None)  # the pool size is the limit here
+        sres = run_synthesize(gen, pool_file, ctx.out / "pool_synth", 1, model_path=synthesizer)
+        synth_stats = _scalars(sres.stats)
+        cn = _influence_candidates(pool_file, Path(sres.records), Path(sres.rejected), ctx.out)
+        cands = ctx.out / "candidates.jsonl"
+        if not model.path:  # the warmup runs on the seed synthesizer itself
+            model = dataclasses.replace(model, path=synthesizer)
+    data = sec.data
+    if data.tokenizer.kind == TokenizerKind.hf and not data.tokenizer.path and model.path:
+        data = dataclasses.replace(data, tokenizer=dataclasses.replace(data.tokenizer,
+                                                                        path=model.path))
+    res = influence(seed=sec.seed, model=model, trainer=sec.trainer, deepspeed=sec.deepspeed,
+                    data=data, influence=sec.influence, candidates=cands,
+                    out_dir=ctx.out / "influence")
+    sel = [r["id"] for r in _read_jsonl(Path(res.selected_path))] if res.selected_path else []
+    snippet_ids = list(dict.fromkeys(str(s) for s in sel))
+    sel_file = ctx.out / "selected_snippets.json"
+    from jz3.data.records import atomic_write_text
+
+    atomic_write_text(sel_file, json.dumps(snippet_ids))
+    scores = ([float(r["score"]) for r in _read_jsonl(Path(res.scores_path))]
+              if res.scores_path and Path(res.scores_path).exists() else [])
+    if not cn:
+        cn = {"candidates": res.candidates.used}
+    counts = {"pool": _count(pool_file), **cn, "selected": len(snippet_ids)}
+    out = InfluenceStageResult(pool=str(pool_file), candidates=str(cands),
+                               selected_snippets=str(sel_file),
+                               scores=str(res.scores_path or ""), selected=len(snippet_ids),
+                               counts=counts, influence=_scalars(_as_dict(res)))
     return StageResult(
-        counts={"pool": count_lines(pool), **cn, "selected": len(snippet_ids)},
-        outputs=["out/selected_snippets.json", "out/influence/scores.jsonl"],
+        counts=counts, outputs=["out/selected_snippets.json", "out/influence/scores.jsonl"],
         metrics={**cn, "selected": len(snippet_ids),
-                 "selected_fraction": len(snippet_ids) / max(cn["candidates"], 1),
-                 "scores": scores, "pool_synth": _scalars(mstats),
-                 "influence": _scalars(stats)})
-
-
-def _synth_records(d: Path) -> Path:
-    """The merged synth records file that `merge_shards` wrote in `d`."""
-    for name in ("synth.jsonl", "merged.jsonl", "records.jsonl"):
-        if (d / name).exists():
-            return d / name
-    raise FileNotFoundError(f"{d}: no merged synth records (synth.jsonl) after merge_shards")
+                 "selected_fraction": len(snippet_ids) / max(cn.get("candidates", 0), 1),
+                 "scores": scores, "pool_synth": synth_stats, "influence": res.counts()},
+        result=out)
 
 
 # ---------------------------------------------------------------- synthesis, filter, pack
-def _synth_input(ctx: StageContext) -> Path:
-    """All snippets (`synth.limit` caps how many the synthesizer writes for)."""
-    return snippets_file(ctx.inputs["snippets"])
+def _synth_needs(sec: Any) -> List[str]:
+    return ([] if sec.synth.input else ["snippets"]) + \
+        ([] if sec.synth.model_path else ["distill_boost"])
+
+
+def _synth_args(ctx: StageContext) -> tuple[Path, Optional[str]]:
+    s = ctx.cfg.synth
+    snippets = Path(s.input) if s.input else snippets_file(ctx.inputs["snippets"])
+    model = None if s.model_path else export_dir(ctx.inputs["distill_boost"])
+    return snippets, model
 
 
 def synthesize_one_shard(ctx: StageContext) -> None:
     from jz3.synth.run import synthesize_shard
 
-    ctx.cfg.synth.model_path = export_dir(ctx.inputs["distill_boost"])
+    snippets, model = _synth_args(ctx)
     assert ctx.shard is not None and ctx.num_shards is not None
-    synthesize_shard(ctx.cfg, _synth_input(ctx), ctx.out, ctx.shard, ctx.num_shards)
+    synthesize_shard(ctx.cfg.synth, snippets, ctx.out, ctx.shard, ctx.num_shards,
+                     model_path=model)
 
 
 def run_synthesize_merge(ctx: StageContext) -> StageResult:
     from jz3.synth.run import merge_shards
 
-    snip = _synth_input(ctx)
-    stats = _as_dict(merge_shards(ctx.out, snip, ctx.num_shards or 1, limit=ctx.cfg.synth.limit))
-    merged = _synth_records(ctx.out)
-    n = count_lines(merged)
-    rej = ctx.out / "rejected.jsonl"
-    r = count_lines(rej) if rej.exists() else 0
-    n_in = int(stats.get("snippets", count_lines(snip)))  # synth.limit caps the input
-    return StageResult(counts={"in": n_in, "out": n, "rejected": r},
-                       outputs=[str(merged.relative_to(ctx.dir))],
-                       metrics={"synth_in": n_in, "synth_out": n,
-                                "synth_rejected": r, "reject_reasons": _reasons(rej),
-                                **_scalars(stats)})
-
-
-def _reasons(rejected: Path) -> Dict[str, int]:
-    out: Dict[str, int] = {}
-    if rejected.exists():
-        for r in _read_jsonl(rejected):
-            reason = str(r.get("reason", "unknown")).split(":")[0][:60]
-            out[reason] = out.get(reason, 0) + 1
-    return out
-
-
-def filtered_sources(filter_out: Path) -> List[DataSource]:
-    """The filter's {"input","output"} outputs, one source per prompt kind (cot, tool)."""
-    srcs = []
-    for kind in ("cot", "tool"):
-        for cand in (filter_out / kind, filter_out / f"{kind}.jsonl"):
-            if cand.exists() and _count_path(cand) > 0:
-                srcs.append(DataSource(f"synth_{kind}", str(cand), 1.0))
-                break
-    if not srcs:
-        raise FileNotFoundError(f"{filter_out}: the filter kept no cot/tool records; nothing to "
-                                "pretrain on (see its rejected.jsonl for the reasons)")
-    return srcs
+    snippets, _ = _synth_args(ctx)
+    res = merge_shards(ctx.out, snippets, ctx.num_shards or 1, limit=ctx.cfg.synth.limit)
+    rej = Path(res.rejected)
+    return StageResult(counts={"in": res.snippets, "out": res.ok, "rejected": _count(rej)},
+                       outputs=["out/synth.jsonl", "out/rejected.jsonl"],
+                       metrics={"synth_in": res.snippets, "synth_out": res.ok,
+                                "synth_rejected": _count(rej), "reject_reasons": _reasons(rej),
+                                **_scalars(res.stats)}, result=res)
 
 
 def run_filter(ctx: StageContext) -> StageResult:
     from jz3.synth.filter import run_filter as filt
 
-    syn = _synth_records(ctx.inputs["synthesize"].out)
-    stats = _as_dict(filt(ctx.cfg, syn, ctx.out))
-    rej = ctx.out / "rejected.jsonl"
-    kept = {k: _count_path(ctx.out / k) if (ctx.out / k).exists() else 0
-            for k in ("cot", "tool")}
-    return StageResult(counts={"in": count_lines(syn), "out": sum(kept.values()),
-                               "rejected": count_lines(rej) if rej.exists() else 0},
-                       outputs=["out"],
-                       metrics={**_scalars(stats), "kept_by_source": kept,
-                                "reject_reasons": _reasons(rej)})
+    fc = ctx.cfg.filter
+    src = fc.input or ctx.inputs["synthesize"].result.records
+    res = filt(fc, ctx.cfg.sandbox, src, ctx.out)
+    rej = Path(res.rejected)
+    return StageResult(counts={"in": res.read, "out": res.kept, "rejected": _count(rej)},
+                       outputs=["out/cot", "out/tool", "out/rejected.jsonl"],
+                       metrics={**_scalars(res.stats), "kept_by_source": res.kept_by_kind,
+                                "reject_reasons": _reasons(rej)}, result=res)
 
 
-def _count_path(p: Path) -> int:
-    if p.is_file():
-        return count_lines(p)
-    return sum(count_lines(f) for f in sorted(p.glob("*.jsonl")))
+def filtered_sources(filt: StageOutput) -> List[DataSource]:
+    """The filter's CoT and tool examples as two sources (weight 1 each; with
+    `data.natural_mix` they mix by their sizes, as the release's concatenated corpus does)."""
+    r = filt.result
+    srcs = [DataSource(name, path, 1.0) for name, path in (("synth_cot", r.cot),
+                                                            ("synth_tool", r.tool))
+            if _count(Path(path)) > 0]
+    if not srcs:
+        raise FileNotFoundError(f"{filt.out}: the filter kept no cot/tool records; nothing to "
+                                "pretrain on (see its rejected.jsonl for the reasons)")
+    return srcs
+
+
+def _data_needs(sec: Any) -> List[str]:
+    return [] if sec.sources else ["filter"]
+
+
+@dataclasses.dataclass
+class PackResult:
+    packed_dir: str
+    sources: List[str] = dataclasses.field(default_factory=list)
+    counts: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def run_pack(ctx: StageContext) -> StageResult:
-    from jz3.data.packing import pack_sources
+    """Tokenize + pack the pretraining data (the section is `stages.pretrain.data`)."""
+    from jz3.data.packing import pack_sources, read_pack_index
     from jz3.data.tokenizers import load_tokenizer
 
-    cfg = ctx.cfg
-    cfg.data.sources = filtered_sources(ctx.inputs["filter"].out)
-    tok = load_tokenizer(cfg.data.tokenizer)
-    stats = pack_sources(cfg.data, tok, ctx.out)
-    return StageResult(counts={"sources": len(cfg.data.sources)}, outputs=["out"],
-                       metrics=_scalars(_as_dict(stats)) if not isinstance(stats, Path) else {})
+    data = ctx.cfg
+    srcs = list(data.sources) or filtered_sources(ctx.inputs["filter"])
+    data = dataclasses.replace(data, sources=srcs)
+    out = pack_sources(data, load_tokenizer(data.tokenizer), ctx.out)
+    index = read_pack_index(out) or {}
+    res = PackResult(str(out), [s.name for s in srcs], index.get("counts", {}))
+    return StageResult(counts={"sources": len(srcs)}, outputs=["out"],
+                       metrics={"weights": {s.name: s.weight for s in srcs}}, result=res)
 
 
-def _packed_matches(cfg: JZ3Config, packed: Path) -> bool:
-    """Whether `packed` (the pack stage's output) is exactly what `cfg.data` would pack."""
-    from jz3.data.packing import read_meta, source_hash, tokenizer_fingerprint
-    from jz3.data.tokenizers import load_tokenizer
-
-    fp = tokenizer_fingerprint(load_tokenizer(cfg.data.tokenizer))
-    for s in cfg.data.sources:
-        meta = read_meta(packed / s.name)
-        if meta is None or meta.get("config_hash") != source_hash(s, fp, cfg.data):
-            return False
-    return True
+def _pretrain_needs(sec: Any) -> List[str]:
+    return [] if sec.data.sources else ["filter", "pack"]
 
 
 def run_pretrain(ctx: StageContext) -> StageResult:
-    """Continued pretraining on the filtered synthetic data, reusing the pack stage's shards."""
-    ctx.cfg.data.sources = filtered_sources(ctx.inputs["filter"].out)
-    packed = ctx.inputs["pack"].out
-    reuse = _packed_matches(ctx.cfg, packed)
-    if not reuse:
-        log.info("pretrain: data settings differ from the pack stage's; packing again")
-    return _train(ctx, TrainMode.pretrain, ctx.cfg.data.sources,
-                  packed_dir=packed if reuse else None)
+    """Continued pretraining on the filtered synthetic data, reusing the pack stage's shards
+    (the pack stage packs exactly this stage's data section)."""
+    if _own_sources(ctx.cfg):
+        return _train(ctx, TrainMode.pretrain)
+    return _train(ctx, TrainMode.pretrain, filtered_sources(ctx.inputs["filter"]),
+                  packed_dir=Path(ctx.inputs["pack"].result.packed_dir))
 
 
 def run_pretrain_raw(ctx: StageContext) -> StageResult:
@@ -379,33 +384,48 @@ def run_pretrain_raw(ctx: StageContext) -> StageResult:
     return _train(ctx, TrainMode.pretrain, [DataSource("raw_snippets", str(raw), 1.0)])
 
 
+def _sft_needs(sec: Any) -> List[str]:
+    return [] if sec.trainer.init_from else ["pretrain"]
+
+
 def run_sft(ctx: StageContext) -> StageResult:
-    srcs = [DataSource(Path(p).stem, p, 1.0) for p in ctx.cfg.pipeline.sft_sources]
-    if not srcs:
-        raise ValueError("pipeline.sft_sources is empty: the sft stage needs instruction data")
-    return _train(ctx, TrainMode.sft, srcs, init_from=export_dir(ctx.inputs["pretrain"]))
+    if not ctx.cfg.data.sources:
+        raise ValueError("stages.sft.data.sources is empty: the sft stage needs instruction data")
+    init = None if ctx.cfg.trainer.init_from else export_dir(ctx.inputs["pretrain"])
+    return _train(ctx, TrainMode.sft, init_from=init)
 
 
 # ---------------------------------------------------------------- evaluation, ablation
-def _evaluate(cfg: JZ3Config, model_dir: str, out_dir: Path) -> Dict[str, Any]:
-    from jz3.eval.runner import evaluate
+def _eval_needs(sec: Any) -> List[str]:
+    return [] if sec.eval.model_path else ["sft"]
 
-    cfg.eval.model_path = model_dir
-    cfg.eval.out_dir = str(out_dir)
-    return _as_dict(evaluate(cfg))
+
+def _evaluate(ecfg: Any, model_dir: str, out_dir: Path, run_name: str) -> Any:
+    from jz3.eval.runner import run_evaluation
+
+    return run_evaluation(ecfg, model_dir, out_dir, run_name=run_name)
 
 
 def run_evaluate(ctx: StageContext) -> StageResult:
-    res = _evaluate(ctx.cfg, export_dir(ctx.inputs["sft"]), ctx.out)
-    return StageResult(counts={"benchmarks": len(ctx.cfg.eval.benchmarks)}, outputs=["out"],
-                       metrics={"eval": res})
+    e = ctx.cfg.eval
+    model = e.model_path or export_dir(ctx.inputs["sft"])
+    res = _evaluate(e, model, ctx.out, ctx.run_dir.name)
+    return StageResult(counts={"benchmarks": len(e.benchmarks), **_scalars(res.counts)},
+                       outputs=["out"], metrics={"eval": res.metrics}, result=res)
+
+
+@dataclasses.dataclass
+class AblationResult:
+    ablation: str  # ablation.json
+    rows: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def run_ablation(ctx: StageContext) -> StageResult:
     """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget."""
-    from jz3.pipeline.loss_eval import evaluate_losses
+    from jz3.data.records import atomic_write_text
+    from jz3.eval.loss import evaluate_losses
 
-    le = ctx.cfg.pipeline.loss_eval
+    le = ctx.cfg.loss_eval
     out: Dict[str, Any] = {}
     for name in ("pretrain", "pretrain_raw"):
         model = export_dir(ctx.inputs[name])
@@ -414,41 +434,42 @@ def run_ablation(ctx: StageContext) -> StageResult:
                                "loss": evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks,
                                                        le.limit, le.max_len, le.batch_size)}
         if le.accuracy_limit > 0:
-            cfg = dataclasses.replace(ctx.cfg, eval=dataclasses.replace(
-                ctx.cfg.eval, benchmarks=list(le.benchmarks), settings=["cot"],
-                limit=le.accuracy_limit))
-            row["accuracy"] = _evaluate(cfg, model, ctx.out / f"acc_{name}")
+            ecfg = dataclasses.replace(ctx.cfg.eval, benchmarks=list(le.benchmarks),
+                                       settings=["cot"], limit=le.accuracy_limit)
+            row["accuracy"] = _evaluate(ecfg, model, ctx.out / f"acc_{name}",
+                                        f"ablation-{name}").metrics
         out[name] = row
     atomic_write_text(ctx.out / "ablation.json", json.dumps(out, indent=2))
     return StageResult(counts={"models": 2}, outputs=["out/ablation.json"],
-                       metrics={"ablation": out})
+                       metrics={"ablation": out},
+                       result=AblationResult(str(ctx.out / "ablation.json"), out))
 
 
-# what generation reads: the synth section without the filter and paths the stage sets itself
-SYNTH_READS = _fields(SynthConfig, "synth", ("filter", "input", "out_dir", "model_path",
-                                             "shard", "num_shards"))
+def _enabled(sec: Any) -> bool:
+    return bool(sec.enabled)
+
 
 STAGES: List[Stage] = [
-    Stage("snippets", run_snippets, reads=["snippets", "teacher.mixture"]),
-    Stage("kd_seed", run_kd_seed, inputs=["snippets"], reads=["teacher"]),
-    Stage("distill", run_distill, inputs=["kd_seed"], reads=TRAIN_READS),
-    Stage("influence", run_influence, inputs=["snippets", "distill"],
-          reads=["influence", *SYNTH_READS, "teacher.num_seed", "pipeline.influence_pool",
-                 "data.tokenizer", "seed"]),
-    Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"], reads=["teacher"]),
+    Stage("snippets", run_snippets),
+    Stage("kd_seed", run_kd_seed, inputs=["snippets"]),
+    Stage("distill", run_distill, inputs=["kd_seed"],
+          needs=lambda s: [] if _own_sources(s) else ["kd_seed"]),
+    Stage("influence", run_influence, inputs=["snippets", "kd_seed", "distill"],
+          needs=_influence_needs),
+    Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"]),
     Stage("distill_boost", run_distill_boost, inputs=["kd_seed", "kd_boost", "distill"],
-          reads=TRAIN_READS + ["pipeline.boost_init_from_seed"]),
+          needs=lambda s: ([] if _own_sources(s) else ["kd_seed", "kd_boost"])
+          + (["distill"] if s.init_from_seed else [])),
     Stage("synthesize", run_synthesize_merge, inputs=["snippets", "distill_boost"],
-          reads=SYNTH_READS + ["pipeline.synth_shards"],
-          shard_fn=synthesize_one_shard, shards_key="pipeline.synth_shards"),
-    Stage("filter", run_filter, inputs=["synthesize"], reads=["synth.filter"]),
-    Stage("pack", run_pack, inputs=["filter"], reads=["data"]),
-    Stage("pretrain", run_pretrain, inputs=["filter", "pack"], reads=TRAIN_READS),
-    Stage("pretrain_raw", run_pretrain_raw, inputs=["snippets", "pretrain"], reads=TRAIN_READS,
-          enabled=lambda cfg: cfg.pipeline.ablation),
-    Stage("sft", run_sft, inputs=["pretrain"], reads=TRAIN_READS + ["pipeline.sft_sources"]),
-    Stage("evaluate", run_evaluate, inputs=["sft"], reads=["eval"]),
-    Stage("ablation", run_ablation, inputs=["pretrain", "pretrain_raw"],
-          reads=["pipeline.loss_eval", "eval.data_dir"], enabled=lambda cfg: cfg.pipeline.ablation),
+          needs=_synth_needs, shard_fn=synthesize_one_shard, shards_key="shards"),
+    Stage("filter", run_filter, inputs=["synthesize"],
+          needs=lambda s: [] if s.filter.input else ["synthesize"]),
+    Stage("pack", run_pack, inputs=["filter"], section="pretrain.data", needs=_data_needs),
+    Stage("pretrain", run_pretrain, inputs=["filter", "pack"], needs=_pretrain_needs),
+    Stage("pretrain_raw", run_pretrain_raw, inputs=["snippets"], enabled=_enabled),
+    Stage("sft", run_sft, inputs=["pretrain"], needs=_sft_needs),
+    Stage("evaluate", run_evaluate, inputs=["sft"], needs=_eval_needs),
+    Stage("ablation", run_ablation, inputs=["pretrain", "pretrain_raw"], enabled=_enabled),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
+BY_NAME = {s.name: s for s in STAGES}

@@ -8,10 +8,10 @@ Output under `out_dir`:
   cot/part-00000-of-00001.jsonl    {"input", "output", "id"} chain-of-thought examples
   tool/part-00000-of-00001.jsonl   the same for code solutions (`## Code Solution`)
   rejected.jsonl                   every removed record with its `reason` (+ `stage`)
-  manifest.json                    counts, reasons, decontamination hits per benchmark
-The stage rewrites its outputs from scratch on a rerun (each file is committed atomically).
+`run_filter` returns a `FilterResult` (paths, counts, reasons, decontamination hits per
+benchmark); the pipeline runner records it in the stage manifest. The stage rewrites its outputs from scratch on a rerun (each file is committed atomically).
 The per-record work that does not depend on order (checks, decontamination, MinHash signatures)
-runs in `synth.filter.workers` forked processes; keep/drop decisions stay sequential, so the
+runs in `filter.workers` forked processes; keep/drop decisions stay sequential, so the
 output does not depend on the number of workers.
 """
 
@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter, deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -29,7 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jz3.config.enums import OnError
-from jz3.config.root import JZ3Config
+from jz3.config.eval import SandboxConfig
+from jz3.config.synth import FilterConfig
 from jz3.data.decontam import Decontaminator, Match
 from jz3.data.dedup import ExactDeduper, NearDeduper, words
 from jz3.data.records import (
@@ -40,7 +42,6 @@ from jz3.data.records import (
     read_records,
     shard_name,
 )
-from jz3.pipeline.manifest import config_hash, write_manifest
 from jz3.synth.checks import check_record
 from jz3.synth.train_format import COT, TOOL, data_kind, to_train_example
 
@@ -95,9 +96,9 @@ def _slim(rec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class _Filter:
-    def __init__(self, cfg: JZ3Config, out: Path):
-        fc = self.fc = cfg.synth.filter
-        self.sandbox = cfg.eval.sandbox
+    def __init__(self, fc: FilterConfig, sandbox: SandboxConfig, out: Path):
+        self.fc = fc
+        self.sandbox = sandbox
         self.out = out
         self.reasons: Counter = Counter()
         self.decontam_hits: Counter = Counter()
@@ -225,24 +226,35 @@ class _Filter:
                 "decontam_ngram": self.fc.decontam_ngram}
 
 
-def run_filter(cfg: JZ3Config, synth_path: Optional[str | Path] = None,
-               out_dir: Optional[str | Path] = None) -> Dict[str, Any]:
-    """Filter `synth_path` (default `synth.filter.input`) into `out_dir`; returns the counts."""
+@dataclass
+class FilterResult:
+    """What the filter stage wrote: training examples by kind, and every rejected record."""
+
+    cot: str  # folder of {"input", "output", "id"} chain-of-thought examples
+    tool: str  # folder of code-solution examples
+    rejected: str  # rejected.jsonl
+    read: int = 0
+    kept: int = 0
+    kept_by_kind: Dict[str, int] = field(default_factory=dict)
+    stats: Dict[str, Any] = field(default_factory=dict)
+
+
+def run_filter(fc: FilterConfig, sandbox: SandboxConfig, synth_path: str | Path,
+               out_dir: str | Path) -> FilterResult:
+    """Filter the synth records at `synth_path` into `out_dir` (see the module docstring)."""
     t0 = time.time()
-    fc = cfg.synth.filter
-    src = synth_path if synth_path is not None else fc.input
-    out = Path(out_dir if out_dir is not None else fc.out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    counts = _Filter(cfg, out).run(src)
+    counts = _Filter(fc, sandbox, out).run(synth_path)
     if counts["read"] != counts["kept"] + counts["rejected"]:
         raise RuntimeError(f"filter lost records: read {counts['read']} != kept "
                            f"{counts['kept']} + rejected {counts['rejected']}")
     wall = time.time() - t0
     counts["records_per_s"] = round(counts["read"] / max(wall, 1e-9), 1)
-    write_manifest(out, "filter", config_hash(fc), counts=counts,
-                   outputs=[f"{COT}/{shard_name(0, 1)}", f"{TOOL}/{shard_name(0, 1)}",
-                            "rejected.jsonl"], wall_s=round(wall, 3),
-                   extra={"decontam_benchmarks": list(fc.decontam_benchmarks)})
+    counts["wall_s"] = round(wall, 3)
     log.info("filter: %d read, %d kept %s, %d rejected %s", counts["read"], counts["kept"],
              counts["kept_by_kind"], counts["rejected"], counts["reasons"])
-    return counts
+    kept = {k: int(counts["kept_by_kind"].get(k, 0)) for k in (COT, TOOL)}
+    return FilterResult(cot=str(out / COT), tool=str(out / TOOL),
+                        rejected=str(out / "rejected.jsonl"), read=counts["read"],
+                        kept=counts["kept"], kept_by_kind=kept, stats=counts)

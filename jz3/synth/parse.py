@@ -24,6 +24,8 @@ API (engineer F's filter stage imports it):
   `ParseFailure` (a short code; `str(err)` = "code: detail").
 - `format_completion(problem, solution, tool=False) -> str` writes the format above.
 - `extract_boxed(text) -> str | None`: content of the last `\\boxed{...}` (nested braces ok).
+- `read_release_kd(path) -> (records, rejected)`: a KD set in the JiuZhang3.0 release's own
+  format (see the section at the end) as jz3 KD records.
 
 Rules: exactly one question header and one solution header, in that order, both non-empty.
 Chain of thought: the solution must contain a `\\boxed{}` answer. Tool: the solution must hold a
@@ -36,7 +38,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Optional, Union
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from jz3.config.enums import PromptType
 
@@ -197,3 +200,193 @@ def format_completion(problem: str, solution: str, tool: bool = False) -> str:
     """The completion text in the format `parse_completion` reads."""
     header = "## Code Solution" if tool else "## Solution"
     return f"## Question\n{problem.strip()}\n\n{header}\n{solution.strip()}\n"
+
+
+# ---------------------------------------------------------------- the release's own KD format
+# JiuZhang3.0's teacher scripts write one JSON object per line:
+#   CoT  (`synthesis_cot/generate_oai.py`): {"prompt" | "prompt_mix", "prompt_type", "chat_prompt",
+#         "generated_text"}; prompt_type is a level of `prompts/cot/*.md` (grade, middle, high,
+#         college, amc8, amc10, amc12, aime); the prompt ends with "## New Problem" and asks for
+#         "[Problem]: ..." and "[Solution]: ..." sections.
+#   tool (`synthesis_tool/generate_oai.py`): {"prompt", "response"} (the synthesizer's own
+#         output: {"prompt", "generated_text"}); `prompts/tool/prompt.md` asks for
+#         "[Problem Description] ... [/Problem Description]" and "[Solution] ... [/Solution]",
+#         Python code and a final answer in "/boxed{}" (sic) or \boxed{}.
+# `read_release_kd` turns such a file into jz3 KD records (those of `jz3.teacher.kd`), so a
+# user can bring an existing KD set.
+
+RELEASE_LEVELS = {"grade": PromptType.grade_school, "middle": PromptType.middle_school,
+                  "high": PromptType.high_school, "college": PromptType.college,
+                  "amc8": PromptType.amc8, "amc10": PromptType.amc10, "amc12": PromptType.amc12,
+                  "aime": PromptType.aime, "tool": PromptType.tool}
+_REL_MARK = r"^[ \t]*(#{1,4}[ \t]*)?[*\[ \t]*(?:new[ \t]+)?(?:%s)([\]*: \t]*)"
+_REL_Q = re.compile(_REL_MARK % r"problem(?:[ \t]+description)?|question", re.I | re.M)
+_REL_S = re.compile(_REL_MARK % r"solution", re.I | re.M)
+_REL_CLOSE = re.compile(r"^[ \t]*\[/(?:problem(?:[ \t]+description)?|solution)\][ \t]*$\n?",
+                        re.I | re.M)
+_REL_SNIPPET = (re.compile(r"## Math Content\s*\n```[^\n]*\n(.*?)\n```\s*\n", re.S),
+                re.compile(r"inspiration:\s*\n```[^\n]*\n(.*?)\n```\s*\n", re.S))
+
+
+def release_prompt_type(value: Any, prompt: str = "") -> PromptType:
+    """A release prompt_type (`grade`, `amc10`, ...; or a jz3 name); none = tool when the
+    prompt is the tool prompt (it asks for a [Problem Description])."""
+    if value is None or value == "":
+        if "[Problem Description]" in prompt or "Python code" in prompt:
+            return PromptType.tool
+        raise ValueError("no prompt_type and the prompt is not the tool prompt")
+    v = str(value).strip().lower()
+    if v in RELEASE_LEVELS:
+        return RELEASE_LEVELS[v]
+    try:
+        return PromptType(v)
+    except ValueError:
+        raise ValueError(f"unknown prompt_type {value!r} (release levels: "
+                         f"{', '.join(RELEASE_LEVELS)})") from None
+
+
+def release_snippet(prompt: str) -> Optional[str]:
+    """The math text a release prompt embeds (in a ``` block), else None."""
+    for pat in _REL_SNIPPET:
+        m = pat.search(prompt)
+        if m and m.group(1).strip():
+            return m.group(1)
+    return None
+
+
+def _release_marker(pat: re.Pattern, text: str, start: int) -> Optional[re.Match]:
+    """First section marker: "[Problem]:", "**Solution:**", "### Problem", or the keyword alone
+    on its line; a sentence that merely starts with the word is not one."""
+    for m in pat.finditer(text, start):
+        tail = m.group(2)
+        alone = text[m.end():].split("\n", 1)[0].strip() == ""
+        if m.group(1) or "]" in tail or ":" in tail or "**" in tail or alone:
+            return m
+    return None
+
+
+def normalize_release_completion(text: str, tool: bool) -> str:
+    """Rewrite a "[Problem]: ... [Solution]: ..." completion into the `## Question` /
+    `## Solution` (`## Code Solution`) format; raises ParseError when a section is missing."""
+    if not text or not text.strip():
+        raise ParseError(ParseFailure.empty, "the completion is empty")
+    body = _REL_CLOSE.sub("", text.replace("/boxed{", "\\boxed{").replace("\\\\boxed{", "\\boxed{"))
+    q = _release_marker(_REL_Q, body, 0)
+    s = _release_marker(_REL_S, body, q.end() if q else 0)
+    if q is None:
+        raise ParseError(ParseFailure.missing_question, "no [Problem] / [Problem Description] section")
+    if s is None:
+        raise ParseError(ParseFailure.missing_solution, "no [Solution] section")
+    return format_completion(body[q.end():s.start()], body[s.end():], tool=tool)
+
+
+def parse_release_completion(text: str, prompt_type: Union[str, PromptType]) -> Tuple[str, Parsed]:
+    """(jz3-format completion, Parsed) of a release-format teacher completion; text already in
+    the jz3 format is accepted as is. The release's CoT prompts do not ask for a boxed answer,
+    so `answer` may be None."""
+    pt = PromptType(prompt_type)
+    tool = pt == PromptType.tool
+    if _Q_HEADER.search(text) and _S_HEADER.search(text):
+        completion = text
+    else:
+        completion = normalize_release_completion(text, tool)
+    return completion, parse_completion(completion, pt, require_answer=False)
+
+
+def kd_record_from_release(row: Dict[str, Any], where: str, reprompt: bool = True) -> Dict[str, Any]:
+    """One jz3 KD record from one release row (ValueError / ParseError name what is wrong).
+
+    With `reprompt` the prompt is re-rendered from the embedded math text with jz3's template of
+    the same prompt type, so that the synthesizer learns the prompts jz3's synthesis will use;
+    the release's prompt and completion are kept as `source_prompt` / `source_completion`."""
+    if not isinstance(row, dict):
+        raise ValueError(f"not a JSON object ({type(row).__name__})")
+    prompt = row.get("prompt") or row.get("prompt_mix")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("no prompt / prompt_mix text")
+    text = next((row[k] for k in ("generated_text", "response", "completion") if row.get(k)), None)
+    if not isinstance(text, str):
+        raise ValueError("no generated_text / response text")
+    pt = release_prompt_type(row.get("prompt_type"), prompt)
+    completion, parsed = parse_release_completion(text, pt)
+    snippet = release_snippet(prompt)
+    new_prompt = prompt
+    if reprompt:
+        if snippet is None:
+            raise ValueError("no ``` math-content block in the prompt to re-render it from")
+        from jz3.prompts import render
+
+        new_prompt = render(pt, snippet)
+    rid = str(row.get("id", where))
+    return {"id": f"{rid}|{pt.value}", "snippet_id": rid, "prompt_type": pt.value,
+            "prompt": new_prompt, "completion": completion, "problem": parsed.problem,
+            "solution": parsed.solution, "answer": parsed.answer,
+            "model": str(row.get("model", "release-kd")), "usage": {},
+            "snippet": snippet, "source_prompt": prompt, "source_completion": text}
+
+
+def read_release_kd(path: Union[str, Path], reprompt: bool = True
+                    ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(KD records, rejected rows `{reason, file, line, record}`) of a release-format KD file
+    (JSON lines, or a JSON array as `datasets.Dataset.to_json(lines=False)` writes).
+    Every non-blank line is in exactly one of the two lists."""
+    import json
+
+    p = Path(path)
+    raw = p.read_text(encoding="utf-8")
+    rows: List[Tuple[int, Any, Optional[str]]] = []
+    if raw.lstrip().startswith("["):
+        try:
+            rows = [(i + 1, r, None) for i, r in enumerate(json.loads(raw))]
+        except json.JSONDecodeError as e:
+            rows = [(e.lineno, raw[:200], f"malformed JSON array: {e.msg}")]
+    else:
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((n, json.loads(line), None))
+            except json.JSONDecodeError as e:
+                rows.append((n, line, f"malformed JSON: {e.msg} at column {e.colno}"))
+    good: List[Dict[str, Any]] = []
+    bad: List[Dict[str, Any]] = []
+    for n, row, err in rows:
+        if err is None:
+            try:
+                good.append(kd_record_from_release(row, f"{p.stem}:{n}", reprompt))
+                continue
+            except (ParseError, ValueError) as e:
+                err = f"parse: {e}" if isinstance(e, ParseError) else str(e)
+        bad.append({"reason": err, "file": str(p), "line": n, "record": row})
+    return good, bad
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m jz3.synth.parse release-kd IN OUT [--keep-prompts]`: convert a release-format
+    KD file into jz3 KD records (OUT) and its rejected rows (OUT's `<stem>.rejected.jsonl`)."""
+    import argparse
+    import json
+
+    from jz3.data.records import write_jsonl
+
+    ap = argparse.ArgumentParser(prog="python -m jz3.synth.parse")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rk = sub.add_parser("release-kd", help="convert a JiuZhang3.0-release KD file")
+    rk.add_argument("src")
+    rk.add_argument("out")
+    rk.add_argument("--keep-prompts", action="store_true",
+                    help="keep the release's prompts instead of re-rendering jz3's")
+    args = ap.parse_args(argv)
+    good, bad = read_release_kd(args.src, reprompt=not args.keep_prompts)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out, good)
+    rej = out.with_name(out.stem + ".rejected.jsonl")
+    write_jsonl(rej, bad)
+    print(json.dumps({"records": len(good), "rejected": len(bad), "out": str(out),
+                      "rejected_file": str(rej)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

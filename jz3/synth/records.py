@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 from jz3.config.enums import PromptType
-from jz3.synth.backend import GenRequest, GenResult
+from jz3.generation import GenRequest, GenResult
 
 
 def synth_id(snippet_id: str) -> str:

@@ -4,24 +4,28 @@
 order over unique snippet ids), committing chunks of `flush_every` results; rerun after a kill,
 it skips what was committed. `merge_shards` checks that every input snippet was answered exactly
 once (a synth record, or a failure with its reason), then writes `synth.jsonl`,
-`rejected.jsonl` and, last, `manifest.json`.
+`rejected.jsonl` and returns a `SynthResult`. `run_synthesize` does every shard, then the merge.
+Provenance (manifests, cache keys) is the pipeline runner's; the shards' `config_hash` here only
+guards a resumed shard against mixing outputs of different sampling settings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from tqdm import tqdm
 
-from jz3.config.enums import SynthStep
-from jz3.config.root import JZ3Config
+from jz3.config.synth import SynthConfig
 from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records, shard_from_env
-from jz3.pipeline.manifest import config_hash, write_manifest
-from jz3.synth.backend import Generator, GenRequest, make_generator, record_seed
+from jz3.generation import Generator, GenRequest, record_seed
+from jz3.synth.generator import make_generator
 from jz3.synth.records import is_tool, to_synth_record
 from jz3.synth.shard_store import FAILED, OK, ShardStore, envelope
 
@@ -50,40 +54,61 @@ def unique_snippets(snippets_path: str | Path, limit: Optional[int] = None
         n += 1
 
 
-def shard_config_hash(cfg: JZ3Config) -> str:
-    s = cfg.synth
-    return config_hash(s.backend, s.model_path, s.temperature, s.top_p, s.max_new_tokens,
-                       s.tool_temperature, s.max_prompt_tokens, s.seed, s.limit)
+@dataclass
+class SynthResult:
+    """What the synthesize stage wrote: merged records, failures, counts."""
+
+    records: str  # synth.jsonl: one synth record per answered snippet
+    rejected: str  # rejected.jsonl: {reason, snippet_id, completion} per failure
+    snippets: int = 0
+    ok: int = 0
+    failed: int = 0
+    shards: int = 1
+    stats: Dict[str, Any] = field(default_factory=dict)
 
 
-def make_request(cfg: JZ3Config, snippet: Dict[str, Any], prompt: str) -> GenRequest:
-    s = cfg.synth
-    temp = s.tool_temperature if is_tool(snippet["prompt_type"]) else s.temperature
-    return GenRequest(id=snippet["id"], prompt=prompt, temperature=temp, top_p=s.top_p,
-                      max_new_tokens=s.max_new_tokens, seed=record_seed(s.seed, snippet["id"]))
+def shard_config_hash(s: SynthConfig, model_path: Any) -> str:
+    """Sampling settings a shard was written with (a resumed shard must match them)."""
+    parts = [s.backend.value, str(model_path), s.temperature, s.top_p, s.max_new_tokens,
+             s.tool_temperature, s.tool_top_p, s.tool_max_new_tokens, s.max_prompt_tokens,
+             s.seed, s.limit]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def _tokenizer_fallback(cfg: JZ3Config):
-    def load():
-        from jz3.data.tokenizers import load_tokenizer
+def make_request(s: SynthConfig, snippet: Dict[str, Any], prompt: str) -> GenRequest:
+    tool = is_tool(snippet["prompt_type"])
+    return GenRequest(id=snippet["id"], prompt=prompt,
+                      temperature=s.tool_temperature if tool else s.temperature,
+                      top_p=s.tool_top_p if tool else s.top_p,
+                      max_new_tokens=s.tool_max_new_tokens if tool else s.max_new_tokens,
+                      seed=record_seed(s.seed, snippet["id"]))
 
-        return load_tokenizer(cfg.data.tokenizer)
 
-    return load
+def _with_model(s: SynthConfig, model_path: Optional[str | Path]) -> SynthConfig:
+    """`s` with the synthesizer folder to load (the argument wins over `s.model_path`)."""
+    import dataclasses
+
+    path = str(model_path) if model_path else s.model_path
+    if not path:
+        raise ValueError("synth.model_path: no synthesizer given (and no distill stage export)")
+    return dataclasses.replace(s, model_path=path)
 
 
-def synthesize_shard(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | Path,
+def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | Path,
                      shard: Optional[int] = None, num_shards: Optional[int] = None,
-                     generator: Optional[Generator] = None) -> Dict[str, Any]:
-    """Generate (or resume) one shard; returns its counts (also in `<shard>.done.json`)."""
+                     generator: Optional[Generator] = None,
+                     model_path: Optional[str | Path] = None) -> Dict[str, Any]:
+    """Generate (or resume) one shard; returns its counts (also in `<shard>.done.json`).
+
+    `shard`/`num_shards` None: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (or 0 / 1)."""
     from jz3.prompts import PromptError, render
 
     t0 = time.time()
-    s = cfg.synth
-    shard, num_shards = shard_from_env(s.shard if shard is None else shard,
-                                       s.num_shards if num_shards is None else num_shards)
+    if generator is None:
+        s = _with_model(s, model_path)
+    shard, num_shards = shard_from_env(shard, num_shards)
     store = ShardStore(out_dir, shard, num_shards)
-    chash = shard_config_hash(cfg)
+    chash = shard_config_hash(s, s.model_path or model_path)
     info = store.done_info()
     if info is not None and info.get("config_hash") == chash:
         log.info("shard %s already complete: %s", store.name, info)
@@ -98,7 +123,7 @@ def synthesize_shard(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | P
              len(mine), len(mine) - len(todo), len(todo),
              f", removed {removed} partial chunk(s)" if removed else "")
     if todo and generator is None:
-        generator = make_generator(s, tokenizer_fallback=_tokenizer_fallback(cfg))
+        generator = make_generator(s)
     model_name = getattr(generator, "model_name", str(s.model_path))
     bar = tqdm(total=len(todo), desc=f"synth {store.name}", unit="snip", mininterval=2)
     for start in range(0, len(todo), s.flush_every):
@@ -111,7 +136,7 @@ def synthesize_shard(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | P
             except PromptError as e:
                 envs.append(envelope(sn["id"], reason=f"render: {e}"))
                 continue
-            reqs.append(make_request(cfg, sn, prompt))
+            reqs.append(make_request(s, sn, prompt))
             prompts.append(prompt)
             snips.append(sn)
         results = generator.generate(reqs) if reqs else []  # type: ignore[union-attr]
@@ -155,7 +180,7 @@ def _tally(store: ShardStore) -> Dict[str, Any]:
 
 
 def merge_shards(out_dir: str | Path, snippets_path: str | Path, num_shards: int,
-                 limit: Optional[int] = None) -> Dict[str, Any]:
+                 limit: Optional[int] = None) -> SynthResult:
     """Verify completeness (no gap, no duplicate) and write the merged stage output."""
     t0 = time.time()
     out = Path(out_dir)
@@ -218,23 +243,21 @@ def merge_shards(out_dir: str | Path, snippets_path: str | Path, num_shards: int
               "shards": num_shards,
               "prompt_tokens": sum(i["prompt_tokens"] for i in infos if i),
               "completion_tokens": sum(i["completion_tokens"] for i in infos if i)}
-    write_manifest(out, "synthesize", hashes.pop(), counts=counts,
-                   outputs=[SYNTH_FILE, REJECTED_FILE], wall_s=round(time.time() - t0, 3),
-                   extra={"shard_wall_s": [i["wall_s"] for i in infos if i]})
+    counts["wall_s"] = round(time.time() - t0, 3)
+    counts["shard_wall_s"] = [i["wall_s"] for i in infos if i]
     log.info("merged %d shards: %d ok, %d failed", num_shards, ok, failed)
-    return counts
+    return SynthResult(records=str(out / SYNTH_FILE), rejected=str(out / REJECTED_FILE),
+                       snippets=len(expected), ok=ok, failed=failed, shards=num_shards,
+                       stats=counts)
 
 
-def run_synthesis(cfg: JZ3Config) -> Dict[str, Any]:
-    """The `launch/synthesize.py` entry: `synth.step` = generate | merge | all."""
-    s = cfg.synth
-    if s.step == SynthStep.generate:
-        return synthesize_shard(cfg, s.input, s.out_dir)
-    _, num_shards = shard_from_env(0, s.num_shards)
-    if s.step == SynthStep.all:
-        generator = None
-        for shard in range(num_shards):
-            if ShardStore(s.out_dir, shard, num_shards).done_info() is None and generator is None:
-                generator = make_generator(s, tokenizer_fallback=_tokenizer_fallback(cfg))
-            synthesize_shard(cfg, s.input, s.out_dir, shard, num_shards, generator=generator)
-    return merge_shards(s.out_dir, s.input, num_shards)
+def run_synthesize(s: SynthConfig, snippets_path: str | Path, out_dir: str | Path,
+                   num_shards: int = 1, model_path: Optional[str | Path] = None,
+                   generator: Optional[Generator] = None) -> SynthResult:
+    """Every shard in this process (each resumable), then the merge."""
+    for shard in range(num_shards):
+        if ShardStore(out_dir, shard, num_shards).done_info() is None and generator is None:
+            generator = make_generator(_with_model(s, model_path))
+        synthesize_shard(s, snippets_path, out_dir, shard, num_shards, generator=generator,
+                         model_path=model_path)
+    return merge_shards(out_dir, snippets_path, num_shards, limit=s.limit)

@@ -1,5 +1,7 @@
-"""Tool-data verification: run the solution's program in the evaluation sandbox and keep it
-only when what it prints matches the answer the solution states."""
+"""Tool-data verification: run the solution's program in the evaluation sandbox (bubblewrap jail
++ fork server, jz3.eval.sandbox) and keep it only when it exits 0 and what it prints matches the
+answer the solution states. Without a jail `ToolVerifier` raises `SandboxUnavailable` (unless
+`eval.sandbox.unsafe`), so tool records are never silently dropped or silently run unjailed."""
 
 from __future__ import annotations
 

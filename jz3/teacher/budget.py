@@ -4,7 +4,9 @@ Each attempt reserves its worst case before it is sent (1 call; prompt-token upp
 `max_tokens`; their price) and is settled to its real usage afterwards. A reservation is granted
 only if spent + reserved + it stays within every limit; while in-flight reservations block it,
 the caller waits for them to settle; when even spent + it exceeds a limit, the request is refused
-(`BudgetExhausted`). Spent starts from the journal's totals, so reruns share one budget.
+(`BudgetExhausted`). Spent starts from the journal's totals, so reruns share one budget;
+attempts a killed run left in flight are re-booked first (`Journal.reconcile`, policy
+`teacher.reconcile`) and may be released when their key is answered (`release`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class Reservation:
     calls: int
     tokens: int
     cost: float
+    # a key whose dead-run attempt is held (`hold`): the key is billed once, so its new attempt
+    # reserves only worst case - held; the settle check allows the held part on top
+    offset_tokens: int = 0
+    offset_cost: float = 0.0
 
 
 def prompt_token_bound(prompt: str, chars_per_token: float, overhead: int) -> int:
@@ -54,6 +60,7 @@ class Budget:
         self.spent_calls, self.spent_tokens, self.spent_cost = calls, tokens, cost
         self.res_calls, self.res_tokens, self.res_cost = 0, 0, 0.0
         self.over_reservation = 0  # settles that cost more than reserved (a bad token bound)
+        self.released_tokens, self.released_cost = 0, 0.0  # dead runs' attempts un-booked
         self._cond: Optional[asyncio.Condition] = None
 
     def _fits(self, calls: int, tokens: int, cost: float) -> bool:
@@ -92,7 +99,7 @@ class Budget:
 
     async def settle(self, r: Reservation, tokens: int, cost: float, calls: int = 1) -> None:
         """Release reservation `r` and book what the attempt really used."""
-        if tokens > r.tokens or cost > r.cost + 1e-12:
+        if tokens > r.tokens + r.offset_tokens or cost > r.cost + r.offset_cost + 1e-12:
             self.over_reservation += 1
         self.res_calls -= r.calls
         self.res_tokens -= r.tokens
@@ -103,6 +110,36 @@ class Budget:
         if self._cond is not None:
             async with self._cond:
                 self._cond.notify_all()
+
+    def hold(self, tokens: int, cost: float) -> None:
+        """Move a dead run's attempt from spent to reserved: its key is re-sent in this run and
+        may be answered idempotently (then `release`), else it is spent again (`keep`)."""
+        self.spent_tokens -= tokens
+        self.spent_cost -= cost
+        self.res_tokens += tokens
+        self.res_cost += cost
+
+    async def _unhold(self, tokens: int, cost: float, spend: bool) -> None:
+        self.res_tokens -= tokens
+        self.res_cost -= cost
+        if spend:
+            self.spent_tokens += tokens
+            self.spent_cost += cost
+        else:
+            self.released_tokens += tokens
+            self.released_cost += cost
+        if self._cond is not None:
+            async with self._cond:
+                self._cond.notify_all()
+
+    async def release(self, tokens: int, cost: float) -> None:
+        """Un-book a held attempt: its key was answered idempotently (the new attempt's real
+        usage is the key's one charge; see jz3.teacher.journal)."""
+        await self._unhold(tokens, cost, spend=False)
+
+    async def keep(self, tokens: int, cost: float) -> None:
+        """A held attempt's key ended unanswered in this run: book it as spent again."""
+        await self._unhold(tokens, cost, spend=True)
 
     def _why(self, r: Reservation) -> str:
         parts = []
@@ -118,4 +155,6 @@ class Budget:
         return {"calls": self.spent_calls, "tokens": self.spent_tokens,
                 "cost_usd": round(self.spent_cost, 6), "max_calls": self.cfg.max_calls,
                 "max_tokens": self.cfg.max_tokens, "max_cost_usd": self.cfg.max_cost_usd,
-                "over_reservation": self.over_reservation}
+                "over_reservation": self.over_reservation,
+                "released_tokens": self.released_tokens,
+                "released_cost_usd": round(self.released_cost, 6)}

@@ -7,6 +7,17 @@ it is sent (`begin_attempt`) and settled to its real usage after (`settle_*`), s
 with requests in flight keeps their reservations on the books and the budget still holds after
 a rerun. `synchronous=NORMAL` in WAL mode survives a killed process (kill -9); `full` also
 survives power loss at one fsync per commit.
+
+Budget after a kill (`reconcile`, policy `teacher.reconcile`): a rerun moves every attempt
+still reserved by a dead run to `orphan_*` and books it at
+- `strict`: its worst case (prompt-token bound + `max_tokens`), forever;
+- `estimate` (default): the prompt-token bound + the largest completion this journal has seen
+  answered (`max_tokens` if none), and, when requests carry their key as an `Idempotency-Key`,
+  nothing once that key is answered again: a server that honours the key either replays the
+  answer it produced for the dead run's attempt (billed once, booked by the new attempt at its
+  real usage) or never acknowledged that attempt and produces it now (billed once too). The
+  residual risk, documented: a server that bills a generation whose client vanished *without*
+  keeping it under the key is under-booked by that generation; use `strict` there.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from jz3.config.enums import JournalSync
 
@@ -39,6 +50,8 @@ CREATE TABLE IF NOT EXISTS calls (
     charged_cost REAL NOT NULL DEFAULT 0,
     pending_tokens INTEGER NOT NULL DEFAULT 0,
     pending_cost REAL NOT NULL DEFAULT 0,
+    orphan_tokens INTEGER NOT NULL DEFAULT 0,
+    orphan_cost REAL NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -63,6 +76,8 @@ class JournalEntry:
     reason: Optional[str]
     errors: List[str]
     attempts: int
+    orphan_tokens: int = 0  # what dead runs' attempts of this key are booked at
+    orphan_cost: float = 0.0
 
 
 @dataclass
@@ -75,7 +90,22 @@ class Totals:
     ok: int = 0
     failed: int = 0
     pending: int = 0
-    unsettled: int = 0  # attempts in flight when a previous run died (charged at worst case)
+    unsettled: int = 0  # attempts in flight when a previous run died, not yet reconciled
+    orphaned: int = 0  # reconciled attempts of dead runs still booked (orphan_* > 0)
+    orphan_tokens: int = 0
+    orphan_cost: float = 0.0
+
+
+@dataclass
+class Reconciled:
+    """What `Journal.reconcile` did to the attempts a dead run left in flight."""
+
+    policy: str
+    attempts: int = 0
+    worst_tokens: int = 0  # what they were booked at (worst case)
+    worst_cost: float = 0.0
+    booked_tokens: int = 0  # what they are booked at now
+    booked_cost: float = 0.0
 
 
 class Journal:
@@ -88,6 +118,11 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={JournalSync(sync).value.upper()}")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(calls)")}
+        for col, decl in (("orphan_tokens", "INTEGER NOT NULL DEFAULT 0"),
+                          ("orphan_cost", "REAL NOT NULL DEFAULT 0")):
+            if col not in cols:  # a journal written before reconciliation existed
+                self._db.execute(f"ALTER TABLE calls ADD COLUMN {col} {decl}")
 
     def close(self) -> None:
         self._db.close()
@@ -99,13 +134,13 @@ class Journal:
         self.close()
 
     _COLUMNS = ("key, status, completion, response_model, finish_reason, usage, reason, errors,"
-                " attempts")
+                " attempts, orphan_tokens, orphan_cost")
 
     @staticmethod
     def _entry(row: tuple) -> JournalEntry:
         return JournalEntry(row[0], row[1], row[2], row[3], row[4],
                             json.loads(row[5]) if row[5] else None, row[6], json.loads(row[7]),
-                            row[8])
+                            row[8], int(row[9]), float(row[10]))
 
     def get(self, key: str) -> Optional[JournalEntry]:
         row = self._db.execute(f"SELECT {self._COLUMNS} FROM calls WHERE key = ?",
@@ -128,9 +163,56 @@ class Journal:
             "SELECT COALESCE(SUM(attempts),0), COALESCE(SUM(charged_tokens),0),"
             " COALESCE(SUM(charged_cost),0), COALESCE(SUM(status='ok'),0),"
             " COALESCE(SUM(status='failed'),0), COALESCE(SUM(status='pending'),0),"
-            " COALESCE(SUM(pending_tokens > 0 OR pending_cost > 0),0) FROM calls").fetchone()
+            " COALESCE(SUM(pending_tokens > 0 OR pending_cost > 0),0),"
+            " COALESCE(SUM(orphan_tokens > 0 OR orphan_cost > 0),0),"
+            " COALESCE(SUM(orphan_tokens),0), COALESCE(SUM(orphan_cost),0) FROM calls").fetchone()
         return Totals(calls=int(r[0]), tokens=int(r[1]), cost=float(r[2]), ok=int(r[3]),
-                      failed=int(r[4]), pending=int(r[5]), unsettled=int(r[6]))
+                      failed=int(r[4]), pending=int(r[5]), unsettled=int(r[6]),
+                      orphaned=int(r[7]), orphan_tokens=int(r[8]), orphan_cost=float(r[9]))
+
+    def max_completion_tokens(self) -> Optional[int]:
+        """The largest `completion_tokens` among answered requests (None: none answered)."""
+        best = None
+        for (usage,) in self._db.execute("SELECT usage FROM calls WHERE status='ok'"):
+            try:
+                ct = int((json.loads(usage) or {}).get("completion_tokens") or 0)
+            except (TypeError, ValueError, AttributeError):
+                continue
+            best = ct if best is None else max(best, ct)
+        return best
+
+    def reconcile(self, policy: str,
+                  estimate: Callable[[str], Tuple[int, float]]) -> Reconciled:
+        """Re-book the attempts a dead run left reserved (see the module docstring): `policy`
+        `strict` keeps their worst case, `estimate` books `estimate(prompt)` (never more than
+        the worst case). Either way they move to `orphan_*` and stop being `unsettled`."""
+        rec = Reconciled(policy)
+        rows = self._db.execute(
+            "SELECT key, prompt, pending_tokens, pending_cost FROM calls"
+            " WHERE pending_tokens > 0 OR pending_cost > 0").fetchall()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for key, prompt, p_tok, p_cost in rows:
+                if policy == "strict":
+                    tok, cost = int(p_tok), float(p_cost)
+                else:
+                    e_tok, e_cost = estimate(prompt)
+                    tok, cost = min(int(p_tok), int(e_tok)), min(float(p_cost), float(e_cost))
+                self._db.execute(
+                    "UPDATE calls SET charged_tokens=charged_tokens-pending_tokens+?,"
+                    " charged_cost=charged_cost-pending_cost+?, orphan_tokens=orphan_tokens+?,"
+                    " orphan_cost=orphan_cost+?, pending_tokens=0, pending_cost=0, updated=?"
+                    " WHERE key=?", (tok, cost, tok, cost, time.time(), key))
+                rec.attempts += 1
+                rec.worst_tokens += int(p_tok)
+                rec.worst_cost += float(p_cost)
+                rec.booked_tokens += tok
+                rec.booked_cost += cost
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return rec
 
     def begin_attempt(self, key: str, model: str, prompt: str, params: Dict[str, Any],
                       tokens: int, cost: float) -> None:
@@ -153,13 +235,24 @@ class Journal:
 
     def settle_ok(self, key: str, completion: str, response_model: str,
                   finish_reason: Optional[str], usage: Dict[str, Any], tokens: int,
-                  cost: float) -> None:
-        """Record the answer and replace the attempt's reservation by its real charge."""
+                  cost: float, release_orphan: bool = False) -> Tuple[int, float]:
+        """Record the answer and replace the attempt's reservation by its real charge; with
+        `release_orphan`, also drop what dead runs' attempts of this key were booked at (the
+        key was answered idempotently: one generation billed). Returns what was released."""
+        orphan = (0, 0.0)
+        if release_orphan:
+            row = self._db.execute("SELECT orphan_tokens, orphan_cost FROM calls WHERE key=?",
+                                   (key,)).fetchone()
+            orphan = (int(row[0]), float(row[1])) if row else (0, 0.0)
         self._db.execute(
             "UPDATE calls SET status='ok', completion=?, response_model=?, finish_reason=?,"
-            f" usage=?, reason=NULL, updated=?, {self._SETTLE} WHERE key=?",
+            " usage=?, reason=NULL, updated=?,"
+            " charged_tokens=charged_tokens-pending_tokens+?-?,"
+            " charged_cost=charged_cost-pending_cost+?-?, pending_tokens=0, pending_cost=0,"
+            " orphan_tokens=orphan_tokens-?, orphan_cost=orphan_cost-? WHERE key=?",
             (completion, response_model, finish_reason, json.dumps(usage), time.time(),
-             int(tokens), float(cost), key))
+             int(tokens), orphan[0], float(cost), orphan[1], orphan[0], orphan[1], key))
+        return orphan
 
     def settle_error(self, key: str, reason: str, tokens: int, cost: float) -> None:
         """Record a failed attempt (the request stays pending) with what it is charged."""

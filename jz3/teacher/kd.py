@@ -1,10 +1,10 @@
 """Build a KD set: snippets -> education-stage prompts -> teacher -> parsed kd records.
 
-Contract (the pipeline's kd_seed and kd_boost stages call it; boost passes the snippet ids
-picked by influence as `ids`):
-`build_kd(cfg, snippets_path, out_dir, limit=None, ids=None) -> KDStats` reads snippet records,
-renders `jz3.prompts.render(prompt_type, text)`, asks the teacher (`cfg.teacher.kind`: offline
-pools or an OpenAI-compatible endpoint) through the journal (`cfg.teacher.journal`, shared by
+Contract (the pipeline's kd_seed stage passes a seeded random sample of snippet ids, kd_boost
+the ids influence ranked first, both through `run_kd`):
+`build_kd(teacher_cfg, snippets_path, out_dir, limit=None, ids=None) -> KDStats` reads snippet
+records, renders `jz3.prompts.render(prompt_type, text)`, asks the teacher (`teacher_cfg.kind`:
+offline pools or an OpenAI-compatible endpoint) through the journal (`journal`, shared by
 every KD stage of a run, so no prompt is ever paid twice) and the hard budget, parses each
 completion with `jz3.synth.parse.parse_completion`, and writes atomically:
 - `out_dir/kd.jsonl`: `{id, snippet_id, prompt_type, prompt, completion, problem, solution,
@@ -13,7 +13,8 @@ completion with `jz3.synth.parse.parse_completion`, and writes atomically:
 - `out_dir/rejected.jsonl`: `{reason, snippet_id, ...}` for unparseable completions
   (`parse: <ParseFailure>`), failed requests (`teacher_failed: ...`), requests the budget
   refused (`budget_exhausted: ...`) and unknown `ids` (`unknown_snippet_id`).
-- `out_dir/manifest.json` (last): counts, this run's usage, journal totals and budget report.
+`run_kd` returns a `KDResult` (paths, counts, usage, journal totals, budget report), which the
+pipeline runner records in the stage manifest.
 A rerun after a crash re-sends only what the journal does not hold as answered.
 """
 
@@ -28,10 +29,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jz3.config.enums import TeacherKind
-from jz3.config.root import JZ3Config
 from jz3.config.teacher import TeacherConfig
 from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records
-from jz3.pipeline.manifest import config_hash, write_manifest
 from jz3.prompts import render
 from jz3.synth.parse import ParseError, parse_completion
 from jz3.teacher.journal import Journal, request_key
@@ -103,12 +102,11 @@ def _select(snippets_path: str | Path, limit: Optional[int], ids: Optional[Seque
     return snippets
 
 
-def build_kd(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | Path,
+def build_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path,
              limit: Optional[int] = None, ids: Optional[Sequence[str]] = None,
              backend: Optional[TeacherBackend] = None, progress: bool = True) -> KDStats:
     """Build `out_dir/kd.jsonl` (see the module docstring)."""
     t0 = time.time()
-    tcfg = cfg.teacher
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stats = KDStats()
@@ -163,12 +161,36 @@ def build_kd(cfg: JZ3Config, snippets_path: str | Path, out_dir: str | Path,
     kd.commit()
     rejected.commit()
     stats.wall_s = round(time.time() - t0, 3)
-    chash = config_hash(tcfg.kind, tcfg.model, tcfg.base_url, params, tcfg.mixture,
-                        tcfg.offline_pools, tcfg.offline_top_k, [r.key for r in requests])
-    write_manifest(out, "kd", chash, counts={"in": stats.snippets, "out": stats.written,
-                                              "rejected": stats.rejected},
-                   outputs=[KD_FILE, REJECTED_FILE], wall_s=stats.wall_s,
-                   extra={"teacher": stats.as_dict()})
     log.info("kd: %d snippets -> %d kd records, %d rejected %s; usage %s", stats.snippets,
              stats.written, stats.rejected, stats.reasons, stats.budget)
     return stats
+
+
+@dataclass
+class KDResult:
+    """What a KD stage wrote."""
+
+    kd: str  # kd.jsonl
+    rejected: str  # rejected.jsonl
+    ids: str  # requested_ids.json: the snippet ids sent to the teacher, in order
+    requested: int = 0
+    written: int = 0
+    rejected_count: int = 0
+    stats: Dict[str, Any] = field(default_factory=dict)  # KDStats as a dict
+
+
+def run_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path,
+           ids: Sequence[str], backend: Optional[TeacherBackend] = None) -> KDResult:
+    """The kd_seed / kd_boost stage body: teacher answers for the snippets `ids`."""
+    import json
+
+    from jz3.data.records import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = list(ids)
+    atomic_write_text(out / "requested_ids.json", json.dumps(ids))
+    st = build_kd(tcfg, snippets_path, out, ids=ids, backend=backend)
+    return KDResult(kd=str(out / KD_FILE), rejected=str(out / REJECTED_FILE),
+                    ids=str(out / "requested_ids.json"), requested=len(ids),
+                    written=st.written, rejected_count=st.rejected, stats=st.as_dict())

@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
+from jz3.config.enums import ReconcilePolicy
 from jz3.config.teacher import TeacherConfig
-from jz3.teacher.budget import Budget, BudgetExhausted, Prices, prompt_token_bound
+from jz3.teacher.budget import Budget, BudgetExhausted, Prices, Reservation, prompt_token_bound
 from jz3.teacher.journal import Journal, JournalEntry
 from jz3.teacher.types import (
     Outcome,
@@ -31,6 +32,32 @@ from jz3.teacher.types import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def validate(cfg: TeacherConfig) -> None:
+    """Range checks on the teacher's counts, limits and rates; the error names the key."""
+    b = cfg.budget
+    checks = [("teacher.concurrency", cfg.concurrency, cfg.concurrency >= 1, ">= 1"),
+              ("teacher.max_retries", cfg.max_retries, cfg.max_retries >= 0, ">= 0"),
+              ("teacher.timeout_s", cfg.timeout_s, cfg.timeout_s > 0, "> 0"),
+              ("teacher.backoff_base_s", cfg.backoff_base_s, cfg.backoff_base_s >= 0, ">= 0"),
+              ("teacher.backoff_max_s", cfg.backoff_max_s, cfg.backoff_max_s >= 0, ">= 0"),
+              ("teacher.max_tokens", cfg.max_tokens, cfg.max_tokens >= 1, ">= 1"),
+              ("teacher.temperature", cfg.temperature, cfg.temperature >= 0, ">= 0"),
+              ("teacher.top_p", cfg.top_p, 0 < cfg.top_p <= 1, "in (0, 1]"),
+              ("teacher.budget.max_calls", b.max_calls, b.max_calls >= 0, ">= 0"),
+              ("teacher.budget.max_tokens", b.max_tokens, b.max_tokens >= 0, ">= 0"),
+              ("teacher.budget.max_cost_usd", b.max_cost_usd, b.max_cost_usd >= 0, ">= 0"),
+              ("teacher.budget.price_input_per_1m", b.price_input_per_1m,
+               b.price_input_per_1m >= 0, ">= 0"),
+              ("teacher.budget.price_output_per_1m", b.price_output_per_1m,
+               b.price_output_per_1m >= 0, ">= 0"),
+              ("teacher.budget.chars_per_token", b.chars_per_token, b.chars_per_token > 0, "> 0"),
+              ("teacher.budget.prompt_overhead_tokens", b.prompt_overhead_tokens,
+               b.prompt_overhead_tokens >= 0, ">= 0")]
+    for key, value, ok, rule in checks:
+        if not ok:
+            raise ValueError(f"{key} must be {rule}, got {value!r}")
 
 
 def sampling_params(cfg: TeacherConfig) -> Dict[str, Any]:
@@ -48,6 +75,8 @@ class RunReport:
     attempts: int = 0  # attempts sent in this run
     retries: int = 0
     errors: Dict[str, int] = field(default_factory=dict)  # attempt error reason -> count
+    # attempts a killed run left in flight: policy, how many, worst case vs booked, released
+    reconcile: Dict[str, Any] = field(default_factory=dict)
 
     def add_error(self, reason: str) -> None:
         key = reason.split(":", 1)[0]
@@ -57,21 +86,52 @@ class RunReport:
 class TeacherRunner:
     def __init__(self, backend: TeacherBackend, journal: Journal, cfg: TeacherConfig,
                  budget: Optional[Budget] = None, rng_seed: Optional[int] = None):
+        validate(cfg)
         self.backend, self.journal, self.cfg = backend, journal, cfg
+        self.report = RunReport()
+        self.policy = ReconcilePolicy(cfg.reconcile)
+        # a dead run's attempt is released once its key is answered, if the key went out as an
+        # Idempotency-Key (the server then bills the key once: see jz3.teacher.journal)
+        self.release_orphans = (self.policy == ReconcilePolicy.estimate and backend.billable
+                                and bool(getattr(backend, "send_idempotency_key", False)))
         if budget is None:
             b = cfg.budget
             prices = (Prices(b.price_input_per_1m, b.price_output_per_1m) if backend.billable
                       else Prices(0.0, 0.0))
+            self._reconcile(prices)
             t = journal.totals()
-            if t.unsettled:
-                log.warning("journal %s: %d attempts were in flight when a previous run died; "
-                            "their worst case stays charged", journal.path, t.unsettled)
             budget = Budget(b, prices, calls=t.calls, tokens=t.tokens, cost=t.cost)
         self.budget = budget
         self.params = sampling_params(cfg)
-        self.report = RunReport()
         self._rng = random.Random(rng_seed)
         self._sem: Optional[asyncio.Semaphore] = None
+        self._held: Dict[str, tuple] = {}  # key -> dead-run attempt booking held for release
+
+    def _reconcile(self, prices: Prices) -> None:
+        t = self.journal.totals()
+        self.report.reconcile = {"policy": self.policy.value, "attempts": 0,
+                                 "release_on_answer": self.release_orphans,
+                                 "orphaned_before": t.orphaned, "released": 0}
+        if not t.unsettled:
+            return
+        b = self.cfg.budget
+        seen = self.journal.max_completion_tokens()
+        completion = self.cfg.max_tokens if seen is None else min(seen, self.cfg.max_tokens)
+
+        def estimate(prompt: str) -> tuple[int, float]:
+            p = prompt_token_bound(prompt, b.chars_per_token, b.prompt_overhead_tokens)
+            return p + completion, prices.cost(p, completion)
+
+        rec = self.journal.reconcile(self.policy.value, estimate)
+        self.report.reconcile.update(
+            attempts=rec.attempts, worst_tokens=rec.worst_tokens,
+            worst_cost_usd=round(rec.worst_cost, 6), booked_tokens=rec.booked_tokens,
+            booked_cost_usd=round(rec.booked_cost, 6), estimate_completion_tokens=completion)
+        log.warning("journal %s: %d attempts were in flight when a previous run died; "
+                    "teacher.reconcile=%s books them at %d tokens / $%.4f (worst case %d / "
+                    "$%.4f)%s", self.journal.path, rec.attempts, self.policy.value,
+                    rec.booked_tokens, rec.booked_cost, rec.worst_tokens, rec.worst_cost,
+                    "; released when their key is answered" if self.release_orphans else "")
 
     def backoff(self, attempt: int, retry_after: Optional[float]) -> float:
         """Full-jitter exponential backoff, and at least the server's Retry-After."""
@@ -89,6 +149,15 @@ class TeacherRunner:
                    mininterval=1.0)
         unique: Dict[str, asyncio.Task] = {}
         known = self.journal.get_many(list(dict.fromkeys(r.key for r in requests)))
+        held: Dict[str, tuple] = {}
+        if self.release_orphans:
+            for key, e in known.items():
+                will_send = e.status == "pending" or (e.status == "failed" and
+                                                      self.cfg.retry_failed)
+                if will_send and (e.orphan_tokens or e.orphan_cost):
+                    held[key] = (e.orphan_tokens, e.orphan_cost)
+                    self.budget.hold(e.orphan_tokens, e.orphan_cost)
+        self._held = held
 
         async def one(req: TeacherRequest) -> Outcome:
             out = await self._one(req, known.get(req.key))
@@ -118,17 +187,40 @@ class TeacherRunner:
         b = self.cfg.budget
         p_tokens = prompt_token_bound(req.prompt, b.chars_per_token, b.prompt_overhead_tokens)
         worst = self.budget.worst_case(p_tokens, self.cfg.max_tokens)
+        h_tok, h_cost = self._held.get(req.key, (0, 0.0))
+        if h_tok or h_cost:  # the key is billed once: the held part counts toward its worst case
+            worst = Reservation(worst.calls, max(0, worst.tokens - h_tok),
+                                max(0.0, worst.cost - h_cost), min(h_tok, worst.tokens),
+                                min(h_cost, worst.cost))
+        out = await self._attempts(req, worst)
+        if h_tok or h_cost:
+            if out.status == OutcomeStatus.ok:
+                await self.budget.release(h_tok, h_cost)
+                self.report.reconcile["released"] = self.report.reconcile.get("released", 0) + 1
+            else:
+                await self.budget.keep(h_tok, h_cost)
+        return out
+
+    async def _attempts(self, req: TeacherRequest, worst: Reservation) -> Outcome:
+        assert self._sem is not None
         last = "no attempt"
         sent = 0
         for attempt in range(self.cfg.max_retries + 1):
-            async with self._sem:
-                # Reserve inside the semaphore: reservations never exceed what is in flight.
-                try:
-                    res = await self.budget.reserve(worst)
-                except BudgetExhausted as e:
-                    self._count(OutcomeStatus.budget_exhausted)
-                    return Outcome(req.key, OutcomeStatus.budget_exhausted, reason=str(e),
-                                   attempts=sent)
+            # Reserve before taking a concurrency slot: a task waiting for budget never holds a
+            # slot, so the attempts that free budget (in flight, or a dead run's held keys) can
+            # always run.
+            try:
+                res = await self.budget.reserve(worst)
+            except BudgetExhausted as e:
+                self._count(OutcomeStatus.budget_exhausted)
+                return Outcome(req.key, OutcomeStatus.budget_exhausted, reason=str(e),
+                               attempts=sent)
+            try:
+                await self._sem.acquire()
+            except BaseException:
+                await self.budget.settle(res, 0, 0.0, calls=0)  # never sent
+                raise
+            try:
                 self.journal.begin_attempt(req.key, self.backend.name, req.prompt, self.params,
                                            res.tokens, res.cost)
                 sent += 1
@@ -160,10 +252,13 @@ class TeacherRunner:
                     await self.budget.settle(res, tokens, cost)
                     model = resp.model or self.backend.name
                     self.journal.settle_ok(req.key, resp.text, model, resp.finish_reason,
-                                           resp.usage, tokens, cost)
+                                           resp.usage, tokens, cost,
+                                           release_orphan=req.key in self._held)
                     self._count(OutcomeStatus.ok)
                     return Outcome(req.key, OutcomeStatus.ok, resp.text, model, resp.usage,
                                    resp.finish_reason, attempts=sent)
+            finally:
+                self._sem.release()
             if attempt < self.cfg.max_retries:
                 self.report.retries += 1
                 await asyncio.sleep(self.backoff(attempt, retry_after))

@@ -58,8 +58,11 @@ def build_train_data(data: DataConfig, dataset: Any, micro_batch: int, seed: int
     """Sampler over the mixture for this data-parallel rank, restored from `state` if given."""
     from jz3.data.sampler import MixtureSampler
 
-    sampler = MixtureSampler(dataset.lengths, weights=[s.weight for s in data.sources], seed=seed,
-                             rank=dp_rank, world_size=dp_world)
+    # natural_mix: every sequence of every source equally likely (sources by their sizes)
+    weights = (list(dataset.lengths) if data.natural_mix
+               else [s.weight for s in data.sources])
+    sampler = MixtureSampler(dataset.lengths, weights=weights, seed=seed, rank=dp_rank,
+                             world_size=dp_world)
     if state is not None:
         sampler.load_state_dict(state)
     workers = min(data.num_workers, 2)

@@ -1,4 +1,4 @@
-"""Two interchangeable engines behind one small interface: plain torch and DeepSpeed.
+"""Two interchangeable engines behind one protocol (`Engine`): plain torch and DeepSpeed.
 
     engine.forward(**kw) -> model output
     engine.backward(loss)            # loss already normalised by the GLOBAL target-token count
@@ -14,7 +14,7 @@ import logging
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -28,6 +28,37 @@ log = logging.getLogger(__name__)
 class EngineKind(str, Enum):
     torch = "torch"
     deepspeed = "deepspeed"
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the trainer drives; `TorchEngine` and `DeepSpeedEngine` implement it."""
+
+    kind: EngineKind
+    module: torch.nn.Module  # the (unwrapped) model
+    optimizer: Any
+    device: torch.device
+    grad_norm: float  # of the last optimizer step
+    data_parallel_rank: int
+    data_parallel_world: int
+    loss_scale_for_backward: float
+
+    @property
+    def lr(self) -> float: ...
+
+    def forward(self, **kw: Any) -> Any: ...
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def micro_step(self, last: bool) -> None:
+        """After every micro-batch; steps optimizer and scheduler when `last`."""
+
+    def save(self, ckpt_dir: Path) -> None: ...
+
+    def load(self, ckpt_dir: Path) -> None: ...
+
+    def full_state_dict(self) -> Optional[Dict[str, torch.Tensor]]:
+        """Gathered weights on rank 0, None elsewhere (collective under DeepSpeed)."""
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:

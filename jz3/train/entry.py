@@ -1,7 +1,12 @@
-"""`run_training(cfg) -> TrainResult`: the one entry for pretraining, SFT and distillation.
+"""`run_training(job) -> TrainResult`: the one entry for pretraining, SFT and distillation.
 
     from jz3.train.entry import run_training
-    result = run_training(cfg, callbacks=[MyCallback()], model_transform=add_lora)
+    job = compose(["+exp=tiny_pretrain"]).stages.pretrain   # a TrainJob: seed, model, data,
+    result = run_training(job, callbacks=[MyCallback()], model_transform=add_lora)  # trainer, ds
+
+`train_stage(job, out_dir, mode, sources=..., init_from=...)` is the body of the pipeline's
+training stages: the job as configured, with its inputs (upstream data, an upstream export to
+start from) passed as arguments, writing under `out_dir` (the config is never modified).
 
 - `deepspeed.enabled=true`: ZeRO (stage from config, 3 = model built partitioned) in one process
   or under `deepspeed --num_gpus N launch/pretrain.py ...` / `srun` (gloo on CPU ranks).
@@ -31,8 +36,9 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from jz3.config.enums import Precision
-from jz3.config.root import JZ3Config
+from jz3.config.data import DataSource
+from jz3.config.enums import Precision, TrainMode
+from jz3.config.stages import TrainJob
 from jz3.config.trainer import TrainerConfig
 from jz3.data.records import atomic_write_text
 from jz3.data.tokenizers import load_tokenizer
@@ -55,6 +61,10 @@ PREEMPT_MARKER_ENV = "JZ3_PREEMPT_MARKER"
 # Dense bf16 peak per device, for MFU when trainer.peak_tflops is unset.
 GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "A800": 312.0, "H800": 989.0,
                    "L40S": 362.0, "A10": 125.0}
+
+
+class TrainingPreempted(RuntimeError):
+    """The run stopped on a preemption signal after saving a checkpoint (rerun to resume)."""
 
 
 @dataclass
@@ -97,7 +107,7 @@ def model_dtype(precision: Precision, use_deepspeed: bool) -> torch.dtype:
     return {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}.get(precision, torch.float32)
 
 
-def _load_tokenizer(cfg: JZ3Config, info: DistInfo) -> Any:
+def _load_tokenizer(cfg: TrainJob, info: DistInfo) -> Any:
     # A missing sentencepiece model is trained by load_tokenizer: only rank 0 does it (run_dir is
     # on a shared filesystem across nodes).
     tok = load_tokenizer(cfg.data.tokenizer) if info.rank == 0 else None
@@ -123,8 +133,11 @@ def export_hf(engine: Any, tokenizer: Any, out: Path, precision: Precision, info
     return out
 
 
-def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
-                 model_transform: Optional[Callable[[Any], Any]] = None) -> TrainResult:
+def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
+                 model_transform: Optional[Callable[[Any], Any]] = None,
+                 output_dir: Optional[str | Path] = None) -> TrainResult:
+    """Train `cfg` (a TrainJob, or anything with its fields); writes under `output_dir`
+    (default `cfg.trainer.output_dir`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t_start = time.time()
     tc, dsc = cfg.trainer, cfg.deepspeed
@@ -132,7 +145,7 @@ def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
     if info.world_size > 1 and not dsc.enabled:
         raise ValueError("world size > 1 needs deepspeed.enabled=true (plain torch runs one process)")
     torch.manual_seed(tc.seed)
-    out = Path(tc.output_dir)
+    out = Path(output_dir if output_dir is not None else tc.output_dir)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -209,3 +222,31 @@ def run_training(cfg: JZ3Config, callbacks: Optional[List[Callback]] = None,
         if result.preempted and marker:  # launch/slurm/pretrain.sbatch requeues the job
             atomic_write_text(marker, result.checkpoint_dir or "")
     return result
+
+
+def train_stage(job: TrainJob, out_dir: str | Path, mode: TrainMode,
+                sources: Optional[List[DataSource]] = None, init_from: Optional[str] = None,
+                packed_dir: Optional[str | Path] = None,
+                callbacks: Optional[List[Callback]] = None) -> TrainResult:
+    """A training stage: `job` with its inputs as arguments; raises unless it ended exported.
+
+    `sources` None = the job's own `data.sources`; `init_from` None = `trainer.init_from`;
+    checkpoints, metrics and the HF export go to `out_dir/train`, packed data to
+    `packed_dir` (default `out_dir/packed`)."""
+    import dataclasses
+
+    out = Path(out_dir)
+    data = dataclasses.replace(job.data, sources=list(sources if sources is not None
+                                                      else job.data.sources),
+                               packed_dir=str(packed_dir or out / "packed"))
+    trainer = dataclasses.replace(job.trainer, mode=mode,
+                                  init_from=init_from or job.trainer.init_from)
+    run = dataclasses.replace(job, data=data, trainer=trainer)
+    res = run_training(run, callbacks=callbacks, output_dir=out / "train")
+    if res.preempted:
+        raise TrainingPreempted(f"{out}: preempted at step {res.steps}, checkpoint "
+                                f"{res.checkpoint_dir}; rerun (or requeue) to resume from it")
+    if not res.hf_export_dir:
+        raise RuntimeError(f"{out}: training ended at step {res.steps} without an HF export "
+                           "(trainer.export_hf=false?); later stages need the export")
+    return res

@@ -12,7 +12,7 @@ import logging
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import psutil
@@ -23,6 +23,7 @@ from jz3.parallel.dist import DistInfo, all_reduce_sum, all_reduce_sum_async, ba
 from jz3.train import checkpoint as ckpt
 from jz3.train.callbacks import CallbackList, TrainState
 from jz3.train.data import TrainData
+from jz3.train.engine import Engine
 from jz3.train.loss import causal_lm_loss_sum, target_count
 from jz3.train.signals import PreemptionHandler
 
@@ -36,7 +37,7 @@ def memory_gb(device: torch.device) -> float:
 
 
 class Trainer:
-    def __init__(self, engine: Any, data: TrainData, state: TrainState, callbacks: CallbackList, *,
+    def __init__(self, engine: Engine, data: TrainData, state: TrainState, callbacks: CallbackList, *,
                  grad_accum: int, global_batch: int, seq_len: int, attn_impl: str, tp_size: int,
                  save_every: int, keep_last: int, flops_per_token: float, peak_flops: Optional[float],
                  aux_loss_coef: float = 0.0) -> None:

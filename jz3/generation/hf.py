@@ -1,28 +1,24 @@
-"""HF transformers backend: our own batched decode loop (KV cache, left padding, per-row seeds).
+"""HF transformers backend: our own batched decode loop (KV cache, left padding, per-row seeds,
+stop strings).
 
-Prompts are sorted by length and run in batches of `batch_size`; rows that reach end-of-sequence
-or their token budget leave the batch (their KV-cache rows are dropped), so a batch costs what
-its longest survivor costs, not batch_size times that.
+Prompts are sorted by length and run in batches of `batch_size`; rows that reach end-of-sequence,
+a stop string or their token budget leave the batch (their KV-cache rows are dropped), so a batch
+costs what its longest survivor costs, not batch_size times that.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import DynamicCache
 
-from jz3.config.enums import Precision
-from jz3.config.synth import SynthConfig
-from jz3.synth.backend import GenRequest, GenResult
-from jz3.synth.sampling import row_uniforms, sample_next
+from jz3.generation.api import FinishReason, GenRequest, GenResult, cut_at_stop
+from jz3.generation.sampling import row_uniforms, sample_next
 
 log = logging.getLogger(__name__)
-DTYPES = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16,
-          Precision.fp16: torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,55 +28,54 @@ def resolve_device(name: str) -> torch.device:
 
 
 class HFGenerator:
+    """`Generator` over an in-memory HF causal LM and its tokenizer.
+
+    `truncate_left`: a prompt longer than `max_prompt_tokens` keeps its last tokens (evaluation:
+    few-shot exemplars go first) instead of failing with `prompt_too_long` (synthesis).
+    `chat_template`: render each prompt as one user turn through the tokenizer's template.
+    """
+
     name = "hf"
 
     def __init__(self, model, tokenizer, batch_size: int = 16, max_prompt_tokens: int = 4096,
-                 model_name: str = "synthesizer"):
+                 model_name: str = "model", truncate_left: bool = False,
+                 chat_template: bool = False):
         self.model = model.eval()
         self.tok = tokenizer
         self.batch_size = batch_size
         self.max_prompt_tokens = max_prompt_tokens
         self.model_name = model_name
+        self.truncate_left = truncate_left
+        self.chat_template = chat_template
         self.device = next(model.parameters()).device
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         params = inspect.signature(model.forward).parameters  # transformers >= 5.2x: `cache`
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
-    @classmethod
-    def from_pretrained(cls, cfg: SynthConfig, tokenizer_fallback=None) -> HFGenerator:
-        path = Path(cfg.model_path or "")
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"synth.model_path: no HF model folder at {path} "
-                                    "(config.json missing)")
-        device = resolve_device(cfg.device)
-        dtype = DTYPES[cfg.precision]
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype,
-                                                     local_files_only=True).to(device)
-        tok_src = cfg.tokenizer_path or str(path)
-        try:
-            tok = AutoTokenizer.from_pretrained(tok_src, local_files_only=True)
-        except (OSError, ValueError):
-            if tokenizer_fallback is None:
-                raise FileNotFoundError(f"synth.tokenizer_path: no tokenizer in {tok_src}") from None
-            tok = tokenizer_fallback()
-        log.info("HF synthesizer %s on %s (%s), batch %d", path, device, dtype, cfg.batch_size)
-        return cls(model, tok, cfg.batch_size, cfg.max_prompt_tokens, model_name=path.name)
-
     def encode(self, prompt: str) -> List[int]:
+        """Token ids of a prompt: BOS + text, or the chat template's rendering of one user turn."""
+        if self.chat_template:
+            ids = self.tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                               add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            return list(ids)
         ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
         bos = self.tok.bos_token_id
         return ([bos] if bos is not None else []) + list(ids)
 
-    def generate(self, requests: List[GenRequest]) -> List[GenResult]:
+    def generate(self, requests: Sequence[GenRequest]) -> List[GenResult]:
         results: List[Optional[GenResult]] = [None] * len(requests)
         encoded: List[Tuple[int, List[int]]] = []
         for i, r in enumerate(requests):
             ids = self.encode(r.prompt)
+            if len(ids) > self.max_prompt_tokens and self.truncate_left:
+                ids = ids[-self.max_prompt_tokens:]
             if r.max_new_tokens <= 0:
-                results[i] = GenResult(r.id, "", len(ids), 0, "length")
+                results[i] = GenResult(r.id, "", len(ids), 0, FinishReason.length.value)
             elif len(ids) > self.max_prompt_tokens:
-                results[i] = GenResult(r.id, "", len(ids), 0, "error",
+                results[i] = GenResult(r.id, "", len(ids), 0, FinishReason.error.value,
                                        error=f"prompt_too_long: {len(ids)} tokens > "
                                              f"max_prompt_tokens={self.max_prompt_tokens}")
             else:
@@ -90,9 +85,19 @@ class HFGenerator:
             chunk = encoded[start:start + self.batch_size]
             outs = self.generate_batch([requests[i] for i, _ in chunk], [ids for _, ids in chunk])
             for (i, ids), (toks, finish) in zip(chunk, outs, strict=True):
-                text = self.tok.decode(toks, skip_special_tokens=True)
+                text, stopped = cut_at_stop(self.tok.decode(toks, skip_special_tokens=True),
+                                            requests[i].stop)
+                if stopped:
+                    finish = FinishReason.stop.value
                 results[i] = GenResult(requests[i].id, text, len(ids), len(toks), finish)
         return [r for r in results if r is not None]
+
+    def _hit_stop(self, toks: List[int], stops: Sequence[str]) -> bool:
+        """Does the tail of the generated text contain a stop string? (decodes only the last
+        few tokens: a token is at least one character for the tokenizers we use)."""
+        window = max(len(s) for s in stops) + 2
+        tail = self.tok.decode(toks[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stops)
 
     @torch.inference_mode()
     def generate_batch(self, reqs: List[GenRequest],
@@ -110,7 +115,7 @@ class HFGenerator:
         temp = torch.tensor([r.temperature for r in reqs], device=dev)
         top_p = torch.tensor([r.top_p for r in reqs], device=dev)
         out: List[List[int]] = [[] for _ in reqs]
-        finish = ["length"] * b
+        finish = [FinishReason.length.value] * b
         alive = torch.arange(b, device=dev)  # original row of each batch row
         alive_list = list(range(b))
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -124,13 +129,15 @@ class HFGenerator:
             u = row_uniforms([gens[i] for i in alive_list], dev)
             tok = sample_next(logits, temp[alive], top_p[alive], u)
             step += 1
-            tok_list = tok.tolist()
             keep: List[int] = []
-            for k, (row, t) in enumerate(zip(alive_list, tok_list, strict=True)):
+            for k, (row, t) in enumerate(zip(alive_list, tok.tolist(), strict=True)):
                 if t == self.eos_id:
-                    finish[row] = "stop"
+                    finish[row] = FinishReason.stop.value
                     continue
                 out[row].append(t)
+                if reqs[row].stop and self._hit_stop(out[row], reqs[row].stop):
+                    finish[row] = FinishReason.stop.value
+                    continue
                 if step < reqs[row].max_new_tokens:
                     keep.append(k)
             if len(keep) < len(alive_list):

@@ -1,4 +1,5 @@
-"""The ablation's per-token loss evaluator on real GSM8K / MATH500 reference solutions."""
+"""The per-token loss on real benchmark reference solutions (jz3.eval.loss; the ablation's
+yardstick), with the references from the benchmark registry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from jz3.pipeline.loss_eval import QUESTION, evaluate_losses, reference_pairs, solution_loss
+from jz3.benchmarks import reference_pairs
+from jz3.eval.loss import QUESTION, evaluate_losses, solution_loss
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +29,17 @@ def tiny_export(tmp_path_factory, tiny_tokenizer):
 
 
 def test_reference_pairs(shared_data):
-    g = reference_pairs(shared_data / "benchmarks", "gsm8k", limit=5)
-    m = reference_pairs(shared_data / "benchmarks", "math-oai", limit=5)
-    assert len(g) == len(m) == 5
+    g = reference_pairs("gsm8k", shared_data / "benchmarks", limit=5)
+    m = reference_pairs("math-oai", shared_data / "benchmarks", limit=5)
+    mi = reference_pairs("minerva_math", shared_data / "benchmarks", limit=5)
+    assert len(g) == len(m) == len(mi) == 5
     assert all("<<" not in s and "####" in s for _, s in g)
-    assert all("\\boxed" in s for _, s in m)
+    assert all("\\boxed" in s for _, s in m + mi)
+    assert g[0][0].startswith("Janet")
     with pytest.raises(ValueError, match="svamp"):
-        reference_pairs(shared_data / "benchmarks", "svamp")
+        reference_pairs("svamp", shared_data / "benchmarks")
+    with pytest.raises(ValueError, match="gsm-hard.*code"):
+        reference_pairs("gsm-hard", shared_data / "benchmarks")
 
 
 def _manual_loss(model, tok, q, s):
@@ -50,14 +56,14 @@ def _manual_loss(model, tok, q, s):
 
 def test_batched_loss_equals_per_example_sum(tiny_export, tiny_tokenizer, shared_data):
     _, model = tiny_export
-    pairs = reference_pairs(shared_data / "benchmarks", "gsm8k", limit=6)
+    pairs = reference_pairs("gsm8k", shared_data / "benchmarks", limit=6)
     got = solution_loss(model, tiny_tokenizer, pairs, max_len=4096, batch_size=4)
     tot = [_manual_loss(model, tiny_tokenizer, q, s) for q, s in pairs]
     want = sum(t[0] for t in tot) / sum(t[1] for t in tot)
-    assert got["tokens"] == sum(t[1] for t in tot) and got["items"] == 6
-    assert got["loss_per_token"] == pytest.approx(want, rel=1e-4)
+    assert got.tokens == sum(t[1] for t in tot) and got.items == 6
+    assert got.loss_per_token == pytest.approx(want, rel=1e-4)
     # an untrained model is near-uniform over the vocabulary
-    assert abs(got["loss_per_token"] - math.log(len(tiny_tokenizer))) < 1.0
+    assert abs(got.loss_per_token - math.log(len(tiny_tokenizer))) < 1.0
 
 
 def test_evaluate_losses_from_an_export(tiny_export, shared_data):
@@ -67,3 +73,11 @@ def test_evaluate_losses_from_an_export(tiny_export, shared_data):
     assert set(res) == {"gsm8k", "math-oai"}
     assert all(r["items"] == 3 and r["tokens"] > 0 and r["loss_per_token"] > 0
                for r in res.values())
+
+
+def test_pipeline_shim_and_unknown_benchmark(tiny_export, shared_data):
+    from jz3.pipeline import loss_eval
+
+    assert loss_eval.evaluate_losses is evaluate_losses
+    with pytest.raises(ValueError, match="loss_eval.benchmarks: unknown benchmark 'gsm9k'"):
+        evaluate_losses(tiny_export[0], shared_data / "benchmarks", ["gsm9k"])

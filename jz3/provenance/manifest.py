@@ -1,38 +1,54 @@
-"""Stage manifests: what a stage was run with and what it wrote (DESIGN.md, Run directory)."""
+"""Stage manifests: what a stage was run with (its config section, its inputs' manifest hashes)
+and what it wrote (its typed result). `manifest.json` is written last and atomically: a stage is
+complete once it exists. See docs/ARCHITECTURE.md (Provenance)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
 import platform
+import tempfile
 import time
 from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from jz3.data.records import atomic_write_text
-
 MANIFEST = "manifest.json"
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def config_hash(*parts: Any) -> str:
     """A stable sha256 (hex, 16 chars) of dataclasses / dicts / lists / scalars."""
-    blob = json.dumps([_jsonable(p) for p in parts], sort_keys=True, ensure_ascii=False)
+    blob = json.dumps([jsonable(p) for p in parts], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -65,7 +81,7 @@ def write_manifest(stage_dir: Path | str, stage: str, config_hash_: str,
     }
     if extra:
         m.update(extra)
-    atomic_write_text(Path(stage_dir) / MANIFEST, json.dumps(m, indent=2, ensure_ascii=False))
+    _atomic_write_text(Path(stage_dir) / MANIFEST, json.dumps(m, indent=2, ensure_ascii=False))
     return m
 
 
@@ -78,4 +94,4 @@ def read_manifest(stage_dir: Path | str) -> Optional[Dict[str, Any]]:
 
 def manifest_hash(m: Dict[str, Any]) -> str:
     """Identity of a finished stage output, for downstream stages' `inputs`."""
-    return config_hash(m.get("config_hash"), m.get("inputs"), m.get("counts"))
+    return config_hash(m.get("config_hash"), m.get("inputs"), m.get("counts"), m.get("result"))

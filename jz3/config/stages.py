@@ -1,0 +1,137 @@
+"""One typed section per pipeline stage (`cfg.stages.<stage>`); a stage receives exactly its own.
+
+Training-like stages (distill, distill_boost, pretrain, pretrain_raw, sft, and the influence
+warmup) carry their own `model`, `trainer`, `deepspeed` and `data` sections, chosen per stage by
+Hydra package overrides in an experiment, e.g.
+
+    defaults:
+      - override /model@stages.distill.model: deepseekmath_7b
+      - override /trainer@stages.distill.trainer: distill
+
+A field left empty that names a stage's *input* (e.g. `stages.pretrain.data.sources`,
+`stages.synthesize.synth.model_path`) is filled from the finished upstream stage's typed result;
+when set, the stage runs on what it names (single-stage launches, bringing your own data).
+No stage ever writes into this config: inputs are passed to the stage functions as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from omegaconf import II
+
+from jz3.config.data import DataConfig, SnippetConfig
+from jz3.config.deepspeed import DeepSpeedConfig
+from jz3.config.eval import EvalConfig, SandboxConfig
+from jz3.config.influence import InfluenceConfig
+from jz3.config.model import ModelConfig
+from jz3.config.synth import FilterConfig, SynthConfig
+from jz3.config.teacher import TeacherConfig
+from jz3.config.trainer import TrainerConfig
+
+
+@dataclass
+class TrainJob:
+    """Everything `jz3.train.entry.run_training` reads: one training run."""
+
+    seed: int = II("seed")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+
+
+@dataclass
+class SnippetsStage:
+    snippets: SnippetConfig = field(default_factory=SnippetConfig)
+    # Prompt-type mixture: prompt type name -> weight (empty: equal weights on all nine).
+    mixture: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class KDStage:
+    """Teacher calls for `count` snippets: kd_seed draws them at random (seeded, across every
+    source); kd_boost takes the first `count` of influence's ranking."""
+
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    count: int = 8000
+    seed: int = II("seed")
+
+
+@dataclass
+class DistillStage(TrainJob):
+    pass
+
+
+@dataclass
+class DistillBoostStage(TrainJob):
+    init_from_seed: bool = False  # True: continue the seed synthesizer; False (paper): retrain
+
+
+@dataclass
+class InfluenceStage(TrainJob):
+    """The seed synthesizer writes for `pool` random non-seed snippets; a LESS LoRA warmup on
+    the synthesizer model ranks what it wrote. `model`/`trainer`/`deepspeed`/`data` are the
+    warmup's; `model.path` empty = the distill stage's export."""
+
+    influence: InfluenceConfig = field(default_factory=InfluenceConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)  # sampling for the pool
+    pool: int = 13000
+
+
+@dataclass
+class SynthesizeStage:
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    shards: int = 1  # local: shards run one after another; SLURM: the array size
+
+
+@dataclass
+class FilterStage:
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # tool-solution verification
+
+
+@dataclass
+class PretrainRawStage(TrainJob):
+    enabled: bool = False  # the raw-snippet ablation baseline (doubles the costliest stage)
+
+
+@dataclass
+class EvaluateStage:
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class LossEvalConfig:
+    """Per-token loss of a model on benchmark reference solutions (the ablation's yardstick)."""
+
+    benchmarks: List[str] = field(default_factory=lambda: ["gsm8k", "math-oai"])
+    limit: Optional[int] = None  # items per benchmark; None = all
+    max_len: int = 512
+    batch_size: int = 8
+    accuracy_limit: int = 0  # > 0: also greedy CoT accuracy on this many items per benchmark
+
+
+@dataclass
+class AblationStage:
+    enabled: bool = False  # runs when pretrain_raw does
+    loss_eval: LossEvalConfig = field(default_factory=LossEvalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # data_dir, accuracy generation
+
+
+@dataclass
+class StagesConfig:
+    snippets: SnippetsStage = field(default_factory=SnippetsStage)
+    kd_seed: KDStage = field(default_factory=KDStage)
+    distill: DistillStage = field(default_factory=DistillStage)
+    influence: InfluenceStage = field(default_factory=InfluenceStage)
+    kd_boost: KDStage = field(default_factory=lambda: KDStage(count=1300))
+    distill_boost: DistillBoostStage = field(default_factory=DistillBoostStage)
+    synthesize: SynthesizeStage = field(default_factory=SynthesizeStage)
+    filter: FilterStage = field(default_factory=FilterStage)
+    pretrain: TrainJob = field(default_factory=TrainJob)  # also the pack stage's `data`
+    pretrain_raw: PretrainRawStage = field(default_factory=PretrainRawStage)
+    sft: TrainJob = field(default_factory=TrainJob)
+    evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+    ablation: AblationStage = field(default_factory=AblationStage)

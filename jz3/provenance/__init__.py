@@ -1,0 +1,16 @@
+"""Provenance of stage outputs: manifests and cache keys (a leaf package: imports no jz3 module).
+
+Only the pipeline runner (jz3.pipeline.runner) writes manifests; stage modules never import this.
+"""
+
+from jz3.provenance.manifest import (
+    MANIFEST,
+    config_hash,
+    jsonable,
+    manifest_hash,
+    read_manifest,
+    write_manifest,
+)
+
+__all__ = ["MANIFEST", "config_hash", "jsonable", "manifest_hash", "read_manifest",
+           "write_manifest"]
