@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps models test test-fast demo bench lint clean
+.PHONY: install system-deps models test test-fast demo bench preflight lint clean
 
 install: $(STAMP)
 
@@ -50,6 +50,12 @@ demo: install models
 
 bench: install
 	for b in packing train grader teacher influence synthesize; do $(PY) -m jz3.bench.$$b || exit 1; done
+
+# GPU checks before a long job, on one node (`python -m jz3.preflight`): Triton projection
+# kernel, flash-attn varlen, vLLM generation, one bf16 ZeRO-3 step; prints a table, exits
+# non-zero on a mismatch; without a GPU it says what it skipped and exits 0.
+preflight: install
+	$(PY) -m jz3.preflight
 
 lint: install
 	$(PY) -m ruff check jz3 launch kernels tests

@@ -12,7 +12,11 @@ setup(
     # transformers).
     packages=find_packages(include=["jz3", "jz3.*"]) + ["jz3.kernels"],
     package_dir={"jz3.kernels": "kernels"},
-    package_data={"jz3.prompts": ["templates/*.txt"], "jz3.eval": ["fewshot/*.json"]},
+    package_data={
+        "jz3.prompts": ["templates/*.txt"],
+        "jz3.eval": ["fewshot/*.json"],
+        "jz3.bench": ["data/*.jsonl"],  # the grading hard set
+    },
     python_requires=">=3.10",
     install_requires=[
         # torch is installed first by `make install` (torch==2.13.0, the CPU build here).
@@ -33,7 +37,8 @@ setup(
         "sympy>=1.12",
         "openai[aiohttp]>=1.90",  # DefaultAioHttpClient (the teacher client transport)
         "tqdm>=4.66",
-        "matplotlib>=3.8",
+        "matplotlib>=3.8",  # the ablation plot (docs/img/)
+        "gguf>=0.10",  # SmolLM2 GGUF import (jz3/models/gguf_import.py)
     ],
     extras_require={
         "gpu": ["flash-attn>=2.6", "vllm>=0.6"],

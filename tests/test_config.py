@@ -150,3 +150,82 @@ def test_plan_shows_paper_values_and_runs_nothing(project_root, tmp_path):
     assert "gsm8k" in plan["evaluate"]["config"]["eval"]["benchmarks"]
     run = tmp_path / "run"  # nothing ran, nothing written (but Hydra's own log folder)
     assert not run.exists() or {p.name for p in run.iterdir()} <= {".hydra_runs"}
+
+
+PRETRAIN_MODEL = {"jz3_7b": "mistral-7b", "jz3_8b": "llama-3-8b", "jz3_8x7b": "mixtral-8x7b"}
+
+
+@pytest.mark.parametrize("exp", sorted(PRETRAIN_MODEL))
+def test_plan_matches_the_conformance_table(exp, tmp_path):
+    """The key values of docs/RECIPE.md "Conformance with the release", as the plan prints them."""
+    plan = _plan(compose([f"+exp={exp}", f"run_dir={tmp_path}"]))
+    cfg = {k: v["config"] for k, v in plan.items()}
+    # stage graph: no separate sft run, no ablation by default; evaluate takes pretrain's export
+    assert "sft" not in plan and "pretrain_raw" not in plan and "ablation" not in plan
+    assert plan["evaluate"]["inputs"] == ["pretrain"] and cfg["evaluate"]["after_sft"] is False
+    assert cfg["snippets"]["snippets"]["size"] == 1000
+    # teacher: 8,000 + 1,300 calls, CoT sampling of synthesis_cot/generate_oai.py
+    assert (cfg["kd_seed"]["count"], cfg["kd_boost"]["count"]) == (8000, 1300)
+    for kd in ("kd_seed", "kd_boost"):
+        t = cfg[kd]["teacher"]
+        assert (t["kind"], t["model"], t["temperature"], t["top_p"], t["max_tokens"]) == (
+            "openai", "gpt-4o", 0.6, 1.0, 2500)
+        assert cfg[kd]["from_file"] is None
+    # synthesizer: DeepSeekMath-7B-RL, sh/synthesis/train.sh
+    for st in ("distill", "distill_boost"):
+        c = cfg[st]
+        t = c["trainer"]
+        assert c["model"]["name"] == "deepseekmath-7b" and c["data"]["seq_len"] == 2048
+        assert (t["lr"], t["epochs"], t["global_batch_size"], t["schedule"], t["weight_decay"],
+                t["warmup_ratio"], t["betas"], t["min_lr_ratio"]) == (
+            1e-5, 5.0, 32, "cosine", 0.1, 0.0, [0.9, 0.999], 0.0)
+        assert c["deepspeed"]["zero_stage"] == 3 and c["model"]["gradient_checkpointing"]
+    assert cfg["distill_boost"]["init_from_seed"] is False
+    # influence: LESS warmup and features
+    inf = cfg["influence"]
+    w, ic = inf["trainer"], inf["influence"]
+    assert (w["lr"], w["epochs"], w["global_batch_size"], w["schedule"], w["warmup_ratio"],
+            w["weight_decay"], w["betas"]) == (2e-5, 4.0, 32, "linear", 0.03, 0.0, [0.9, 0.999])
+    assert inf["data"]["seq_len"] == 2048 and inf["data"]["packing"] is False
+    assert ic["lora"] == {"r": 128, "alpha": 512, "dropout": 0.1,
+                          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    assert (ic["proj_dim"], ic["max_len"], ic["warmup_fraction"], ic["top_p"]) == (
+        8192, 2048, 0.05, 0.1)
+    assert [t.split("/")[-2] for t in ic["targets"]] == ["gsm8k", "math_train"]
+    assert inf["pool"] == 13000 and inf["model"]["name"] == "deepseekmath-7b"
+    # synthesis: vLLM bf16, CoT 1.0 / top_p 1.0 / 2,500; tool 0.1 / 0.95 / 5,000
+    for syn in (cfg["synthesize"]["synth"], inf["synth"]):
+        assert (syn["backend"], syn["precision"], syn["temperature"], syn["top_p"],
+                syn["max_new_tokens"], syn["tool_temperature"], syn["tool_top_p"],
+                syn["tool_max_new_tokens"]) == ("vllm", "bf16", 1.0, 1.0, 2500, 0.1, 0.95, 5000)
+    # continued pretraining: sh/train/train.sh, one run ending with the SFT data
+    p = cfg["pretrain"]
+    t, d = p["trainer"], p["data"]
+    assert p["model"]["name"] == PRETRAIN_MODEL[exp]
+    assert (t["lr"], t["global_batch_size"], t["epochs"], t["weight_decay"], t["betas"],
+            t["grad_clip"], t["schedule"], t["warmup_ratio"], t["min_lr_ratio"],
+            t["decay_clip"]) == (1e-5, 512, 1.0, 0.0, [0.9, 0.999], 1.0, "wsd", 0.03, 0.1, True)
+    assert t["warmup_ratio"] + t["stable_ratio"] == pytest.approx(0.85)
+    assert d["seq_len"] == 2048 and d["natural_mix"] and d["packing"]
+    assert [s["name"] for s in d["tail_sources"]] == ["sft"] and d["tail_shuffle"] is True
+    assert d["sources"] == []  # filled from the filter stage (synth_cot, synth_tool)
+    assert plan["pretrain"]["inputs"] == ["filter", "pack"] and cfg["pack"] == d
+    assert p["deepspeed"]["zero_stage"] == 3
+    assert p["deepspeed"]["offload_optimizer"] == (exp == "jz3_8x7b")
+    # evaluation: the release's benchmarks, shots and settings (jz3/benchmarks registry)
+    e = cfg["evaluate"]["eval"]
+    assert set(e["benchmarks"]) == {"gsm8k", "math-oai", "svamp", "asdiv", "mawps", "carp_en",
+                                    "tabmwp", "minerva_math", "aqua", "sat_math", "mmlu_stem",
+                                    "gsm-hard"}
+    assert (e["shots"], e["temperature"], e["max_new_tokens"], e["tool_rounds"], e["settings"],
+            e["backend"], e["top_p"], e["seed"]) == (
+        "release", 0.0, 1024, 4, ["cot", "tool"], "vllm", 1.0, 0)
+
+
+def test_sft_stage_stays_available(tmp_path):
+    """Other experiments keep a separate sft stage; turning it on in jz3_* moves evaluate back."""
+    plan = _plan(compose(["+exp=jz3_7b", "stages.sft.enabled=true", f"run_dir={tmp_path}"]))
+    assert plan["sft"]["inputs"] == ["pretrain"] and plan["evaluate"]["inputs"] == ["sft"]
+    assert plan["sft"]["config"]["model"]["name"] == "mistral-7b"
+    tiny = _plan(compose(["+exp=tiny_pipeline", f"run_dir={tmp_path}"]))
+    assert "sft" in tiny and tiny["evaluate"]["inputs"] == ["sft"]

@@ -16,8 +16,9 @@ from jz3.pipeline.slurm import pin_shards, plan_jobs, submit_jobs
 from jz3.pipeline.stages import STAGE_NAMES, STAGES
 from tests.slurm_cluster import slurm_cluster  # noqa: F401
 
-# jz3_7b leaves the raw-snippet ablation off (paper scale); every other stage runs
-PAPER_STAGES = [s for s in STAGE_NAMES if s not in ("pretrain_raw", "ablation")]
+# jz3_7b leaves the raw-snippet ablation off (paper scale) and has no separate sft run (its SFT
+# data ends the pretraining run, as in the release); every other stage runs
+PAPER_STAGES = [s for s in STAGE_NAMES if s not in ("pretrain_raw", "ablation", "sft")]
 
 
 def test_dry_run_plans_every_stage_with_its_resources(tmp_path, capsys):
@@ -35,6 +36,7 @@ def test_dry_run_plans_every_stage_with_its_resources(tmp_path, capsys):
     assert (pre.params["nodes"], pre.params["gpus_per_node"], pre.params["tasks_per_node"]) == (
         8, 8, 8)
     assert pre.params["slurm_partition"] == "gpu" and pre.after == ["filter", "pack"]
+    assert next(j for j in jobs if j.name == "evaluate").after == ["pretrain"]
     submit_jobs(cfg, jobs, STAGES)  # dry run: prints, submits nothing
     out = capsys.readouterr().out.splitlines()
     plan = [x for x in out if x.startswith("[plan] ")]  # the plan first, then the jobs

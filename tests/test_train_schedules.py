@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -26,6 +28,39 @@ def test_wsd_is_jiuzhang_shape():
     decay = m[880:]
     assert all(a > b for a, b in zip(decay[:-1], decay[1:], strict=True))  # then strictly decreasing
     assert m[-1] == pytest.approx(0.1)  # down to 0.1x lr
+
+
+def _release_wsd(t: int, n: int, warmup_ratio: float = 0.03, stable_ratio: float = 0.85) -> float:
+    """JiuZhang3.0 `src/utils/train_utils.py` `get_wsd_scheduler` (HF warmup = ceil(r * N))."""
+    w = math.ceil(warmup_ratio * n)
+    if t < w:
+        return t / max(1, w)
+    s = stable_ratio * n
+    if t < s:
+        return 1.0
+    return max(0.1, (n - t) / max(1, n - s))
+
+
+@pytest.mark.parametrize("total", [1000, 4567, 20000])
+def test_wsd_decay_clip_is_the_release_schedule(total):
+    """The jz3_* preset (3% warmup + 82% stable, min 0.1, decay_clip) equals the release's
+    max(0.1, (N - t) / (0.15 N)) after the warmup: decay from 85%, 0.1x from 98.5% on."""
+    t = compose(["+exp=jz3_7b"]).stages.pretrain.trainer
+    assert t.decay_clip and t.min_lr_ratio == 0.1
+    ours = [multiplier(i, total, t.schedule, t.warmup_ratio, t.stable_ratio, t.min_lr_ratio,
+                       t.decay_clip) for i in range(total)]
+    span = 0.15 * total
+    for i in range(math.ceil(0.03 * total), total):
+        assert ours[i] == pytest.approx(_release_wsd(i, total), abs=2.01 / span), i  # <= 2 steps
+    assert ours[int(0.84 * total)] == 1.0 and ours[int(0.92 * total)] == pytest.approx(
+        0.08 / 0.15, abs=3 / span)
+    floor = [i for i, m in enumerate(ours) if m == pytest.approx(0.1) and i > 0.5 * total]
+    assert floor[0] == pytest.approx(0.985 * total, abs=2) and floor[-1] == total - 1
+    assert all(m == pytest.approx(0.1) for m in ours[floor[0]:])  # held at the floor
+    # without decay_clip the decay reaches 0.1 only at the last step
+    plain = [multiplier(i, total, t.schedule, t.warmup_ratio, t.stable_ratio, 0.1)
+             for i in range(total)]
+    assert plain[-2] > 0.1 and plain[-1] == pytest.approx(0.1)
 
 
 def test_cosine_and_linear_end_at_min_ratio():
@@ -78,9 +113,15 @@ def test_total_steps_from_epochs_or_max_steps():
 
 
 def test_presets_compose_into_valid_ds_configs():
-    for exp, world in (("jz3_7b", 64), ("jz3_8x7b", 64), ("synth_distill", 8)):
+    # world sizes of hydra_configs/launcher/slurm.yaml: pretraining on 64 GPUs, the synthesizer
+    # stages and sft on one 8-GPU node (global batch 32 = 2 micro x 2 accum x 8), the influence
+    # warmup on one GPU
+    for exp in ("jz3_7b", "jz3_8b", "jz3_8x7b", "synth_distill"):
         st = compose([f"+exp={exp}"]).stages
-        for job in (st.pretrain, st.distill, st.distill_boost, st.sft):
+        jobs = [(st.distill, 8)] if exp == "synth_distill" else [
+            (st.pretrain, 64), (st.sft, 8), (st.distill, 8), (st.distill_boost, 8),
+            (st.influence, 1)]
+        for job, world in jobs:
             ds = build_ds_config(job.deepspeed, job.trainer, world)
             assert ds["train_batch_size"] == job.trainer.global_batch_size
     d = compose(["+exp=synth_distill"]).stages.distill.trainer

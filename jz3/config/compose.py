@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -20,6 +21,7 @@ from jz3.config.root import JZ3Config
 from jz3.config.synth import FilterConfig, SynthConfig
 from jz3.config.teacher import TeacherConfig
 from jz3.config.trainer import TrainerConfig
+from jz3.config.validate import check
 from jz3.paths import CONFIG_DIR, PROJECT_ROOT, shared_data_dir
 
 GROUP_SCHEMAS = {
@@ -38,11 +40,24 @@ GROUP_SCHEMAS = {
 _registered = False
 
 
+@dataclass
+class _Composed(JZ3Config):
+    """What Hydra composes: the root schema plus the chosen scale (`scale=<name>`,
+    hydra_configs/scale/), an overlay that `to_object` applies after the experiment."""
+
+    scale: Any = None
+
+
 def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("shared"):
         OmegaConf.register_new_resolver("shared", lambda sub="": str(shared_data_dir() / sub))
     if not OmegaConf.has_resolver("root"):
         OmegaConf.register_new_resolver("root", lambda sub="": str(PROJECT_ROOT / sub))
+    # arithmetic for the scale overlays: `${idiv:${stages.pretrain.model.hidden_size},64}`
+    if not OmegaConf.has_resolver("idiv"):
+        OmegaConf.register_new_resolver("idiv", lambda a, b: max(1, int(a) // int(b)))
+    if not OmegaConf.has_resolver("mul"):
+        OmegaConf.register_new_resolver("mul", lambda a, b: float(a) * float(b))
 
 
 def register() -> None:
@@ -52,22 +67,56 @@ def register() -> None:
     if _registered:
         return
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=JZ3Config)
+    cs.store(name="base_config", node=_Composed)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="base_" + group, node=schema)
     _registered = True
 
 
-def to_object(cfg: DictConfig) -> JZ3Config:
-    """Resolve interpolations and turn a composed DictConfig into the typed dataclass tree."""
+def _is_group(key: str) -> bool:
+    return (CONFIG_DIR / key.lstrip("/")).is_dir()
+
+
+def apply_scale(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Optional[DictConfig]:
+    """The scale overlay (`cfg.scale`, from `scale=<name>`) resolved against the experiment's
+    composed values (so `${mul:${stages.distill.trainer.lr},500}` reads the experiment's lr),
+    with the command line's value overrides put back on top: an explicit `key=value` beats the
+    scale. None when no scale is chosen."""
+    node = cfg.get("scale") if isinstance(cfg, DictConfig) else None
+    if node is None:
+        return None
+    over = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+    assert isinstance(over, DictConfig)
+    if overrides:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for o in OverridesParser.create().parse_overrides(list(overrides)):
+            key = o.key_or_group
+            if o.is_delete() or o.package is not None or _is_group(key) or key == "scale" \
+                    or key.split(".")[0] == "hydra":
+                continue  # group choices shaped the composition already; hydra's own keys
+            OmegaConf.update(over, key, o.value(), merge=False, force_add=True)
+    return over
+
+
+def to_object(cfg: DictConfig, overrides: Optional[List[str]] = None) -> JZ3Config:
+    """Resolve interpolations and turn a composed DictConfig into the typed dataclass tree.
+
+    `overrides`: the command line's overrides; with a scale chosen (`scale=tiny`) they are
+    applied again after the scale overlay, which itself comes after the experiment."""
     # Hydra's `+key=value` opens the struct flag; re-merging into the schema rejects unknown keys.
     schema = OmegaConf.structured(JZ3Config)
+    scale = apply_scale(cfg, overrides)
     plain = OmegaConf.to_container(cfg, resolve=False)
     if isinstance(plain, dict):
         plain.pop("hydra", None)
+        plain.pop("scale", None)
     merged = OmegaConf.merge(schema, plain)
+    if scale is not None:
+        merged = OmegaConf.merge(merged, scale)
     obj = OmegaConf.to_object(merged)
     assert isinstance(obj, JZ3Config), type(obj)
+    check(obj)  # range checks: the error names the full key (jz3.config.validate)
     return obj
 
 
@@ -82,7 +131,7 @@ def compose(overrides: Optional[List[str]] = None, config_name: str = "config") 
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
-    return to_object(cfg)
+    return to_object(cfg, list(overrides or []))
 
 
 def _strip_launcher_args() -> None:
@@ -110,7 +159,9 @@ def hydra_entry(fn: Callable[[JZ3Config], Any]) -> Callable[[], Any]:
 
         @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
         def _inner(cfg: DictConfig) -> Any:
-            return fn(to_object(cfg))
+            from hydra.core.hydra_config import HydraConfig
+
+            return fn(to_object(cfg, list(HydraConfig.get().overrides.task)))
 
         return _inner()
 

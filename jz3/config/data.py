@@ -47,9 +47,18 @@ class DataConfig:
     packed_dir: str = "${run_dir}/packed"
     num_workers: int = 2
     on_error: OnError = OnError.raise_
-    # True: mix the sources by their natural sizes (packed sequences; the release concatenates
-    # its CoT and tool corpora), ignoring `weight`; False: by `weight`.
+    # True: the sources by their natural sizes, ignoring `weight`: each epoch is one seeded
+    # permutation of every packed sequence of every source (the release concatenates and
+    # shuffles its CoT and tool corpora); False: sampled by `weight`.
     natural_mix: bool = False
+    # Read after the mixture, once per pass, never mixed into it: the release's SFT data at the
+    # end of its one pretraining run (`prepare_train_data.py`: CoT + tool shuffled, then SFT
+    # shuffled, concatenated and read in order). `weight` is not used for these.
+    tail_sources: List[DataSource] = field(default_factory=list)
+    tail_shuffle: bool = True  # a seeded permutation of the tail's sequences (else file order)
+    # False: one document per row, right-truncated to seq_len and padded (LESS / HF Trainer
+    # batches; steps = epochs x documents / global batch), instead of packing documents.
+    packing: bool = True
     add_bos: bool = True
     add_eos: bool = True
     seed: int = 0

@@ -22,7 +22,6 @@ class SandboxConfig:
     workers: int = 2  # concurrent executions in SandboxPool
     drop_privileges: bool = True  # as root: the jail runs as uid `uid_base` when it can
     uid_base: int = 62000
-    isolate_network: bool = True  # unused: the bubblewrap jail always has no network
     audit_hook: bool = True  # convenience only (readable "blocked" errors), not a security layer
     fork_server: bool = True  # fork per program from a jailed server with sympy/numpy loaded
     unsafe: bool = False  # no jail possible here: run model code anyway (logged loudly)

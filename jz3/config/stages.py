@@ -52,11 +52,15 @@ class SnippetsStage:
 @dataclass
 class KDStage:
     """Teacher calls for `count` snippets: kd_seed draws them at random (seeded, across every
-    source); kd_boost takes the first `count` of influence's ranking."""
+    source); kd_boost takes the first `count` of influence's ranking. With `from_file` the
+    stage calls no teacher: it imports an existing KD set in the release's format (or jz3's),
+    every parseable row (`count` unused), see `jz3.synth.parse.read_release_kd`."""
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     count: int = 8000
     seed: int = II("seed")
+    from_file: Optional[str] = None  # a release-format KD file (JSONL or JSON array)
+    keep_prompts: bool = False  # from_file: keep its prompts (default: re-render jz3's)
 
 
 @dataclass
@@ -94,12 +98,34 @@ class FilterStage:
 
 @dataclass
 class PretrainRawStage(TrainJob):
+    """The ablation's raw-snippet arm: this section's model/trainer/data on the snippets' raw
+    text. `match_pretrain_steps`: train exactly the pretrain stage's step count (same token
+    budget by construction, also when pretrain's steps follow the synthetic volume through
+    `trainer.epochs`). `extra_seeds`: repeat both arms at these `trainer.seed`s (model init and
+    data order), the synthetic arm on the filter stage's output with this section's settings
+    (which must equal pretrain's but for the seed); the ablation then reports each arm's mean
+    and seed spread."""
+
     enabled: bool = False  # the raw-snippet ablation baseline (doubles the costliest stage)
+    match_pretrain_steps: bool = False
+    extra_seeds: List[int] = field(default_factory=list)
+
+
+@dataclass
+class SFTStage(TrainJob):
+    """Instruction tuning after pretraining, as a separate run. The JiuZhang3.0 recipe has no such
+    stage (its SFT data ends the pretraining run: `stages.pretrain.data.tail_sources`), so the
+    paper-scale experiments disable it."""
+
+    enabled: bool = True
 
 
 @dataclass
 class EvaluateStage:
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # which export `eval.model_path: null` evaluates: the sft stage's (True) or the pretrain
+    # stage's (False); follows `stages.sft.enabled`
+    after_sft: bool = II("stages.sft.enabled")
 
 
 @dataclass
@@ -132,6 +158,6 @@ class StagesConfig:
     filter: FilterStage = field(default_factory=FilterStage)
     pretrain: TrainJob = field(default_factory=TrainJob)  # also the pack stage's `data`
     pretrain_raw: PretrainRawStage = field(default_factory=PretrainRawStage)
-    sft: TrainJob = field(default_factory=TrainJob)
+    sft: SFTStage = field(default_factory=SFTStage)
     evaluate: EvaluateStage = field(default_factory=EvaluateStage)
     ablation: AblationStage = field(default_factory=AblationStage)

@@ -38,7 +38,7 @@ class SynthConfig:
     tokenizer_path: Optional[str] = None  # None = the model folder, else data.tokenizer
     input: Optional[str] = None  # snippet records; None = the snippets stage's output
     temperature: float = 1.0
-    top_p: float = 0.95
+    top_p: float = 1.0  # release CoT synthesis passes no top_p to vLLM
     max_new_tokens: int = 2500
     tool_temperature: float = 0.1  # tool (code-solution) prompts
     tool_top_p: float = 0.95

@@ -52,3 +52,6 @@ class TeacherConfig:
     # tier by its content, and a request gets one of its tier's `offline_top_k` nearest items.
     offline_pools: List[str] = field(default_factory=list)
     offline_top_k: int = 4
+    # Pool items whose completion is longer than this many characters are left out (counted as
+    # `too_long`); null = all. Short completions let a tiny synthesizer learn the format sooner.
+    offline_max_chars: Optional[int] = None

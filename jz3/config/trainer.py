@@ -31,6 +31,10 @@ class TrainerConfig:
     warmup_ratio: float = 0.03
     stable_ratio: float = 0.85  # WSD only
     min_lr_ratio: float = 0.1
+    # wsd / linear: False = reach min_lr_ratio exactly at the last step; True = decay linearly
+    # toward 0 at the last step and hold at min_lr_ratio once reached (the release's WSD:
+    # max(0.1, (N - t) / (0.15 N)), at 0.1x from 98.5% of the run)
+    decay_clip: bool = False
     max_steps: int = -1  # -1 = derive from epochs
     epochs: float = 1.0
     global_batch_size: int = 32

@@ -1,7 +1,9 @@
 """Fixed-length training sequences read from packed token shards, and their collate function.
 
 Documents are concatenated and cut every `seq_len` tokens; each sequence keeps its document
-boundaries (`seq_lens`), so attention can stay inside a document (see docs/DATA.md).
+boundaries (`seq_lens`), so attention can stay inside a document (see docs/DATA.md). With
+`packing=False` each row is one document instead, right-truncated to `seq_len` and padded (the
+padded batches of LESS / the HF Trainer: one optimizer step = `global_batch` documents).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ IGNORE_INDEX = -100
 
 
 class PackedDataset:
-    """Sequences of one packed source; `ds[i]` is a dict of numpy arrays of length `seq_len`."""
+    """Sequences of one packed source; `ds[i]` is a dict of numpy arrays of length `seq_len`
+    (`packing=False`: row `i` is document `i`, truncated / padded to `seq_len`)."""
 
-    def __init__(self, source_dir: PathLike, seq_len: int):
+    def __init__(self, source_dir: PathLike, seq_len: int, packing: bool = True):
         self.dir = Path(source_dir)
         meta_file = self.dir / META
         if not meta_file.exists():
@@ -30,6 +33,7 @@ class PackedDataset:
         if seq_len < 2:
             raise ValueError(f"seq_len must be >= 2, got {seq_len}")
         self.seq_len = seq_len
+        self.packing = bool(packing)
         self.pad_id = int(self.meta["pad_id"])
         self.n_tokens = int(self.meta["n_tokens"])
         self.offsets = np.load(self.dir / DOC_OFFSETS)
@@ -59,6 +63,8 @@ class PackedDataset:
         self._open()
 
     def __len__(self) -> int:
+        if not self.packing:
+            return len(self.offsets) - 1
         return -(-self.n_tokens // self.seq_len)
 
     def __getitem__(self, i: int) -> Dict[str, np.ndarray]:
@@ -67,7 +73,11 @@ class PackedDataset:
             raise IndexError(f"sequence {i} out of range for {n} sequences in {self.dir}")
         i = i % n
         L = self.seq_len
-        start, end = i * L, min((i + 1) * L, self.n_tokens)
+        if self.packing:
+            start, end = i * L, min((i + 1) * L, self.n_tokens)
+        else:  # one document, its head
+            start = int(self.offsets[i])
+            end = min(int(self.offsets[i + 1]), start + L)
         real = end - start
         ids = np.full(L, self.pad_id, np.int64)
         ids[:real] = self.tokens[start:end]
@@ -92,7 +102,8 @@ class PackedDataset:
 class MixedPackedDataset:
     """All sources of a pack, one after another: global index = `offsets[s] + local index`."""
 
-    def __init__(self, packed_dir: PathLike, seq_len: int, names: Optional[Sequence[str]] = None):
+    def __init__(self, packed_dir: PathLike, seq_len: int, names: Optional[Sequence[str]] = None,
+                 packing: bool = True):
         self.dir = Path(packed_dir)
         m = read_pack_index(self.dir)
         if names is None:
@@ -101,7 +112,7 @@ class MixedPackedDataset:
                                         "'sources') is missing: pass the source names")
             names = m["sources"]
         self.names: List[str] = list(names)
-        self.sources = [PackedDataset(self.dir / n, seq_len) for n in self.names]
+        self.sources = [PackedDataset(self.dir / n, seq_len, packing) for n in self.names]
         self.lengths: List[int] = [len(s) for s in self.sources]
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         self.weights: Dict[str, float] = dict((m or {}).get("weights", {}))

@@ -2,7 +2,7 @@
 
 `pack_sources(data_cfg, tokenizer, out_dir)` writes one folder per source (see docs/DATA.md):
 `tokens.bin`, `loss_mask.bin`, `doc_offsets.npy`, `meta.json` (last), and `pack.json` (the index of
-the whole pack: sources, weights, counts, last). Records are read and validated in the main process (errors name file:line: field,
+the whole pack: sources (mixture, then tail), weights, tail, counts, last). Records are read and validated in the main process (errors name file:line: field,
 rejected records go to `<source>/rejected.jsonl`); token ids are computed by `num_workers` worker
 processes, chunk by chunk, and written in record order, so the output does not depend on the
 worker count. A source whose `meta.json` matches its config hash is not packed again.
@@ -27,10 +27,12 @@ import numpy as np
 
 from jz3.config.data import DataConfig, DataSource
 from jz3.config.enums import OnError
+from jz3.config.validate import check
 from jz3.data.records import (
     IOStats,
     PathLike,
     Quarantine,
+    RecordError,
     RecordKind,
     atomic_write_text,
     count_lines,
@@ -252,17 +254,38 @@ def _chunks(records: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Pair]
 
 def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error: OnError,
                 dtype: np.dtype, pad_id: int, vocab_size: int, src_hash: str) -> Dict[str, Any]:
-    """Tokenize one source into `src_dir`; returns its meta (also written to `meta.json`, last)."""
-    from tqdm import tqdm
-
+    """Tokenize one source into `src_dir`; returns its meta (also written to `meta.json`, last).
+    A source without a usable record is an error naming its files; on any error the temp
+    files are removed."""
     t0 = time.time()
     src_dir.mkdir(parents=True, exist_ok=True)
     for name in (META, "rejected.jsonl"):
         (src_dir / name).unlink(missing_ok=True)
     files = expand_paths(source.path)
+    if not files:
+        raise RecordError(source.path, 0, f"data source {source.name!r}: no record files "
+                          "(empty input)")
     total = sum(count_lines(f) for f in files if f.suffix == ".jsonl") or None
     stats = IOStats()
     tmp_tok, tmp_mask = src_dir / f".{TOKENS}.tmp", src_dir / f".{LOSS_MASK}.tmp"
+    tmp_off = src_dir / f".{DOC_OFFSETS}.tmp.npy"
+    try:
+        return _pack_files(source, files, encoders, src_dir, on_error, dtype, pad_id,
+                           vocab_size, src_hash, stats, total, t0)
+    except BaseException:
+        for tmp in (tmp_tok, tmp_mask, tmp_off):  # no temp file outlives a failed run
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _pack_files(source: DataSource, files: List[Path], encoders: _Encoders, src_dir: Path,
+                on_error: OnError, dtype: np.dtype, pad_id: int, vocab_size: int,
+                src_hash: str, stats: IOStats, total: Optional[int], t0: float
+                ) -> Dict[str, Any]:
+    from tqdm import tqdm
+
+    tmp_tok, tmp_mask = src_dir / f".{TOKENS}.tmp", src_dir / f".{LOSS_MASK}.tmp"
+    tmp_off = src_dir / f".{DOC_OFFSETS}.tmp.npy"
     doc_lens: List[np.ndarray] = []
     n_tokens = n_target = 0
     with Quarantine(src_dir / "rejected.jsonl") as quarantine, \
@@ -279,10 +302,14 @@ def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error
             n_tokens += int(ids.size)
             n_target += int(mask.sum())
             bar.update(len(lens))
-    lens_all = np.concatenate(doc_lens) if doc_lens else np.zeros(0, np.int64)
+    if not doc_lens:
+        where = ", ".join(str(f) for f in files)
+        why = (f"no usable record ({stats.rejected} rejected, see {src_dir / 'rejected.jsonl'})"
+               if stats.read else "no records (empty input)")
+        raise RecordError(where, 0, f"data source {source.name!r}: {why}")
+    lens_all = np.concatenate(doc_lens)
     offsets = np.concatenate([[0], np.cumsum(lens_all)]).astype(np.int64)
     assert offsets[-1] == n_tokens
-    tmp_off = src_dir / f".{DOC_OFFSETS}.tmp.npy"
     np.save(tmp_off, offsets)
     os.replace(tmp_tok, src_dir / TOKENS)
     os.replace(tmp_mask, src_dir / LOSS_MASK)
@@ -305,17 +332,31 @@ def read_meta(src_dir: PathLike) -> Optional[Dict[str, Any]]:
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
 
+def all_sources(data_cfg: DataConfig) -> List[DataSource]:
+    """The mixture sources, then the tail sources (read after the mixture, `data.tail_sources`)."""
+    return list(data_cfg.sources) + list(data_cfg.tail_sources)
+
+
 def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Path:
-    """Pack every source of `data_cfg.sources` under `out_dir/<name>/`; skip what is up to date."""
+    """Pack every source of `data_cfg.sources` and `data_cfg.tail_sources` under
+    `out_dir/<name>/`; skip what is up to date."""
     out = Path(out_dir)
+    check(data_cfg, "data")
     if not data_cfg.sources:
         raise ValueError("data.sources: no source to pack")
-    names = [s.name for s in data_cfg.sources]
+    sources = all_sources(data_cfg)
+    names = [s.name for s in sources]
     if len(set(names)) != len(names):
-        raise ValueError(f"data.sources: source names must be unique, got {names}")
+        raise ValueError(f"data.sources + data.tail_sources: source names must be unique, got "
+                         f"{names}")
+    for key, group in (("sources", data_cfg.sources), ("tail_sources", data_cfg.tail_sources)):
+        for i, s in enumerate(group):
+            if not str(s.path or "").strip():
+                raise ValueError(f"data.{key}[{i}] ({s.name!r}): path is empty; name a JSONL "
+                                 "file, folder or glob of training records")
     t0 = time.time()
     tok_fp = tokenizer_fingerprint(tokenizer)
-    hashes = {s.name: source_hash(s, tok_fp, data_cfg) for s in data_cfg.sources}
+    hashes = {s.name: source_hash(s, tok_fp, data_cfg) for s in sources}
     stage_hash = config_hash(hashes)
     m = read_pack_index(out)
     if m is not None and m.get("config_hash") == stage_hash and all(
@@ -328,9 +369,9 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
     if pad_id is None:
         pad_id = tokenizer.eos_token_id
     metas: Dict[str, Dict[str, Any]] = {}
-    todo = [s for s in data_cfg.sources
+    todo = [s for s in sources
             if (read_meta(out / s.name) or {}).get("config_hash") != hashes[s.name]]
-    for s in data_cfg.sources:
+    for s in sources:
         if s not in todo:
             metas[s.name] = read_meta(out / s.name) or {}
             log.info("pack: source %s is up to date, skipped", s.name)
@@ -342,7 +383,8 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
     counts = {n: {k: metas[n][k] for k in ("n_docs", "n_tokens", "n_target_tokens", "records")}
               for n in names}
     index = {"config_hash": stage_hash, "sources": names, "counts": counts,
-             "weights": {s.name: s.weight for s in data_cfg.sources}, "tokenizer": tok_fp,
+             "weights": {s.name: s.weight for s in data_cfg.sources},
+             "tail": [s.name for s in data_cfg.tail_sources], "tokenizer": tok_fp,
              "outputs": [f"{n}/{f}" for n in names for f in (TOKENS, LOSS_MASK, DOC_OFFSETS)],
              "wall_s": round(time.time() - t0, 3)}
     atomic_write_text(out / PACK_INDEX, json.dumps(index, indent=2, ensure_ascii=False))

@@ -211,8 +211,7 @@ def read_records(
         raise ValueError("on_error=quarantine needs a Quarantine to write rejected records to")
     stats = stats if stats is not None else IOStats()
     for path in expand_paths(spec):
-        rows = _iter_parquet(path) if path.suffix == ".parquet" else _iter_jsonl(path)
-        for line_no, record, err in rows:
+        for line_no, record, err in iter_rows(path):
             stats.read += 1
             if err is None:
                 bad = validate(record, kind)
@@ -231,6 +230,14 @@ def read_records(
 
 
 _Row = Tuple[int, Any, Optional[Tuple[Optional[str], str]]]
+
+
+def iter_rows(path: PathLike) -> Iterator[_Row]:
+    """(line number in the file (Parquet: row number), record or raw text, None or (field,
+    reason)) for every non-blank line: the one JSONL/Parquet reader behind every stage's input,
+    so a decode error always names its file:line."""
+    p = Path(path)
+    return _iter_parquet(p) if p.suffix == ".parquet" else _iter_jsonl(p)
 
 
 def _iter_jsonl(path: Path) -> Iterator[_Row]:
@@ -291,10 +298,14 @@ class AtomicJsonlWriter:
             self.stats.written += 1
 
     def commit(self) -> Path:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         _fsync_dir(self.path.parent)
         return self.path
 
@@ -330,8 +341,12 @@ def write_parquet(path: PathLike, records: Iterable[Dict[str, Any]]) -> int:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, p)
+    try:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(rows)
 
 
@@ -340,11 +355,15 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no temp file outlives a failed write
+        raise
 
 
 def _fsync_dir(d: Path) -> None:

@@ -9,6 +9,16 @@ function of `k`, the source lengths, the weights and the seed:
 2. The `j`-th pick of source `s` is element `j % n_s` of a seeded permutation of that source's
    sequences, drawn anew for each epoch `j // n_s`.
 
+   With `natural=True` (the sources by their sizes, `data.natural_mix`) a pass of
+   `sum(lengths)` positions is instead one seeded permutation of every sequence of every
+   source: each read exactly once per pass, as the release's concatenated, shuffled CoT + tool
+   corpus (`prepare_train_data.py`).
+3. Tail sources (`tail_lengths`: the release's SFT data at the end of the pretraining run) are
+   never mixed in: one pass of the stream is `sum(lengths)` mixture positions followed by every
+   tail sequence once, in a seeded permutation of the whole tail (or in order without
+   `tail_shuffle`); pass `p` uses the mixture's positions `p * sum(lengths) ...` and a fresh
+   tail permutation.
+
 Data-parallel rank `r` of `world_size` takes positions `k = r, r + W, r + 2W, ...`. The state is
 the number of global positions consumed (plus a fingerprint to refuse a mismatched resume), so
 resuming after N samples gives exactly the samples an uninterrupted run gives.
@@ -30,11 +40,14 @@ except ImportError:  # pragma: no cover
 
 
 class MixtureSampler(_Base):  # type: ignore[misc,valid-type]
-    """Global indices into a `MixedPackedDataset` (source `s` owns `[offsets[s], offsets[s+1])`)."""
+    """Global indices into a `MixedPackedDataset` (source `s` owns `[offsets[s], offsets[s+1])`;
+    the tail sources come after the mixture sources)."""
 
     def __init__(self, lengths: Sequence[int], weights: Sequence[float], seed: int = 0,
                  rank: int = 0, world_size: int = 1, block_size: int = 1024,
-                 num_samples: Optional[int] = None, consumed: int = 0):
+                 num_samples: Optional[int] = None, consumed: int = 0,
+                 tail_lengths: Sequence[int] = (), tail_shuffle: bool = True,
+                 natural: bool = False):
         if len(lengths) != len(weights) or not lengths:
             raise ValueError(f"lengths {list(lengths)} and weights {list(weights)} must have the "
                              "same, non-zero length")
@@ -51,16 +64,36 @@ class MixtureSampler(_Base):  # type: ignore[misc,valid-type]
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.block_size = int(block_size)
         self.num_samples = num_samples
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        self.tail_lengths = [int(n) for n in tail_lengths]
+        if any(n < 0 for n in self.tail_lengths):
+            raise ValueError(f"tail_lengths must be >= 0, got {list(tail_lengths)}")
+        self.tail_shuffle = bool(tail_shuffle)
+        self.natural = bool(natural)
+        if self.natural:  # by size: the weights are the lengths
+            w = np.asarray(self.lengths, dtype=np.float64)
+            if not w.sum() > 0:
+                raise ValueError(f"natural mix over sources without sequences: {lengths}")
+            self.weights = w / w.sum()
+        self.mix_pass = int(sum(self.lengths))  # mixture positions per pass
+        self.tail_total = int(sum(self.tail_lengths))
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths + self.tail_lengths)]
+                                      ).astype(np.int64)
         self.consumed = int(consumed)
         self._block_starts: List[np.ndarray] = [np.zeros(len(self.lengths), np.int64)]
         self._block = lru_cache(maxsize=4)(self._make_block)
         self._perm = lru_cache(maxsize=16)(self._make_perm)
+        self._perm_tail = lru_cache(maxsize=2)(self._tail_perm)
+        self._perm_natural = lru_cache(maxsize=2)(self._natural_perm)
 
     # ------------------------------------------------------------------ the global stream
     def fingerprint(self) -> str:
-        blob = json.dumps([self.lengths, [round(float(x), 12) for x in self.weights],
-                           self.block_size])
+        parts: list = [self.lengths, [round(float(x), 12) for x in self.weights],
+                       self.block_size]
+        if self.tail_total:
+            parts += [self.tail_lengths, self.tail_shuffle]
+        if self.natural:
+            parts += ["natural"]
+        blob = json.dumps(parts)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _counts_at_block(self, b: int) -> np.ndarray:
@@ -86,16 +119,46 @@ class MixtureSampler(_Base):  # type: ignore[misc,valid-type]
     def _make_perm(self, s: int, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, 2, s, epoch]).permutation(self.lengths[s])
 
+    def _natural_perm(self, p: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 4, p]).permutation(self.mix_pass)
+
+    def _tail_perm(self, p: int) -> np.ndarray:
+        if not self.tail_shuffle:
+            return np.arange(self.tail_total)
+        return np.random.default_rng([self.seed, 3, p]).permutation(self.tail_total)
+
+    def _mixture_position(self, k: int) -> Optional[int]:
+        """The mixture stream position of stream position `k` (None: a tail position)."""
+        if not self.tail_total:
+            return int(k)
+        p, r = divmod(int(k), self.mix_pass + self.tail_total)
+        return p * self.mix_pass + r if r < self.mix_pass else None
+
+    def in_tail(self, k: int) -> bool:
+        return self._mixture_position(k) is None
+
     def index(self, k: int) -> int:
         """Global dataset index at stream position `k`."""
-        b, j = divmod(int(k), self.block_size)
+        m = self._mixture_position(k)
+        if m is None:
+            p, r = divmod(int(k), self.mix_pass + self.tail_total)
+            return int(self.offsets[len(self.lengths)] + self._perm_tail(p)[r - self.mix_pass])
+        if self.natural:
+            p, r = divmod(m, self.mix_pass)
+            return int(self._perm_natural(p)[r])
+        b, j = divmod(m, self.block_size)
         src, pick = self._block(b)
         s, p = int(src[j]), int(pick[j])
         epoch, pos = divmod(p, self.lengths[s])
         return int(self.offsets[s] + self._perm(s, epoch)[pos])
 
     def source_of(self, k: int) -> int:
-        b, j = divmod(int(k), self.block_size)
+        """Source number at stream position `k` (tail sources follow the mixture sources)."""
+        m = self._mixture_position(k)
+        if m is None or self.natural:
+            i = self.index(k)
+            return int(np.searchsorted(self.offsets, i, side="right") - 1)
+        b, j = divmod(m, self.block_size)
         return int(self._block(b)[0][j])
 
     # ------------------------------------------------------------------ this rank's iterator

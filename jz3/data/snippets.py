@@ -25,7 +25,16 @@ from tqdm import tqdm
 
 from jz3.config.data import SnippetConfig
 from jz3.config.enums import OnError, PromptType
-from jz3.data.records import IOStats, Quarantine, RecordKind, read_records, write_jsonl
+from jz3.config.validate import check
+from jz3.data.records import (
+    IOStats,
+    Quarantine,
+    RecordError,
+    RecordKind,
+    expand_paths,
+    read_records,
+    write_jsonl,
+)
 from jz3.prompts import PROMPT_TYPES, assign_prompt_type, normalize_mixture
 from jz3.prompts.mixture import unit_hash
 
@@ -126,30 +135,13 @@ def _weighted_sample(items: List[Dict[str, Any]], weights: Mapping[str, float], 
     return sorted(chosen, key=lambda r: order[id(r)])
 
 
-def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, float]],
-                  out_path: os.PathLike | str) -> SnippetStats:
-    """Cut, sample and label snippets; write them to `out_path` (see the module docstring)."""
-    cfg = snippet_cfg
-    if not cfg.corpus:
-        raise ValueError("snippets.corpus is empty: name at least one corpus JSONL file or glob")
-    if cfg.size <= 0 or not 0 <= cfg.min_size <= cfg.size:
-        raise ValueError(f"snippets.size={cfg.size} / min_size={cfg.min_size}: need 0 <= min_size <= size")
-    for src, w in (cfg.source_weights or {}).items():
-        if float(w) < 0:
-            raise ValueError(f"snippets.source_weights[{src!r}] = {w} must be >= 0")
-    mix = normalize_mixture(mixture)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rejected_path = out.parent / "rejected.jsonl"
-    tmp_rejected = out.parent / ".rejected.jsonl.tmp"
-    tmp_rejected.unlink(missing_ok=True)
-    weights = {k: float(v) for k, v in (cfg.source_weights or {}).items()}
-    stats = SnippetStats()
-    io = IOStats()
-    pieces: List[Dict[str, Any]] = []
-    with Quarantine(tmp_rejected) as quarantine:
+def _cut_all(files: List[str], cfg: SnippetConfig, weights: Mapping[str, float],
+             stats: SnippetStats, io: IOStats, rejected: Path,
+             pieces: List[Dict[str, Any]]) -> None:
+    """Read the corpus files, cut each document, append the pieces to `pieces`."""
+    with Quarantine(rejected) as quarantine:
         docs: Iterable[Dict[str, Any]] = read_records(
-            list(cfg.corpus), RecordKind.corpus, OnError.quarantine, quarantine, io)
+            files, RecordKind.corpus, OnError.quarantine, quarantine, io)
         for doc in tqdm(docs, desc="snippets", unit="doc", mininterval=2.0):
             stats.documents += 1
             kept, short = cut_document(doc["text"], cfg.size, cfg.min_size)
@@ -165,7 +157,48 @@ def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, flo
                     stats.excluded_by_weight += 1
                     continue
                 pieces.append(rec)
+
+
+def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, float]],
+                  out_path: os.PathLike | str) -> SnippetStats:
+    """Cut, sample and label snippets; write them to `out_path` (see the module docstring)."""
+    cfg = snippet_cfg
+    if not cfg.corpus:
+        raise ValueError("snippets.corpus is empty: name at least one corpus JSONL file or glob")
+    check(cfg, "snippets")
+    if cfg.size <= 0 or not 0 <= cfg.min_size <= cfg.size:
+        raise ValueError(f"snippets.size={cfg.size} / min_size={cfg.min_size}: need 0 <= min_size <= size")
+    for src, w in (cfg.source_weights or {}).items():
+        if float(w) < 0:
+            raise ValueError(f"snippets.source_weights[{src!r}] = {w} must be >= 0")
+    mix = normalize_mixture(mixture)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejected_path = out.parent / "rejected.jsonl"
+    tmp_rejected = out.parent / ".rejected.jsonl.tmp"
+    tmp_rejected.unlink(missing_ok=True)
+    weights = {k: float(v) for k, v in (cfg.source_weights or {}).items()}
+    stats = SnippetStats()
+    io = IOStats()
+    pieces: List[Dict[str, Any]] = []
+    files = [str(f) for f in expand_paths(list(cfg.corpus))]
+    try:
+        _cut_all(files, cfg, weights, stats, io, tmp_rejected, pieces)
+    except BaseException:
+        tmp_rejected.unlink(missing_ok=True)  # no temp file outlives a failed run
+        raise
     stats.corpus_rejected = io.rejected
+    if not pieces:
+        if tmp_rejected.exists():
+            os.replace(tmp_rejected, rejected_path)
+        else:
+            rejected_path.unlink(missing_ok=True)
+        bad = f"; {io.rejected} bad lines, see {rejected_path}" if io.rejected else ""
+        why = (f"no corpus records (empty input{bad})" if stats.documents == 0 else
+               f"{stats.documents} documents gave no snippet ({stats.too_short} pieces shorter "
+               f"than snippets.min_size={cfg.min_size}, {stats.excluded_by_weight} of sources "
+               "with weight 0)")
+        raise RecordError(", ".join(files), 0, f"snippets.corpus: {why}")
     if cfg.max_snippets is not None and cfg.max_snippets < len(pieces):
         chosen = _weighted_sample(pieces, weights, cfg.max_snippets, cfg.seed)
         stats.not_sampled = len(pieces) - len(chosen)
@@ -209,6 +242,8 @@ def sample_ids(snippets_path: os.PathLike | str, count: int, seed: int,
                exclude: Iterable[str] = ()) -> List[str]:
     """`count` snippet ids drawn uniformly at random (seeded) across every source, leaving out
     `exclude`; all remaining ids when there are fewer. Returned in file order."""
+    if count < 0:
+        raise ValueError(f"snippet sample count must be >= 0, got {count}")
     skip = set(exclude)
     ids = [r["id"] for r in read_records(snippets_path, RecordKind.snippet) if r["id"] not in skip]
     if count >= len(ids):

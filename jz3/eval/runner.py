@@ -21,7 +21,8 @@ from tqdm import tqdm
 from jz3.benchmarks import EvalItem, find_file, load_benchmark, parse_benchmark, spec
 from jz3.config.enums import EvalSetting, Precision
 from jz3.config.eval import EvalConfig, ShotMode
-from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines
+from jz3.config.validate import check
+from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines, read_records
 from jz3.eval.grading import answers_match, choice_letter, extract_answer, majority_vote
 from jz3.eval.prompting import build_prompt, num_shots, stop_strings
 from jz3.eval.report import UNAVAILABLE, Metrics, log_wandb, write_reports
@@ -127,8 +128,10 @@ def grade_item(item: EvalItem, outputs: List[str], benchmark: str, setting: Eval
 
 
 def _summarise(path: Path, shots: int) -> Dict[str, float]:
-    rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    rows = list(read_records(path))
     n = len(rows)
+    if n == 0:
+        raise EmptyBenchmark(f"{path}: no predictions (empty file)")
     correct = sum(bool(r["correct"]) for r in rows)
     return {"accuracy": correct / n, "n": n, "correct": correct,
             "no_answer": sum(not r["pred"] for r in rows), "shots": shots}
@@ -152,6 +155,10 @@ def run_evaluation(cfg: EvalConfig, model_path: Union[str, Path, None], out_dir:
     """Evaluate `model_path` (default `cfg.model_path`) on `cfg.benchmarks`; writes under
     `out_dir`: `predictions/<bench>.<setting>.jsonl` (+ `.hash` stamps), `metrics.json`,
     `results.md`."""
+    check(cfg, "eval")
+    if not cfg.benchmarks or not cfg.settings:
+        raise ValueError("eval.benchmarks and eval.settings must be non-empty, got "
+                         f"{list(cfg.benchmarks)} x {list(cfg.settings)}")
     if model_path is not None:
         cfg = dataclasses.replace(cfg, model_path=str(model_path))
     out_dir = Path(out_dir)

@@ -15,7 +15,6 @@ an output longer than that is the prompt cut from its left.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -23,7 +22,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import torch
 import torch.nn.functional as F
 
-from jz3.data.records import PathLike, RecordError, expand_paths
+from jz3.data.records import PathLike, RecordError, expand_paths, iter_rows
 
 TARGET_TEMPLATE = "## Question\n{question}\n\n## Solution\n"
 
@@ -65,34 +64,13 @@ def dataset_name(path: PathLike) -> str:
 
 def numbered_records(path: Path) -> Iterator[Tuple[int, Any, Optional[str]]]:
     """(line number in the file, record or raw text, error) for every non-blank JSONL line
-    (Parquet: row number)."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        n = 0
-        for batch in pq.ParquetFile(path).iter_batches():
-            for row in batch.to_pylist():
-                n += 1
-                yield n, row, None
-        return
-    with open(path, "rb") as fh:
-        for line_no, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield line_no, raw.decode("utf-8", "replace").rstrip("\n"), \
-                    f"invalid UTF-8 at byte {e.start}"
-                continue
-            try:
-                rec = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield line_no, text.rstrip("\n"), f"malformed JSON: {e.msg} at column {e.colno}"
-                continue
-            if not isinstance(rec, dict):
-                yield line_no, rec, f"not a JSON object ({type(rec).__name__})"
-                continue
+    (Parquet: row number), read by `jz3.data.records.iter_rows`."""
+    for line_no, rec, err in iter_rows(path):
+        if err is not None:
+            yield line_no, rec, err[1]
+        elif not isinstance(rec, dict):
+            yield line_no, rec, f"not a JSON object ({type(rec).__name__})"
+        else:
             yield line_no, rec, None
 
 
@@ -128,7 +106,10 @@ def load_targets(paths: Sequence[PathLike], names: Sequence[str] = (),
             raise ValueError(f"influence.targets: {p} and {seen[name]} both map to subtask "
                              f"{name!r}; set influence.target_names")
         seen[name] = str(p)
-        out += load_examples(p, limit=limit, subtask=name)
+        got = load_examples(p, limit=limit, subtask=name)
+        if not got:
+            raise RecordError(p, 0, "no target examples (empty input)")
+        out += got
     return out
 
 

@@ -27,6 +27,7 @@ from jz3.config.enums import InfluenceStep
 from jz3.config.influence import InfluenceConfig
 from jz3.config.model import ModelConfig
 from jz3.config.trainer import TrainerConfig
+from jz3.config.validate import check
 from jz3.data.records import (
     AtomicJsonlWriter,
     PathLike,
@@ -224,6 +225,7 @@ def run_influence(*, seed: int, model: ModelConfig, trainer: TrainerConfig,
     `model`/`trainer`/`deepspeed`/`data` are the stage's warmup sections (LoRA on `model`,
     trained with `trainer` at `data.seq_len` tokens on a `data.tokenizer` encoding);
     `candidates` are kd/synth/snippet records; everything is written under `out_dir`."""
+    check(influence, "influence")
     t0 = time.time()
     step = InfluenceStep(step or influence.step)
     out = Path(out_dir)

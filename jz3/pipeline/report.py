@@ -2,8 +2,10 @@
 
 Sections: stage table (wall time, counts), teacher calls and cost, KD size, synthesizer loss,
 influence scores and selected fraction, synthesis counts with reject reasons and
-decontamination hits, pretraining loss (synthetic vs raw ablation), evaluation table (CoT and
-tool), and the ablation verdict. A stage that has not run is reported as missing, never faked.
+decontamination hits, the parse rate on snippets the teacher never saw, a few synthesized problems
+per education stage next to their snippets and prompts, pretraining loss (synthetic vs raw
+ablation), evaluation table (CoT and tool), and the ablation verdict (each arm's mean and seed
+spread per benchmark). A stage that has not run is reported as missing, never faked.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from jz3.config.enums import PromptType
 from jz3.data.records import atomic_write_text
 from jz3.provenance import read_manifest
 
@@ -48,6 +51,29 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _clip(text: str, n: int) -> str:
+    text = str(text).strip()
+    return text if len(text) <= n else text[:n].rstrip() + " …"
+
+
+def _quote(text: str) -> List[str]:
+    return ["> " + line if line.strip() else ">" for line in text.splitlines()]
+
+
+EXAMPLES_PER_STAGE = 2
+VERDICT_TEXT = {"synthetic_better": "**synthetic better** (beyond the seed spread)",
+                "raw_better": "**raw better** (beyond the seed spread)",
+                "within_spread": "no difference (within the seed spread)",
+                "one_seed": "no verdict (one seed per arm: no spread measured)"}
+
+
 class Report:
     def __init__(self, run_dir: Path, stage_names: Sequence[str]):
         self.run_dir = Path(run_dir)
@@ -58,6 +84,18 @@ class Report:
     def metrics(self, stage: str) -> Dict[str, Any]:
         m = self.m.get(stage)
         return (m or {}).get("metrics", {})
+
+    def result_path(self, stage: str, field: str) -> Optional[Path]:
+        """A file named in a stage's typed result (absolute, or relative to the working dir
+        or to the stage's `out/`)."""
+        raw = ((self.m.get(stage) or {}).get("result") or {}).get(field)
+        if not raw:
+            return None
+        p = Path(raw)
+        for cand in (p, self.run_dir / stage / "out" / p.name):
+            if cand.exists():
+                return cand
+        return None
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -206,6 +244,81 @@ class Report:
 
         if reasons:
             self.figure("reject_reasons", draw)
+        self.parse_rate()
+        self.examples()
+
+    def _snippets(self) -> Dict[str, Dict[str, Any]]:
+        p = self.result_path("snippets", "snippets")
+        return {r["id"]: r for r in _read_jsonl(p)} if p else {}
+
+    def _kd_ids(self) -> set:
+        ids: set = set()
+        for st in ("kd_seed", "kd_boost"):
+            p = self.result_path(st, "ids")
+            if p:
+                ids.update(json.loads(p.read_text("utf-8")))
+        return ids
+
+    def parse_rate(self) -> None:
+        """Parsed / written, overall and on snippets the teacher never answered (the honest
+        figure: a synthesizer may have memorised its KD examples)."""
+        ok_p, rej_p = self.result_path("synthesize", "records"), \
+            self.result_path("synthesize", "rejected")
+        if ok_p is None:
+            return
+        ok, rej, kd = _read_jsonl(ok_p), _read_jsonl(rej_p) if rej_p else [], self._kd_ids()
+        rows = []
+        for name, keep in (("all snippets", lambda i: True),
+                           ("snippets not in the KD set (held out)", lambda i: i not in kd),
+                           ("snippets in the KD set", lambda i: i in kd)):
+            n_ok = sum(keep(r["snippet_id"]) for r in ok)
+            n = n_ok + sum(keep(r.get("snippet_id")) for r in rej)
+            rows.append([name, n, n_ok, f"{100 * n_ok / n:.1f}%" if n else "-"])
+        self.add("### Parse rate", "")
+        self.table(["synthesizer inputs", "written", "parsed", "parse rate"], rows)
+
+    def examples(self) -> None:
+        """A few synthesized problems per education stage, next to their snippet and prompt."""
+        ok_p, rej_p = self.result_path("synthesize", "records"), \
+            self.result_path("synthesize", "rejected")
+        if ok_p is None:
+            return
+        snips, kd = self._snippets(), self._kd_ids()
+        by_stage: Dict[str, List[Dict[str, Any]]] = {}
+        for r in _read_jsonl(ok_p):
+            if r["snippet_id"] not in kd:  # held-out snippets first
+                by_stage.setdefault(r["prompt_type"], []).append(r)
+        for r in _read_jsonl(ok_p):
+            if r["snippet_id"] in kd:
+                by_stage.setdefault(r["prompt_type"], []).append(r)
+        rejected = _read_jsonl(rej_p) if rej_p else []
+        self.add("### Synthesized problems per education stage", "",
+                 f"Up to {EXAMPLES_PER_STAGE} parsed outputs per stage (snippets outside the KD "
+                 "set first), each under the snippet its prompt carried; a stage with no parsed "
+                 "output shows a rejected one with its reason.", "")
+        order = {p.value: i for i, p in enumerate(PromptType)}
+        stages = sorted({sn.get("prompt_type") for sn in snips.values()} | set(by_stage),
+                        key=lambda x: (order.get(str(x), len(order)), str(x)))
+        for stage in stages:
+            picks = by_stage.get(stage, [])[:EXAMPLES_PER_STAGE]
+            bad = [] if picks else [r for r in rejected
+                                    if snips.get(r.get("snippet_id"), {}).get("prompt_type")
+                                    == stage][:1]
+            self.add(f"#### {stage}", "")
+            if not picks and not bad:
+                self.add("_No output for this stage._", "")
+            for r in picks + bad:
+                sid = r.get("snippet_id")
+                sn = snips.get(sid, {})
+                held = "held out" if sid not in kd else "in the KD set"
+                self.add(f"Snippet `{sid}` ({held}):", "", *_quote(_clip(sn.get("text", ""), 400)),
+                         "")
+                if r.get("prompt"):
+                    self.add("<details><summary>prompt</summary>", "", "```text",
+                             _clip(r["prompt"], 3000), "```", "</details>", "")
+                label = "Synthesized" if r in picks else f"Rejected ({r.get('reason', '')})"
+                self.add(f"{label}:", "", "```text", _clip(r.get("completion", ""), 900), "```",
+                         "")
 
     def evaluation(self) -> None:
         self.add("## Evaluation (SFT model)", "")
@@ -229,18 +342,30 @@ class Report:
         self.add("## Ablation: synthetic data vs raw snippets (same token budget)", "")
         if self.missing("ablation"):
             return
-        ab = self.metrics("ablation").get("ablation", {})
+        mt = self.metrics("ablation")
+        ab, comp = mt.get("ablation", {}), mt.get("comparison") or {}
         rows = []
         for model, r in ab.items():
             for bench, v in (r.get("loss") or {}).items():
-                rows.append([model, bench, v.get("loss_per_token"), v.get("tokens"),
-                             r.get("tokens"), r.get("steps")])
-        self.table(["pretrained on", "benchmark", "loss/token", "scored tokens",
-                    "train tokens", "steps"], rows)
+                rows.append([model, r.get("arm", ""), r.get("seed", ""), bench,
+                             v.get("loss_per_token"), v.get("tokens"), r.get("tokens"),
+                             r.get("steps")])
+        self.table(["model", "pretrained on", "seed", "benchmark", "loss/token",
+                    "scored tokens", "train tokens", "steps"], rows)
         for model, r in ab.items():
             acc = {k: v for k, v in _flatten(r.get("accuracy") or {}).items() if _num(v)}
             if acc:
                 self.add(f"Accuracy ({model}): {json.dumps(acc)}", "")
+        if comp:
+            self.add("Reference-solution loss in nats/token (lower is better); spread = max - "
+                     "min over an arm's seeds; the verdict needs |gap| > the larger spread.", "")
+            self.table(["benchmark", "synthetic mean (seeds)", "synthetic spread",
+                        "raw mean (seeds)", "raw spread", "gap raw - synthetic", "verdict"],
+                       [[b, f"{c['synthetic_mean']:.4f} ({len(c['synthetic'])})",
+                         f"{c['synthetic_spread']:.4f}", f"{c['raw_mean']:.4f} ({len(c['raw'])})",
+                         f"{c['raw_spread']:.4f}", f"{c['gap']:+.4f}", VERDICT_TEXT.get(
+                             c["verdict"], c["verdict"])] for b, c in comp.items()])
+            return
         syn = ab.get("pretrain", {}).get("loss", {})
         raw = ab.get("pretrain_raw", {}).get("loss", {})
         for b in syn:

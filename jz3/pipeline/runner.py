@@ -8,7 +8,8 @@ results, its output folder) -> a `StageResult`. The runner alone owns provenance
   3. otherwise it wipes outputs written under a *different* key (stale), keeps outputs written
      by an interrupted attempt under the *same* key (the stage functions resume from them),
      records the attempt in `<stage>/attempt.json`, runs the stage, and writes `manifest.json`
-     last (config section, input hashes, counts, typed result).
+     last (config section, input hashes, counts, typed result, and `used`: what the stage
+     actually built and ran, read back from its records; `used_evidence`).
 So a run killed anywhere and re-run redoes no finished stage, and a stage never looks complete
 before its manifest exists. Changing one stage's section changes its key and, through the
 manifest hashes, the keys of everything downstream of it, and nothing upstream; a setting no
@@ -118,6 +119,9 @@ class StageResult:
     outputs: List[str] = field(default_factory=list)  # paths relative to the stage dir
     metrics: Dict[str, Any] = field(default_factory=dict)  # small numbers the report plots
     result: Any = None  # the stage module's typed result (dataclass); downstream reads it
+    # legitimate but suspicious outcomes (e.g. a filter that kept nothing): logged, and put in
+    # the manifest's `warnings` with those of `result.warnings`
+    warnings: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -326,11 +330,72 @@ def run_shard(cfg: JZ3Config, stage: Stage, shard: int, num_shards: int) -> None
     stage.shard_fn(_ctx(cfg, stage, sec, inputs, shard, num_shards))
 
 
+# config.json keys of an HF export that say which model a stage actually built and trained
+_MODEL_KEYS = ("model_type", "architectures", "hidden_size", "intermediate_size",
+               "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
+               "max_position_embeddings", "rope_theta", "rope_parameters", "rms_norm_eps",
+               "sliding_window", "num_local_experts", "num_experts_per_tok", "tie_word_embeddings",
+               "dtype", "torch_dtype")
+_LR_POINTS = 64  # the manifest keeps at most this many (step, lr) points of a training run
+
+
+def _read_jsonl_rows(path: Path) -> List[Dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a torn last line of an interrupted run
+            if isinstance(r, dict):
+                rows.append(r)
+    return rows
+
+
+def used_evidence(result: Any) -> Dict[str, Any]:
+    """What a stage actually ran with, read back from the records its typed result names:
+    the HF export's `config.json` (`model`: the family and sizes built) and the trainer's
+    metrics log (`trainer`: steps, the learning rate at the first / peak / last step, steps
+    before the peak, and the lr curve at <= 64 points). Written into the manifest as `used`,
+    beside the config section the stage was given, so the two can be compared."""
+    used: Dict[str, Any] = {}
+    export = getattr(result, "hf_export_dir", None)
+    if export and (Path(export) / "config.json").is_file():
+        c = json.loads((Path(export) / "config.json").read_text(encoding="utf-8"))
+        used["model"] = {k: c[k] for k in _MODEL_KEYS if k in c}
+    log_file = getattr(result, "log_file", None)
+    if log_file and Path(log_file).is_file():
+        by_step = {int(r["step"]): float(r["lr"]) for r in _read_jsonl_rows(Path(log_file))
+                   if "step" in r and "lr" in r}  # a resumed run's repeated steps: last wins
+        if by_step:
+            steps = sorted(by_step)
+            lrs = [by_step[t] for t in steps]
+            peak = max(lrs)
+            every = max(1, -(-len(steps) // _LR_POINTS))
+            curve = [[t, by_step[t]] for t in steps[::every]]
+            if curve[-1][0] != steps[-1]:
+                curve.append([steps[-1], lrs[-1]])
+            used["trainer"] = {"steps": steps[-1], "lr_first": lrs[0], "lr_peak": peak,
+                               "lr_last": lrs[-1],
+                               "steps_before_peak": next(i for i, x in enumerate(lrs) if x == peak),
+                               "lr_curve": curve}
+    for k in ("steps", "tokens_seen"):
+        if isinstance(getattr(result, k, None), int):
+            used.setdefault("trainer", {})[k] = getattr(result, k)
+    return used
+
+
 def _manifest_extra(res: StageResult, sec: Any) -> Dict[str, Any]:
     extra: Dict[str, Any] = {"metrics": res.metrics, "config": jsonable(sec)}
+    used = used_evidence(res.result) if res.result is not None else {}
+    if used:
+        extra["used"] = used
     if res.result is not None:
         extra["result"] = jsonable(res.result)
         extra["result_type"] = _type_name(type(res.result))
+    warnings = list(res.warnings) + list(getattr(res.result, "warnings", None) or [])
+    if warnings:
+        extra["warnings"] = warnings
     return extra
 
 

@@ -2,6 +2,8 @@
 
 snippets -> kd_seed -> distill -> influence -> kd_boost -> distill_boost -> synthesize -> filter
 -> pack -> pretrain (+ pretrain_raw, the ablation baseline) -> sft -> evaluate -> ablation.
+The JiuZhang3.0 recipe (jz3_* experiments) disables sft: its SFT data is the end of the
+pretraining run (`stages.pretrain.data.tail_sources`), and evaluate takes pretrain's export.
 
 Each adapter here takes its stage's own section (`ctx.cfg`), reads the typed results of the
 finished stages before it (`ctx.inputs[name].result`), calls the stage module's function with
@@ -23,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from jz3.config.data import DataSource
 from jz3.config.enums import TokenizerKind, TrainMode
-from jz3.data.records import AtomicJsonlWriter, count_lines, write_jsonl
+from jz3.data.records import AtomicJsonlWriter, count_lines, read_records, write_jsonl
 from jz3.pipeline.runner import Stage, StageContext, StageOutput, StageResult
 
 log = logging.getLogger("jz3.pipeline.stages")
@@ -51,10 +53,8 @@ def _scalars(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _read_jsonl(path: Path) -> Iterable[Dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    """JSON objects of a JSONL file; a bad line raises naming file:line (jz3.data.records)."""
+    yield from read_records(path)
 
 
 def _count(p: Path) -> int:
@@ -105,16 +105,37 @@ def _kd(ctx: StageContext, ids: List[str], tag: str) -> StageResult:
                                 **_scalars(res.stats)}, result=res)
 
 
+def _kd_from_file(ctx: StageContext, tag: str) -> StageResult:
+    """An existing KD set (`from_file`, the release's format) instead of teacher calls."""
+    from jz3.teacher.kd import import_kd
+
+    res = import_kd(ctx.cfg.from_file, ctx.out, keep_prompts=ctx.cfg.keep_prompts)
+    return StageResult(counts={"in": res.requested, "out": res.written,
+                               "rejected": res.rejected_count},
+                       outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
+                       metrics={"kd_records": res.written, "requested": res.requested,
+                                "rejected": res.rejected_count, "kind": tag,
+                                "from_file": ctx.cfg.from_file, **_scalars(res.stats)},
+                       result=res)
+
+
 def run_kd_seed(ctx: StageContext) -> StageResult:
     """A seeded random sample of `count` snippets across every source (not file order)."""
     from jz3.data.snippets import sample_ids
 
+    if ctx.cfg.from_file:
+        return _kd_from_file(ctx, "seed")
     ids = sample_ids(snippets_file(ctx.inputs["snippets"]), ctx.cfg.count, ctx.cfg.seed)
     return _kd(ctx, ids, "seed")
 
 
 def run_kd_boost(ctx: StageContext) -> StageResult:
-    sel = json.loads(Path(ctx.inputs["influence"].result.selected_snippets).read_text("utf-8"))
+    if ctx.cfg.from_file:
+        return _kd_from_file(ctx, "boost")
+    path = Path(ctx.inputs["influence"].result.selected_snippets)
+    sel = json.loads(path.read_text("utf-8"))
+    if not sel:
+        raise ValueError(f"{path}: influence selected no snippet (empty input for kd_boost)")
     return _kd(ctx, sel[: ctx.cfg.count], "boost")
 
 
@@ -128,11 +149,12 @@ def _loss_curve(log_file: Optional[str]) -> List[List[float]]:
 
 
 def _train(ctx: StageContext, mode: TrainMode, sources: Optional[List[DataSource]] = None,
-           init_from: Optional[str] = None, packed_dir: Optional[Path] = None) -> StageResult:
+           init_from: Optional[str] = None, packed_dir: Optional[Path] = None,
+           job: Any = None) -> StageResult:
     from jz3.train.entry import train_stage
 
-    res = train_stage(ctx.cfg, ctx.out, mode, sources=sources, init_from=init_from,
-                      packed_dir=packed_dir)
+    res = train_stage(job if job is not None else ctx.cfg, ctx.out, mode, sources=sources,
+                      init_from=init_from, packed_dir=packed_dir)
     metrics = {"final_loss": res.final_loss, "steps": res.steps, "tokens": res.tokens_seen,
                "hf_export_dir": res.hf_export_dir, "loss_curve": _loss_curve(res.log_file),
                "train_wall_s": round(res.wall_s, 2)}
@@ -375,13 +397,80 @@ def run_pretrain(ctx: StageContext) -> StageResult:
                   packed_dir=Path(ctx.inputs["pack"].result.packed_dir))
 
 
+def _raw_needs(sec: Any) -> List[str]:
+    return ["snippets"] + (["pretrain"] if sec.match_pretrain_steps or sec.extra_seeds else []) \
+        + (["filter"] if sec.extra_seeds else [])
+
+
+# Settings the ablation arms may differ in (besides their data): where they write, how often
+# they log or save, how long they run (steps are matched separately), and the seed.
+_ARM_FREE = {"trainer": {"output_dir", "max_steps", "epochs", "seed", "save_every", "log_every",
+                         "keep_last", "resume", "wandb", "mode", "init_from", "export_hf"},
+             "data": {"sources", "packed_dir", "num_workers", "seed", "on_error"}}
+
+
+def check_same_recipe(raw_sec: Any, pretrain_config: Dict[str, Any]) -> None:
+    """ValueError naming every model/trainer/data setting in which `stages.pretrain_raw`
+    differs from the pretrain stage's recorded config (the arms must differ only in data)."""
+    from jz3.provenance import jsonable
+
+    bad = []
+    for part in ("model", "trainer", "data"):
+        mine, theirs = jsonable(getattr(raw_sec, part)), pretrain_config.get(part) or {}
+        for k in sorted(set(mine) | set(theirs)):
+            if k not in _ARM_FREE.get(part, set()) and mine.get(k) != theirs.get(k):
+                bad.append(f"{part}.{k}: {mine.get(k)!r} vs {theirs.get(k)!r}")
+    if bad:
+        raise ValueError("stages.pretrain_raw differs from stages.pretrain in " + "; ".join(bad)
+                         + ": the ablation arms must differ only in their data (and seed)")
+
+
+@dataclasses.dataclass
+class SeedRun:
+    """One extra-seed model of the ablation (`stages.pretrain_raw.extra_seeds`)."""
+
+    arm: str  # "synthetic" | "raw"
+    seed: int
+    hf_export_dir: str
+    steps: int
+    tokens: int
+    final_loss: float
+
+
 def run_pretrain_raw(ctx: StageContext) -> StageResult:
-    """The ablation baseline: same model and trainer, raw snippet text instead of synthetic."""
+    """The ablation baseline: same model and trainer, raw snippet text instead of synthetic;
+    with `match_pretrain_steps`, exactly pretrain's step count; with `extra_seeds`, both arms
+    again at each of those seeds."""
+    from jz3.pipeline.ablation import RAW, SYNTHETIC
+    from jz3.train.entry import train_stage
+
+    sec = ctx.cfg
+    if sec.match_pretrain_steps or sec.extra_seeds:
+        check_same_recipe(sec, ctx.inputs["pretrain"].manifest.get("config") or {})
+    if sec.match_pretrain_steps:
+        steps = int(ctx.inputs["pretrain"].metrics["steps"])
+        sec = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, max_steps=steps))
     raw = ctx.out / "raw_text.jsonl"
     if not raw.exists():
         write_jsonl(raw, ({"text": r["text"]} for r in _read_jsonl(
             snippets_file(ctx.inputs["snippets"]))))
-    return _train(ctx, TrainMode.pretrain, [DataSource("raw_snippets", str(raw), 1.0)])
+    raw_src = [DataSource("raw_snippets", str(raw), 1.0)]
+    res = _train(ctx, TrainMode.pretrain, raw_src, job=sec)
+    runs: List[Dict[str, Any]] = []
+    for seed in sec.extra_seeds:
+        job = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, seed=seed))
+        for arm, srcs, packed in ((RAW, raw_src, ctx.out / "packed"),
+                                  (SYNTHETIC, filtered_sources(ctx.inputs["filter"]),
+                                   ctx.out / "packed_synthetic")):
+            log.info("pretrain_raw: %s arm, seed %d (%d steps)", arm, seed, job.trainer.max_steps)
+            r = train_stage(job, ctx.out / f"seed{seed}_{arm}", TrainMode.pretrain, sources=srcs,
+                            packed_dir=packed)
+            runs.append(dataclasses.asdict(SeedRun(arm, seed, str(r.hf_export_dir), r.steps,
+                                                   r.tokens_seen, r.final_loss)))
+    res.metrics["seed"] = sec.trainer.seed
+    res.metrics["seed_runs"] = runs
+    res.counts["models"] = 1 + len(runs)
+    return res
 
 
 def _sft_needs(sec: Any) -> List[str]:
@@ -397,7 +486,7 @@ def run_sft(ctx: StageContext) -> StageResult:
 
 # ---------------------------------------------------------------- evaluation, ablation
 def _eval_needs(sec: Any) -> List[str]:
-    return [] if sec.eval.model_path else ["sft"]
+    return [] if sec.eval.model_path else ["sft" if sec.after_sft else "pretrain"]
 
 
 def _evaluate(ecfg: Any, model_dir: str, out_dir: Path, run_name: str) -> Any:
@@ -408,7 +497,7 @@ def _evaluate(ecfg: Any, model_dir: str, out_dir: Path, run_name: str) -> Any:
 
 def run_evaluate(ctx: StageContext) -> StageResult:
     e = ctx.cfg.eval
-    model = e.model_path or export_dir(ctx.inputs["sft"])
+    model = e.model_path or export_dir(ctx.inputs["sft" if ctx.cfg.after_sft else "pretrain"])
     res = _evaluate(e, model, ctx.out, ctx.run_dir.name)
     return StageResult(counts={"benchmarks": len(e.benchmarks), **_scalars(res.counts)},
                        outputs=["out"], metrics={"eval": res.metrics}, result=res)
@@ -416,21 +505,33 @@ def run_evaluate(ctx: StageContext) -> StageResult:
 
 @dataclasses.dataclass
 class AblationResult:
-    ablation: str  # ablation.json
+    ablation: str  # ablation.json: {"models": rows, "comparison": per benchmark}
     rows: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    comparison: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def run_ablation(ctx: StageContext) -> StageResult:
     """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget."""
     from jz3.data.records import atomic_write_text
     from jz3.eval.loss import evaluate_losses
+    from jz3.pipeline.ablation import RAW, SYNTHETIC, compare_rows
 
     le = ctx.cfg.loss_eval
+    raw_m = ctx.inputs["pretrain_raw"].metrics
+    models: Dict[str, Dict[str, Any]] = {}  # name -> arm, seed, export, steps, tokens
+    for name, arm in (("pretrain", SYNTHETIC), ("pretrain_raw", RAW)):
+        m = ctx.inputs[name].metrics
+        seed = (ctx.inputs[name].manifest.get("config") or {}).get("trainer", {}).get("seed")
+        models[name] = {"arm": arm, "seed": seed, "model": export_dir(ctx.inputs[name]),
+                        "tokens": m.get("tokens"), "steps": m.get("steps")}
+    for r in raw_m.get("seed_runs") or []:
+        models[f"{r['arm']}_seed{r['seed']}"] = {"arm": r["arm"], "seed": r["seed"],
+                                                 "model": r["hf_export_dir"],
+                                                 "tokens": r["tokens"], "steps": r["steps"]}
     out: Dict[str, Any] = {}
-    for name in ("pretrain", "pretrain_raw"):
-        model = export_dir(ctx.inputs[name])
-        row: Dict[str, Any] = {"tokens": ctx.inputs[name].metrics.get("tokens"),
-                               "steps": ctx.inputs[name].metrics.get("steps"),
+    for name, info in models.items():
+        model = info.pop("model")
+        row: Dict[str, Any] = {**info,
                                "loss": evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks,
                                                        le.limit, le.max_len, le.batch_size)}
         if le.accuracy_limit > 0:
@@ -439,10 +540,12 @@ def run_ablation(ctx: StageContext) -> StageResult:
             row["accuracy"] = _evaluate(ecfg, model, ctx.out / f"acc_{name}",
                                         f"ablation-{name}").metrics
         out[name] = row
-    atomic_write_text(ctx.out / "ablation.json", json.dumps(out, indent=2))
-    return StageResult(counts={"models": 2}, outputs=["out/ablation.json"],
-                       metrics={"ablation": out},
-                       result=AblationResult(str(ctx.out / "ablation.json"), out))
+    comparison = compare_rows(out)
+    atomic_write_text(ctx.out / "ablation.json",
+                      json.dumps({"models": out, "comparison": comparison}, indent=2))
+    return StageResult(counts={"models": len(out)}, outputs=["out/ablation.json"],
+                       metrics={"ablation": out, "comparison": comparison},
+                       result=AblationResult(str(ctx.out / "ablation.json"), out, comparison))
 
 
 def _enabled(sec: Any) -> bool:
@@ -451,12 +554,14 @@ def _enabled(sec: Any) -> bool:
 
 STAGES: List[Stage] = [
     Stage("snippets", run_snippets),
-    Stage("kd_seed", run_kd_seed, inputs=["snippets"]),
+    Stage("kd_seed", run_kd_seed, inputs=["snippets"],
+          needs=lambda s: [] if s.from_file else ["snippets"]),
     Stage("distill", run_distill, inputs=["kd_seed"],
           needs=lambda s: [] if _own_sources(s) else ["kd_seed"]),
     Stage("influence", run_influence, inputs=["snippets", "kd_seed", "distill"],
           needs=_influence_needs),
-    Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"]),
+    Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"],
+          needs=lambda s: [] if s.from_file else ["snippets", "influence"]),
     Stage("distill_boost", run_distill_boost, inputs=["kd_seed", "kd_boost", "distill"],
           needs=lambda s: ([] if _own_sources(s) else ["kd_seed", "kd_boost"])
           + (["distill"] if s.init_from_seed else [])),
@@ -466,9 +571,10 @@ STAGES: List[Stage] = [
           needs=lambda s: [] if s.filter.input else ["synthesize"]),
     Stage("pack", run_pack, inputs=["filter"], section="pretrain.data", needs=_data_needs),
     Stage("pretrain", run_pretrain, inputs=["filter", "pack"], needs=_pretrain_needs),
-    Stage("pretrain_raw", run_pretrain_raw, inputs=["snippets"], enabled=_enabled),
-    Stage("sft", run_sft, inputs=["pretrain"], needs=_sft_needs),
-    Stage("evaluate", run_evaluate, inputs=["sft"], needs=_eval_needs),
+    Stage("pretrain_raw", run_pretrain_raw, inputs=["snippets", "pretrain", "filter"],
+          needs=_raw_needs, enabled=_enabled),
+    Stage("sft", run_sft, inputs=["pretrain"], needs=_sft_needs, enabled=_enabled),
+    Stage("evaluate", run_evaluate, inputs=["sft", "pretrain"], needs=_eval_needs),
     Stage("ablation", run_ablation, inputs=["pretrain", "pretrain_raw"], enabled=_enabled),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -32,13 +32,16 @@ from tqdm import tqdm
 from jz3.config.enums import OnError
 from jz3.config.eval import SandboxConfig
 from jz3.config.synth import FilterConfig
+from jz3.config.validate import check as check_ranges
 from jz3.data.decontam import Decontaminator, Match
 from jz3.data.dedup import ExactDeduper, NearDeduper, words
 from jz3.data.records import (
     AtomicJsonlWriter,
     IOStats,
     Quarantine,
+    RecordError,
     RecordKind,
+    expand_paths,
     read_records,
     shard_name,
 )
@@ -206,11 +209,15 @@ class _Filter:
                     bar.update(len(blk))
                 self.flush_tool()
                 bar.close()
+            if io.read == 0:
+                raise RecordError(", ".join(str(p) for p in expand_paths(synth_path)) or
+                                  str(synth_path), 0, "no synth records (empty input)")
             for w in self.writers.values():
                 w.commit()
         except BaseException:
             for w in self.writers.values():
                 w.abort()
+            tmp_rejected.unlink(missing_ok=True)  # no temp file outlives a failed run
             raise
         finally:
             if self.verifier is not None:
@@ -237,11 +244,14 @@ class FilterResult:
     kept: int = 0
     kept_by_kind: Dict[str, int] = field(default_factory=dict)
     stats: Dict[str, Any] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)  # e.g. nothing kept (the manifest's)
 
 
 def run_filter(fc: FilterConfig, sandbox: SandboxConfig, synth_path: str | Path,
                out_dir: str | Path) -> FilterResult:
     """Filter the synth records at `synth_path` into `out_dir` (see the module docstring)."""
+    check_ranges(fc, "filter")
+    check_ranges(sandbox, "sandbox")
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,6 +265,11 @@ def run_filter(fc: FilterConfig, sandbox: SandboxConfig, synth_path: str | Path,
     log.info("filter: %d read, %d kept %s, %d rejected %s", counts["read"], counts["kept"],
              counts["kept_by_kind"], counts["rejected"], counts["reasons"])
     kept = {k: int(counts["kept_by_kind"].get(k, 0)) for k in (COT, TOOL)}
+    warnings = []
+    if counts["kept"] == 0:
+        warnings.append(f"filter: kept 0 of {counts['read']} records {counts['reasons']}; "
+                        f"see {out / 'rejected.jsonl'}")
+        log.warning("%s", warnings[-1])
     return FilterResult(cot=str(out / COT), tool=str(out / TOOL),
                         rejected=str(out / "rejected.jsonl"), read=counts["read"],
-                        kept=counts["kept"], kept_by_kind=kept, stats=counts)
+                        kept=counts["kept"], kept_by_kind=kept, stats=counts, warnings=warnings)

@@ -333,16 +333,26 @@ def read_release_kd(path: Union[str, Path], reprompt: bool = True
     import json
 
     p = Path(path)
-    raw = p.read_text(encoding="utf-8")
+    data = p.read_bytes()
     rows: List[Tuple[int, Any, Optional[str]]] = []
-    if raw.lstrip().startswith("["):
+    if data.lstrip().startswith(b"["):
         try:
+            raw = data.decode("utf-8")
             rows = [(i + 1, r, None) for i, r in enumerate(json.loads(raw))]
+        except UnicodeDecodeError as e:
+            rows = [(data[:e.start].count(b"\n") + 1, data[:200].decode("utf-8", "replace"),
+                     f"invalid UTF-8 at byte {e.start} of the file")]
         except json.JSONDecodeError as e:
             rows = [(e.lineno, raw[:200], f"malformed JSON array: {e.msg}")]
     else:
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
+        for n, bline in enumerate(data.split(b"\n"), 1):
+            if not bline.strip():
+                continue
+            try:
+                line = bline.decode("utf-8")
+            except UnicodeDecodeError as e:
+                rows.append((n, bline.decode("utf-8", "replace"),
+                             f"invalid UTF-8 at byte {e.start} of the line"))
                 continue
             try:
                 rows.append((n, json.loads(line), None))

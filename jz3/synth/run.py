@@ -23,7 +23,14 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from tqdm import tqdm
 
 from jz3.config.synth import SynthConfig
-from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records, shard_from_env
+from jz3.config.validate import check
+from jz3.data.records import (
+    AtomicJsonlWriter,
+    RecordError,
+    RecordKind,
+    read_records,
+    shard_from_env,
+)
 from jz3.generation import Generator, GenRequest, record_seed
 from jz3.synth.generator import make_generator
 from jz3.synth.records import is_tool, to_synth_record
@@ -65,6 +72,7 @@ class SynthResult:
     failed: int = 0
     shards: int = 1
     stats: Dict[str, Any] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)  # e.g. no usable record (the manifest's)
 
 
 def shard_config_hash(s: SynthConfig, model_path: Any) -> str:
@@ -103,6 +111,7 @@ def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | P
     `shard`/`num_shards` None: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (or 0 / 1)."""
     from jz3.prompts import PromptError, render
 
+    check(s, "synth")
     t0 = time.time()
     if generator is None:
         s = _with_model(s, model_path)
@@ -116,8 +125,10 @@ def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | P
     store.check_config(chash)
     removed = store.clean_partial()
     done = store.done_ids()
-    mine = [sn for i, sn, dup in unique_snippets(snippets_path, s.limit)
-            if not dup and i % num_shards == shard]
+    every = [(i, sn) for i, sn, dup in unique_snippets(snippets_path, s.limit) if not dup]
+    if not every:
+        raise RecordError(snippets_path, 0, "no snippet records (empty input)")
+    mine = [sn for i, sn in every if i % num_shards == shard]
     todo = [sn for sn in mine if sn["id"] not in done]
     log.info("shard %s: %d snippets, %d already done (resumed), %d to generate%s", store.name,
              len(mine), len(mine) - len(todo), len(todo),
@@ -183,6 +194,8 @@ def merge_shards(out_dir: str | Path, snippets_path: str | Path, num_shards: int
                  limit: Optional[int] = None) -> SynthResult:
     """Verify completeness (no gap, no duplicate) and write the merged stage output."""
     t0 = time.time()
+    if next(unique_snippets(snippets_path), None) is None:
+        raise RecordError(snippets_path, 0, "no snippet records (empty input)")
     out = Path(out_dir)
     stores = [ShardStore(out, i, num_shards) for i in range(num_shards)]
     infos = [st.done_info() for st in stores]
@@ -246,9 +259,14 @@ def merge_shards(out_dir: str | Path, snippets_path: str | Path, num_shards: int
     counts["wall_s"] = round(time.time() - t0, 3)
     counts["shard_wall_s"] = [i["wall_s"] for i in infos if i]
     log.info("merged %d shards: %d ok, %d failed", num_shards, ok, failed)
+    warnings = []
+    if ok == 0:
+        warnings.append(f"synthesize: 0 of {len(expected)} snippets gave a synth record "
+                        f"({dict(reasons)}); see {out / REJECTED_FILE}")
+        log.warning("%s", warnings[-1])
     return SynthResult(records=str(out / SYNTH_FILE), rejected=str(out / REJECTED_FILE),
                        snippets=len(expected), ok=ok, failed=failed, shards=num_shards,
-                       stats=counts)
+                       stats=counts, warnings=warnings)
 
 
 def run_synthesize(s: SynthConfig, snippets_path: str | Path, out_dir: str | Path,

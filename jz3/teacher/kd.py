@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jz3.config.enums import TeacherKind
 from jz3.config.teacher import TeacherConfig
-from jz3.data.records import AtomicJsonlWriter, RecordKind, read_records
+from jz3.data.records import AtomicJsonlWriter, RecordError, RecordKind, read_records
 from jz3.prompts import render
 from jz3.synth.parse import ParseError, parse_completion
 from jz3.teacher.journal import Journal, request_key
@@ -65,16 +65,18 @@ class KDStats:
 
 
 @functools.lru_cache(maxsize=2)
-def _offline(pools: Tuple[str, ...], name: str, top_k: int) -> TeacherBackend:
+def _offline(pools: Tuple[str, ...], name: str, top_k: int,
+             max_chars: Optional[int] = None) -> TeacherBackend:
     from jz3.teacher.offline import OfflineTeacher
 
-    return OfflineTeacher(pools, name=name, top_k=top_k)
+    return OfflineTeacher(pools, name=name, top_k=top_k, max_chars=max_chars)
 
 
 def make_backend(cfg: TeacherConfig) -> TeacherBackend:
     """The teacher named by `cfg.kind` (the offline one is built once per process)."""
     if cfg.kind == TeacherKind.offline:
-        return _offline(tuple(cfg.offline_pools), cfg.model, cfg.offline_top_k)
+        return _offline(tuple(cfg.offline_pools), cfg.model, cfg.offline_top_k,
+                        cfg.offline_max_chars)
     from jz3.teacher.openai_client import OpenAIBackend
 
     return OpenAIBackend(cfg)
@@ -83,6 +85,8 @@ def make_backend(cfg: TeacherConfig) -> TeacherBackend:
 def _select(snippets_path: str | Path, limit: Optional[int], ids: Optional[Sequence[str]],
             rejected: AtomicJsonlWriter, stats: KDStats) -> List[Dict[str, Any]]:
     snippets = list(read_records(snippets_path, RecordKind.snippet))
+    if not snippets:
+        raise RecordError(snippets_path, 0, "no snippet records (empty input)")
     if ids is not None:
         by_id = {s["id"]: s for s in snippets}
         chosen, seen = [], set()
@@ -177,6 +181,7 @@ class KDResult:
     written: int = 0
     rejected_count: int = 0
     stats: Dict[str, Any] = field(default_factory=dict)  # KDStats as a dict
+    warnings: List[str] = field(default_factory=list)  # e.g. no usable record (the manifest's)
 
 
 def run_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path,
@@ -189,8 +194,61 @@ def run_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = list(ids)
+    if not ids:
+        raise ValueError(f"kd: no snippet ids to send to the teacher (a count of 0 or an empty "
+                         f"selection); snippets: {snippets_path}")
     atomic_write_text(out / "requested_ids.json", json.dumps(ids))
     st = build_kd(tcfg, snippets_path, out, ids=ids, backend=backend)
+    warnings = []
+    if st.written == 0:
+        warnings.append(f"kd: 0 of {len(ids)} requested snippets gave a kd record "
+                        f"({st.reasons}); see {out / REJECTED_FILE}")
+        log.warning("%s", warnings[-1])
     return KDResult(kd=str(out / KD_FILE), rejected=str(out / REJECTED_FILE),
                     ids=str(out / "requested_ids.json"), requested=len(ids),
-                    written=st.written, rejected_count=st.rejected, stats=st.as_dict())
+                    written=st.written, rejected_count=st.rejected, stats=st.as_dict(),
+                    warnings=warnings)
+
+
+def import_kd(path: str | Path, out_dir: str | Path, keep_prompts: bool = False) -> KDResult:
+    """A KD stage without a teacher: the existing KD set `path` in the JiuZhang3.0 release's
+    format (or jz3's own) converted by `jz3.synth.parse.read_release_kd` into `out_dir/kd.jsonl`;
+    rows it cannot use go to `rejected.jsonl` with the reason and their file:line."""
+    import hashlib
+    import json
+
+    from jz3.data.records import atomic_write_text
+    from jz3.synth.parse import read_release_kd
+
+    src = Path(path)
+    if not src.is_file():
+        raise FileNotFoundError(f"kd from_file: {src} is not a file (a release-format KD set: "
+                                "JSON lines or a JSON array)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    good, bad = read_release_kd(src, reprompt=not keep_prompts)
+    if not good and not bad:
+        raise RecordError(src, 0, "kd from_file: no rows (empty input)")
+    with AtomicJsonlWriter(out / KD_FILE) as kd, AtomicJsonlWriter(out / REJECTED_FILE) as rej:
+        for r in good:
+            kd.write(r)
+        for r in bad:
+            rej.write(r)
+    ids = list(dict.fromkeys(r["snippet_id"] for r in good))
+    atomic_write_text(out / "requested_ids.json", json.dumps(ids))
+    reasons: Dict[str, int] = {}
+    for r in bad:
+        key = str(r["reason"]).split(":", 1)[0][:60]
+        reasons[key] = reasons.get(key, 0) + 1
+    stats = {"source": str(src), "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+             "rows": len(good) + len(bad), "reprompted": not keep_prompts, "reasons": reasons}
+    warnings = []
+    if not good:
+        warnings.append(f"kd from_file: none of the {len(bad)} rows of {src} is usable "
+                        f"({reasons}); see {out / REJECTED_FILE}")
+        log.warning("%s", warnings[-1])
+    log.info("kd: imported %d kd records from %s (%d rejected %s)", len(good), src, len(bad),
+             reasons)
+    return KDResult(kd=str(out / KD_FILE), rejected=str(out / REJECTED_FILE),
+                    ids=str(out / "requested_ids.json"), requested=len(good) + len(bad),
+                    written=len(good), rejected_count=len(bad), stats=stats, warnings=warnings)

@@ -1,15 +1,17 @@
 """The offline teacher: answers each request with a real problem + solution from local pools.
 
 An honest stand-in for a GPT-4 teacher, so the demo needs no network. Pool items are human- or
-dataset-written problems with solutions (GSM8K train `{question, answer}`; JiuZhang3.0 samples
-`{input, output}`), normalised to the completion format of `jz3.synth.parse` with a `\\boxed{}`
+dataset-written problems with solutions (GSM8K train `{question, answer}`; MATH train
+`{problem, solution}`; JiuZhang3.0 samples `{input, output}`), normalised to the completion format of `jz3.synth.parse` with a `\\boxed{}`
 answer, and sorted into tiers by content: `tool` (a ```python solution), `elementary` (GSM8K, or
 no LaTeX math) and `advanced` (the rest). Grade and middle school prompts draw from the
 elementary tier, the other chain-of-thought stages from the advanced tier, the tool prompt from
 the tool tier (a tier with no items falls back to all chain-of-thought items). Within the tier,
 the `top_k` items nearest to the snippet by TF-IDF cosine (word unigrams + bigrams, sparse) are
 candidates and the request's key picks one, so the answer is deterministic per prompt. The
-record's `model` is `offline:<pool file>`. Items that cannot be normalised are counted, not used.
+record's `model` is `offline:<pool file>`. Items that cannot be normalised are counted, not used;
+so are items whose completion is longer than `max_chars` (`teacher.offline_max_chars`: a tiny
+synthesizer learns the format of short completions much sooner; counted as `too_long`).
 """
 
 from __future__ import annotations
@@ -88,8 +90,23 @@ def _from_input_output(rec: Dict[str, Any], source: str) -> PoolItem:
     return PoolItem(parsed.problem, solution, tier, source)
 
 
-def load_pool(paths: Sequence[str]) -> Tuple[List[PoolItem], Counter]:
-    """Pool items from the files, and a Counter of items left out by reason."""
+def _from_problem_solution(rec: Dict[str, Any], source: str) -> PoolItem:
+    """A MATH-style item: the answer is the solution's last `\\boxed{}`."""
+    problem, solution = str(rec["problem"]).strip(), str(rec["solution"]).strip()
+    if not problem or not solution:
+        raise ValueError("empty problem or solution")
+    if extract_boxed(solution) is None:
+        raise ValueError("no \\boxed answer in the solution")
+    tier = ADVANCED if _LATEX.search(problem + solution) else ELEMENTARY
+    return PoolItem(problem, solution, tier, source)
+
+
+def load_pool(paths: Sequence[str],
+              max_chars: Optional[int] = None) -> Tuple[List[PoolItem], Counter]:
+    """Pool items from the files, and a Counter of items left out by reason (`too_long`: the
+    completion has more than `max_chars` characters)."""
+    if max_chars is not None and max_chars <= 0:
+        raise ValueError(f"teacher.offline_max_chars must be > 0 or null, got {max_chars}")
     items: List[PoolItem] = []
     skipped: Counter = Counter()
     for path in paths:
@@ -98,15 +115,24 @@ def load_pool(paths: Sequence[str]) -> Tuple[List[PoolItem], Counter]:
         for rec in read_records(p, RecordKind.any):
             try:
                 if "question" in rec and "answer" in rec:
-                    items.append(_from_gsm8k(rec, source))
+                    item = _from_gsm8k(rec, source)
+                elif "problem" in rec and "solution" in rec:
+                    item = _from_problem_solution(rec, source)
                 elif "input" in rec and "output" in rec:
-                    items.append(_from_input_output(rec, source))
+                    item = _from_input_output(rec, source)
                 else:
                     skipped["unknown_format"] += 1
+                    continue
             except ParseError as e:
                 skipped[e.reason.value] += 1
+                continue
             except ValueError as e:
                 skipped[str(e).split(":")[0]] += 1
+                continue
+            if max_chars is not None and len(item.completion()) > max_chars:
+                skipped["too_long"] += 1
+                continue
+            items.append(item)
     if skipped:
         log.info("offline teacher: %d pool items left out: %s", sum(skipped.values()), dict(skipped))
     return items, skipped
@@ -157,14 +183,17 @@ class OfflineTeacher:
 
     billable = False
 
-    def __init__(self, pools: Sequence[str], name: str = "offline-pool", top_k: int = 4):
+    def __init__(self, pools: Sequence[str], name: str = "offline-pool", top_k: int = 4,
+                 max_chars: Optional[int] = None):
         if not pools:
             raise ValueError("teacher.offline_pools is empty: the offline teacher needs a pool")
         self.name = name
         self.top_k = max(1, top_k)
-        self.items, self.skipped = load_pool(pools)
+        self.max_chars = max_chars
+        self.items, self.skipped = load_pool(pools, max_chars)
         if not self.items:
-            raise ValueError(f"no usable item in the offline pools {list(pools)}")
+            raise ValueError(f"no usable item in the offline pools {list(pools)}"
+                             + (f" with teacher.offline_max_chars={max_chars}" if max_chars else ""))
         self.index = TfidfIndex([it.problem + "\n" + it.solution for it in self.items])
         tiers = np.asarray([it.tier for it in self.items])
         cot = np.flatnonzero(tiers != TOOL)
@@ -203,7 +232,8 @@ class OfflineTeacher:
 
     def describe(self) -> Dict[str, Any]:
         tiers = Counter(it.tier for it in self.items)
-        return {"items": len(self.items), "tiers": dict(tiers), "skipped": dict(self.skipped)}
+        return {"items": len(self.items), "tiers": dict(tiers), "skipped": dict(self.skipped),
+                "max_chars": self.max_chars}
 
 
 def pool_summary(teacher: Optional[OfflineTeacher]) -> Optional[str]:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from jz3.config.enums import ReconcilePolicy
 from jz3.config.teacher import TeacherConfig
+from jz3.config.validate import check
 from jz3.teacher.budget import Budget, BudgetExhausted, Prices, Reservation, prompt_token_bound
 from jz3.teacher.journal import Journal, JournalEntry
 from jz3.teacher.types import (
@@ -34,30 +35,10 @@ from jz3.teacher.types import (
 log = logging.getLogger(__name__)
 
 
-def validate(cfg: TeacherConfig) -> None:
-    """Range checks on the teacher's counts, limits and rates; the error names the key."""
-    b = cfg.budget
-    checks = [("teacher.concurrency", cfg.concurrency, cfg.concurrency >= 1, ">= 1"),
-              ("teacher.max_retries", cfg.max_retries, cfg.max_retries >= 0, ">= 0"),
-              ("teacher.timeout_s", cfg.timeout_s, cfg.timeout_s > 0, "> 0"),
-              ("teacher.backoff_base_s", cfg.backoff_base_s, cfg.backoff_base_s >= 0, ">= 0"),
-              ("teacher.backoff_max_s", cfg.backoff_max_s, cfg.backoff_max_s >= 0, ">= 0"),
-              ("teacher.max_tokens", cfg.max_tokens, cfg.max_tokens >= 1, ">= 1"),
-              ("teacher.temperature", cfg.temperature, cfg.temperature >= 0, ">= 0"),
-              ("teacher.top_p", cfg.top_p, 0 < cfg.top_p <= 1, "in (0, 1]"),
-              ("teacher.budget.max_calls", b.max_calls, b.max_calls >= 0, ">= 0"),
-              ("teacher.budget.max_tokens", b.max_tokens, b.max_tokens >= 0, ">= 0"),
-              ("teacher.budget.max_cost_usd", b.max_cost_usd, b.max_cost_usd >= 0, ">= 0"),
-              ("teacher.budget.price_input_per_1m", b.price_input_per_1m,
-               b.price_input_per_1m >= 0, ">= 0"),
-              ("teacher.budget.price_output_per_1m", b.price_output_per_1m,
-               b.price_output_per_1m >= 0, ">= 0"),
-              ("teacher.budget.chars_per_token", b.chars_per_token, b.chars_per_token > 0, "> 0"),
-              ("teacher.budget.prompt_overhead_tokens", b.prompt_overhead_tokens,
-               b.prompt_overhead_tokens >= 0, ">= 0")]
-    for key, value, ok, rule in checks:
-        if not ok:
-            raise ValueError(f"{key} must be {rule}, got {value!r}")
+def validate(cfg: TeacherConfig, prefix: str = "teacher") -> None:
+    """Range checks on the teacher's counts, limits and rates (jz3.config.validate); the error
+    names the key under `prefix`."""
+    check(cfg, prefix)
 
 
 def sampling_params(cfg: TeacherConfig) -> Dict[str, Any]:

@@ -86,6 +86,15 @@ def mark_latest(output_dir: Path, path: Path) -> None:
     atomic_write_text(ckpt_root(output_dir) / LATEST, path.name)
 
 
+def discard_incomplete(output_dir: Path, path: Path) -> None:
+    """Remove `path` after a failed save unless `latest` names it (rank 0 only)."""
+    pointer = ckpt_root(output_dir) / LATEST
+    if pointer.exists() and pointer.read_text().strip() == path.name:
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    log.warning("removed incomplete checkpoint %s after a failed save", path)
+
+
 def prune(output_dir: Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` complete checkpoints (rank 0 only)."""
     if keep_last <= 0:

@@ -1,5 +1,6 @@
 """Training data: pack `cfg.data` once (rank 0), then a mixed packed dataset, a resumable
-data-parallel `MixtureSampler` and a DataLoader (see docs/DATA.md for the packing contract)."""
+data-parallel `MixtureSampler` (the mixture, then `data.tail_sources` read after it) and a
+DataLoader (see docs/DATA.md for the packing contract)."""
 
 from __future__ import annotations
 
@@ -47,10 +48,12 @@ class TrainData:
 
 
 def open_dataset(data: DataConfig, packed_dir: Path) -> Any:
+    """The mixture sources, then the tail sources, as one indexable dataset."""
     from jz3.data.packed_dataset import MixedPackedDataset
+    from jz3.data.packing import all_sources
 
-    names = [s.name for s in data.sources]
-    return MixedPackedDataset(packed_dir, data.seq_len, names=names)
+    names = [s.name for s in all_sources(data)]
+    return MixedPackedDataset(packed_dir, data.seq_len, names=names, packing=data.packing)
 
 
 def build_train_data(data: DataConfig, dataset: Any, micro_batch: int, seed: int, dp_rank: int,
@@ -58,11 +61,20 @@ def build_train_data(data: DataConfig, dataset: Any, micro_batch: int, seed: int
     """Sampler over the mixture for this data-parallel rank, restored from `state` if given."""
     from jz3.data.sampler import MixtureSampler
 
-    # natural_mix: every sequence of every source equally likely (sources by their sizes)
-    weights = (list(dataset.lengths) if data.natural_mix
-               else [s.weight for s in data.sources])
-    sampler = MixtureSampler(dataset.lengths, weights=weights, seed=seed, rank=dp_rank,
-                             world_size=dp_world)
+    # natural_mix: one seeded permutation of every sequence of every source per pass (sources by
+    # their sizes, each sequence once); the tail sources (after the mixture ones in `dataset`)
+    # are read after the mixture
+    n_mix = len(data.sources)
+    lengths, tail = list(dataset.lengths[:n_mix]), list(dataset.lengths[n_mix:])
+    weights = lengths if data.natural_mix else [s.weight for s in data.sources]
+    sampler = MixtureSampler(lengths, weights=weights, seed=seed, rank=dp_rank,
+                             world_size=dp_world, tail_lengths=tail,
+                             tail_shuffle=data.tail_shuffle, natural=data.natural_mix)
+    if tail:
+        log.info("data: %d mixture sequences (%s), then %d tail sequences (%s, %s) per pass",
+                 sum(lengths), [s.name for s in data.sources], sum(tail),
+                 [s.name for s in data.tail_sources],
+                 "shuffled" if data.tail_shuffle else "in file order")
     if state is not None:
         sampler.load_state_dict(state)
     workers = min(data.num_workers, 2)

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from jz3.config.data import DataSource
 from jz3.config.enums import Precision, TrainMode
 from jz3.config.stages import TrainJob
 from jz3.config.trainer import TrainerConfig
+from jz3.config.validate import check
 from jz3.data.records import atomic_write_text
 from jz3.data.tokenizers import load_tokenizer
 from jz3.models import build_model, flops_per_token, resolve_attn_impl
@@ -123,11 +125,21 @@ def export_hf(engine: Any, tokenizer: Any, out: Path, precision: Precision, info
         if precision != Precision.fp32:
             dt = torch.bfloat16 if precision == Precision.bf16 else torch.float16
             sd = {k: v.to(dt) if v.is_floating_point() else v for k, v in sd.items()}
-        out.mkdir(parents=True, exist_ok=True)
         model = engine.module
         model.config.use_cache = True
-        model.save_pretrained(str(out), state_dict=sd)
-        tokenizer.save_pretrained(str(out))
+        # written beside `out`, renamed into place when complete; removed on any error
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir(parents=True)
+            model.save_pretrained(str(tmp), state_dict=sd)
+            tokenizer.save_pretrained(str(tmp))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         log.info("exported HF model + tokenizer to %s", out)
     barrier()
     return out
@@ -139,6 +151,7 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
     """Train `cfg` (a TrainJob, or anything with its fields); writes under `output_dir`
     (default `cfg.trainer.output_dir`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check(cfg)  # range checks (jz3.config.validate): `trainer.lr must be >= 0, got ...`
     t_start = time.time()
     tc, dsc = cfg.trainer, cfg.deepspeed
     info = init_distributed(dsc.enabled)

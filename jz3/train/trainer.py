@@ -97,6 +97,18 @@ class Trainer:
     def save(self) -> Path:
         st = self.state
         path = ckpt.step_dir(st.output_dir, st.step)
+        try:
+            self._save(path)
+        except BaseException:
+            if self.dist.is_main:  # no half-written checkpoint outlives a failed save
+                ckpt.discard_incomplete(st.output_dir, path)
+            raise
+        self.last_saved_step = st.step
+        self.callbacks.on_save(st, path)
+        return path
+
+    def _save(self, path: Path) -> None:
+        st = self.state
         if self.dist.is_main:
             path.mkdir(parents=True, exist_ok=True)
         barrier()
@@ -115,9 +127,6 @@ class Trainer:
             ckpt.prune(st.output_dir, self.keep_last)
             log.info("saved checkpoint %s", path)
         barrier()
-        self.last_saved_step = st.step
-        self.callbacks.on_save(st, path)
-        return path
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainState:
