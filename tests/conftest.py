@@ -11,6 +11,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton must see TRITON_INTERPRET before its first import (any module importing jz3.kernels, e.g.
+# tests/test_imports.py, would otherwise fix triton.language's helpers in compiled mode). On a
+# machine without a GPU the kernel tests run under the interpreter; with one, they compile.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from jz3.paths import PROJECT_ROOT, shared_data_dir  # noqa: E402
 

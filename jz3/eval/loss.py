@@ -86,6 +86,9 @@ def evaluate_losses(model_dir: str | Path, data_dir: str | Path, benchmarks: Seq
     names = [parse_benchmark(b, "loss_eval.benchmarks") for b in benchmarks]
     pairs = {b.value: reference_pairs(b, data_dir, limit) for b in names}  # fail before loading
     tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # a ZeRO-3 training earlier in this process must not partition it
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
                                                  dtype=torch.float32)
     return {b: solution_loss(model, tok, p, max_len, batch_size).as_dict()

@@ -57,6 +57,11 @@ def load_hf(spec: BackendSpec, tokenizer_fallback: Optional[Callable[[], object]
     precision = spec.precision or (Precision.bf16 if device.type == "cuda" else Precision.fp32)
     dtype = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16,
              Precision.fp16: torch.float16}[precision]
+    # A ZeRO-3 training earlier in this process leaves transformers' DeepSpeed config set, which
+    # would build this inference model partitioned (empty weights): generation never uses ZeRO-3.
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype,
                                                  local_files_only=True).to(device)
     tok_src = spec.tokenizer_path or str(path)
