@@ -1,6 +1,6 @@
 """Evaluate a model on the math benchmarks (the `evaluate` stage): `python launch/evaluate.py
 +exp=tiny_eval` or `stages.evaluate.eval.model_path=/path/to/hf_export
-stages.evaluate.eval.backend=vllm`; without `model_path`, the finished sft stage's export.
+stages.evaluate.eval.backend=vllm`; without `model_path`, the export of the stage evaluation follows (sft, or pretrain when `stages.sft.enabled=false`).
 Prints the markdown table, then a JSON summary."""
 
 import json
