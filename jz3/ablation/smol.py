@@ -184,7 +184,7 @@ def _solution_loss():
     try:
         from jz3.eval.loss import solution_loss
     except ImportError:  # before the move out of the pipeline package
-        from jz3.pipeline.loss_eval import solution_loss
+        from jz3.eval.loss import solution_loss
     return solution_loss
 
 
