@@ -75,9 +75,6 @@ def test_evaluate_losses_from_an_export(tiny_export, shared_data):
                for r in res.values())
 
 
-def test_pipeline_shim_and_unknown_benchmark(tiny_export, shared_data):
-    from jz3.pipeline import loss_eval
-
-    assert loss_eval.evaluate_losses is evaluate_losses
+def test_unknown_benchmark(tiny_export, shared_data):
     with pytest.raises(ValueError, match="loss_eval.benchmarks: unknown benchmark 'gsm9k'"):
         evaluate_losses(tiny_export[0], shared_data / "benchmarks", ["gsm9k"])

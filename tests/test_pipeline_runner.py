@@ -222,3 +222,18 @@ def test_sigkill_mid_stage_then_rerun_matches_uninterrupted(tmp_path):
 if __name__ == "__main__":
     cfg = _cfg(Path(sys.argv[1]), *sys.argv[2:])
     print(json.dumps(_statuses(cfg)))
+
+
+def test_report_tells_disabled_from_unfinished(tmp_path):
+    """A stage the experiment turns off is reported as disabled, not as 'not finished'; with sft
+    off (the jz3_* recipe: SFT is the tail of pretraining) the report says so."""
+    from jz3.pipeline.report import write_report
+
+    names = ["pretrain", "sft", "evaluate"]
+    text = write_report(tmp_path, names, tmp_path / "r.md", disabled=["sft"]).read_text()
+    assert "tail of the pretraining run" in text
+    assert "## Evaluation (pretrained model)" in text
+    assert "stage(s) sft have not finished" not in text
+    assert "stage(s) evaluate have not finished" in text  # enabled and absent: unfinished
+    text = write_report(tmp_path, names, tmp_path / "r2.md").read_text()
+    assert "## Evaluation (SFT model)" in text

@@ -40,6 +40,9 @@ class SynthConfig:
     temperature: float = 1.0
     top_p: float = 1.0  # release CoT synthesis passes no top_p to vLLM
     max_new_tokens: int = 2500
+    # lowers a token's logit by this much per earlier occurrence in the completion (OpenAI/vLLM
+    # semantics; every backend); the release passes none (0): for small synthesizers that loop
+    frequency_penalty: float = 0.0
     tool_temperature: float = 0.1  # tool (code-solution) prompts
     tool_top_p: float = 0.95
     tool_max_new_tokens: int = 5000

@@ -46,6 +46,7 @@ _RANGES: Dict[str, _Test] = {
     "[0, 1]": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "[0, 1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "0..3": (lambda v: v in (0, 1, 2, 3), "one of 0, 1, 2, 3"),
+    "[-2, 2]": (lambda v: -2 <= v <= 2, "in [-2, 2] (the OpenAI/vLLM range)"),
 }
 
 # dataclass -> field -> range name (a key of _RANGES)
@@ -85,6 +86,7 @@ RULES: Dict[type, Dict[str, str]] = {
     LossEvalConfig: {"limit": ">= 1", "max_len": ">= 2", "batch_size": ">= 1",
                      "accuracy_limit": ">= 0"},
     SynthConfig: {"temperature": ">= 0", "top_p": "(0, 1]", "max_new_tokens": ">= 1",
+                  "frequency_penalty": "[-2, 2]",
                   "tool_temperature": ">= 0", "tool_top_p": "(0, 1]",
                   "tool_max_new_tokens": ">= 1", "max_prompt_tokens": ">= 1",
                   "batch_size": ">= 1", "flush_every": ">= 1", "limit": ">= 1",

@@ -31,6 +31,9 @@ class GenRequest:
     max_new_tokens: int = 512
     seed: int = 0
     stop: Tuple[str, ...] = ()
+    # OpenAI/vLLM semantics: each generated token's logit is lowered by this much times the
+    # number of times it already occurs in the completion (prompt tokens do not count)
+    frequency_penalty: float = 0.0
 
 
 @dataclass

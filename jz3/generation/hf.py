@@ -114,6 +114,9 @@ class HFGenerator:
         gens = [torch.Generator().manual_seed(r.seed) for r in reqs]
         temp = torch.tensor([r.temperature for r in reqs], device=dev)
         top_p = torch.tensor([r.top_p for r in reqs], device=dev)
+        penalty = torch.tensor([r.frequency_penalty for r in reqs], device=dev)
+        use_penalty = bool((penalty != 0).any())
+        counts = None  # [alive rows, vocab] occurrences of each token in the completion so far
         out: List[List[int]] = [[] for _ in reqs]
         finish = [FinishReason.length.value] * b
         alive = torch.arange(b, device=dev)  # original row of each batch row
@@ -127,7 +130,13 @@ class HFGenerator:
         step = 0
         while alive_list:
             u = row_uniforms([gens[i] for i in alive_list], dev)
+            if use_penalty:
+                if counts is None:
+                    counts = torch.zeros(logits.shape, device=dev)
+                logits = logits.float() - penalty[alive].unsqueeze(1) * counts
             tok = sample_next(logits, temp[alive], top_p[alive], u)
+            if use_penalty:
+                counts[torch.arange(len(alive_list), device=dev), tok] += 1
             step += 1
             keep: List[int] = []
             for k, (row, t) in enumerate(zip(alive_list, tok.tolist(), strict=True)):
@@ -146,6 +155,8 @@ class HFGenerator:
                 idx = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(idx)
                 mask, next_pos, alive, tok = mask[idx], next_pos[idx], alive[idx], tok[idx]
+                if counts is not None:
+                    counts = counts[idx]
                 alive_list = [alive_list[k] for k in keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             logits = self.model(input_ids=tok.unsqueeze(1), attention_mask=mask,

@@ -26,7 +26,8 @@ class OpenAIGenerator:
         resp = self.client.completions.create(
             model=self.model_name, prompt=r.prompt, max_tokens=r.max_new_tokens,
             temperature=max(r.temperature, 0.0), top_p=r.top_p, n=1,
-            stop=list(r.stop)[:4] or None, seed=r.seed % (2**31))
+            stop=list(r.stop)[:4] or None, seed=r.seed % (2**31),
+            frequency_penalty=r.frequency_penalty)
         c = resp.choices[0]
         text, stopped = cut_at_stop(c.text, r.stop)
         usage = resp.usage

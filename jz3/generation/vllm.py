@@ -66,6 +66,7 @@ class VLLMGenerator:
         params = [SamplingParams(temperature=max(r.temperature, 0.0),
                                  top_p=r.top_p if r.temperature > 0 else 1.0,
                                  max_tokens=r.max_new_tokens, seed=r.seed % (2**31),
+                                 frequency_penalty=r.frequency_penalty,
                                  stop=list(r.stop) or None)
                   for r in todo]
         outs = self.llm.generate(token_prompts, params, use_tqdm=False) if todo else []

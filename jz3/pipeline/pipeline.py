@@ -18,7 +18,7 @@ log = logging.getLogger("jz3.pipeline")
 def run(cfg: JZ3Config) -> Dict[str, Any]:
     """Run (or submit) the pipeline; prints a JSON summary as the last stdout line."""
     from jz3.pipeline.report import write_report
-    from jz3.pipeline.runner import plan_lines, run_pipeline, write_plan
+    from jz3.pipeline.runner import plan_lines, run_pipeline, section, write_plan
     from jz3.pipeline.stages import STAGE_NAMES, STAGES
 
     if cfg.pipeline.plan:
@@ -38,8 +38,9 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
     try:
         statuses = run_pipeline(cfg, STAGES)
     finally:  # a report of whatever finished, also when a stage failed
+        disabled = [s.name for s in STAGES if not s.enabled(section(cfg, s))]
         report = write_report(cfg.run_dir, STAGE_NAMES, cfg.pipeline.report,
-                              title=f"jz3 run report: {cfg.exp_name}")
+                              title=f"jz3 run report: {cfg.exp_name}", disabled=disabled)
     summary = {"run_dir": cfg.run_dir, "report": str(report), "wall_s": round(time.time() - t0, 1),
                "stages": {s.name: s.status for s in statuses}}
     print(json.dumps(summary), flush=True)

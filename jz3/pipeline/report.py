@@ -75,10 +75,12 @@ VERDICT_TEXT = {"synthetic_better": "**synthetic better** (beyond the seed sprea
 
 
 class Report:
-    def __init__(self, run_dir: Path, stage_names: Sequence[str]):
+    def __init__(self, run_dir: Path, stage_names: Sequence[str],
+                 disabled: Sequence[str] = ()):
         self.run_dir = Path(run_dir)
         self.plots = self.run_dir / "report_plots"
         self.m = {s: read_manifest(self.run_dir / s) for s in stage_names}
+        self.disabled = set(disabled)
         self.lines: List[str] = []
 
     def metrics(self, stage: str) -> Dict[str, Any]:
@@ -102,8 +104,12 @@ class Report:
 
     def missing(self, *stages: str) -> bool:
         gone = [s for s in stages if self.m.get(s) is None]
-        if gone:
-            self.add(f"_Not available: stage(s) {', '.join(gone)} have not finished._", "")
+        off = [s for s in gone if s in self.disabled]
+        if off:
+            self.add(f"_Not run: stage(s) {', '.join(off)} disabled in this experiment._", "")
+        if set(gone) - set(off):
+            self.add(f"_Not available: stage(s) {', '.join(s for s in gone if s not in off)} "
+                     "have not finished._", "")
         return bool(gone)
 
     def figure(self, name: str, draw) -> None:
@@ -320,8 +326,17 @@ class Report:
                 self.add(f"{label}:", "", "```text", _clip(r.get("completion", ""), 900), "```",
                          "")
 
+    def sft(self) -> None:
+        if "sft" in self.disabled:
+            self.add("## SFT loss", "", "_No separate SFT stage in this experiment: the SFT data, "
+                     "if any, is the tail of the pretraining run (`stages.pretrain.data."
+                     "tail_sources`); see the pretraining loss above._", "")
+            return
+        self.curves("SFT loss", "sft_loss", ["sft"])
+
     def evaluation(self) -> None:
-        self.add("## Evaluation (SFT model)", "")
+        which = "pretrained model" if "sft" in self.disabled else "SFT model"
+        self.add(f"## Evaluation ({which})", "")
         if self.missing("evaluate"):
             return
         ev = self.metrics("evaluate").get("eval", {})
@@ -385,16 +400,17 @@ class Report:
         self.influence()
         self.synthesis()
         self.curves("Pretraining loss", "pretrain_loss", ["pretrain", "pretrain_raw"])
-        self.curves("SFT loss", "sft_loss", ["sft"])
+        self.sft()
         self.evaluation()
         self.ablation()
         return "\n".join(self.lines) + "\n"
 
 
 def write_report(run_dir: str | Path, stage_names: Sequence[str], out: str | Path,
-                 title: str = "jz3 run report") -> Path:
-    """Write the markdown report (atomically) and its PNGs; returns the report path."""
-    text = Report(Path(run_dir), stage_names).build(title)
+                 title: str = "jz3 run report", disabled: Sequence[str] = ()) -> Path:
+    """Write the markdown report (atomically) and its PNGs; returns the report path.
+    `disabled`: stages the experiment turns off (reported as such, not as unfinished)."""
+    text = Report(Path(run_dir), stage_names, disabled).build(title)
     atomic_write_text(out, text)
     log.info("report written to %s", out)
     return Path(out)

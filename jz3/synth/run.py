@@ -79,7 +79,7 @@ def shard_config_hash(s: SynthConfig, model_path: Any) -> str:
     """Sampling settings a shard was written with (a resumed shard must match them)."""
     parts = [s.backend.value, str(model_path), s.temperature, s.top_p, s.max_new_tokens,
              s.tool_temperature, s.tool_top_p, s.tool_max_new_tokens, s.max_prompt_tokens,
-             s.seed, s.limit]
+             s.seed, s.limit] + ([s.frequency_penalty] if s.frequency_penalty else [])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -89,7 +89,8 @@ def make_request(s: SynthConfig, snippet: Dict[str, Any], prompt: str) -> GenReq
                       temperature=s.tool_temperature if tool else s.temperature,
                       top_p=s.tool_top_p if tool else s.top_p,
                       max_new_tokens=s.tool_max_new_tokens if tool else s.max_new_tokens,
-                      seed=record_seed(s.seed, snippet["id"]))
+                      seed=record_seed(s.seed, snippet["id"]),
+                      frequency_penalty=s.frequency_penalty)
 
 
 def _with_model(s: SynthConfig, model_path: Optional[str | Path]) -> SynthConfig:
