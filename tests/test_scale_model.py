@@ -101,8 +101,6 @@ SHRUNK: Tuple[str, ...] = (
     "kd_*.teacher.base_url", "kd_*.teacher.api_key",
     # (9) synthesizer lr x 500 (a random-init tiny synthesizer must learn the format)
     "distill.trainer.lr", "distill_boost.trainer.lr",
-    # (10) ZeRO-3 -> plain torch, one CPU process
-    "*.deepspeed.enabled",
 )
 # Shrunk fields that must keep their relation to the full-size value: (full, scaled) -> ok.
 RELATIONS: Dict[str, Callable[[Any, Any], bool]] = {
