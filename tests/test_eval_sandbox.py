@@ -132,6 +132,12 @@ def test_pool_finishes_remaining_items_after_escapes():
 
 
 def test_per_exec_mode_gives_the_same_results():
+    from jz3.eval.jail import hidden_python_dirs
+
+    if hidden_python_dirs():
+        pytest.skip("the environment lives under /tmp (e.g. a checkout there): per-program "
+                    f"interpreters cannot import its site-packages {hidden_python_dirs()}; "
+                    "only the fork server's preloaded modules and the stdlib are importable")
     limits = replace(LIMITS, fork_server=False)
     r = run_python("import sympy\nprint(sympy.Rational(1, 3) + 1)", limits)
     assert r.ok and r.stdout == "4/3\n"

@@ -57,12 +57,22 @@ def python_paths() -> Tuple[str, ...]:
     return tuple(p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out))
 
 
+def hidden_python_dirs() -> Tuple[str, ...]:
+    """This interpreter's folders under /tmp or /dev/shm: bound into the jail, but each program
+    of the fork server gets fresh tmpfs mounts there, so only modules the server loaded before
+    forking (its preload) stay importable."""
+    return tuple(p for p in python_paths() if p.startswith(("/tmp/", "/dev/shm/")))
+
+
 def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> List[str]:
     """The bwrap argv (without the program): every namespace, read-only system + Python.
     `extra` given = another interpreter than this one: only it and `extra` are bound."""
     exe = shutil.which("bwrap") or "bwrap"
     cmd = [exe, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
-           "--cap-drop", "ALL", "--hostname", "jz3-sandbox", "--uid", "65534", "--gid", "65534"]
+           "--cap-drop", "ALL", "--hostname", "jz3-sandbox", "--uid", "65534", "--gid", "65534",
+           # the private /tmp and /dev/shm first: a Python (or venv) that lives under /tmp is
+           # bound on top of them below instead of being hidden by them
+           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
     for p in _SYSTEM:
         if os.path.islink(p):
             cmd += ["--symlink", os.readlink(p), p]
@@ -79,8 +89,7 @@ def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> 
         raise FileNotFoundError(python)
     # a venv's bin/python is a symlink whose folder must exist inside too
     cmd += ["--ro-bind", os.path.dirname(venv_py), os.path.dirname(venv_py)]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
-            "--dir", "/sbx", "--remount-ro", "/", "--chdir", "/", "--clearenv",
+    cmd += ["--dir", "/sbx", "--remount-ro", "/", "--chdir", "/", "--clearenv",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "OPENBLAS_NUM_THREADS", "1",
             "--setenv", "MKL_NUM_THREADS", "1", "--setenv", "MPLBACKEND", "Agg"]
