@@ -132,7 +132,10 @@ def test_pool_finishes_remaining_items_after_escapes():
 
 
 def test_per_exec_mode_gives_the_same_results():
-    from jz3.eval.jail import hidden_python_dirs
+    from jz3.eval.jail import python_paths
+
+    def hidden_python_dirs():  # this Python's folders that each program's fresh /tmp hides
+        return tuple(p for p in python_paths() if p.startswith(("/tmp/", "/dev/shm/")))
 
     if hidden_python_dirs():
         pytest.skip("the environment lives under /tmp (e.g. a checkout there): per-program "

@@ -57,13 +57,6 @@ def python_paths() -> Tuple[str, ...]:
     return tuple(p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out))
 
 
-def hidden_python_dirs() -> Tuple[str, ...]:
-    """This interpreter's folders under /tmp or /dev/shm: bound into the jail, but each program
-    of the fork server gets fresh tmpfs mounts there, so only modules the server loaded before
-    forking (its preload) stay importable."""
-    return tuple(p for p in python_paths() if p.startswith(("/tmp/", "/dev/shm/")))
-
-
 def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> List[str]:
     """The bwrap argv (without the program): every namespace, read-only system + Python.
     `extra` given = another interpreter than this one: only it and `extra` are bound."""

@@ -105,11 +105,11 @@ class Report:
     def missing(self, *stages: str) -> bool:
         gone = [s for s in stages if self.m.get(s) is None]
         off = [s for s in gone if s in self.disabled]
+        unfinished = [s for s in gone if s not in self.disabled]
         if off:
             self.add(f"_Not run: stage(s) {', '.join(off)} disabled in this experiment._", "")
-        if set(gone) - set(off):
-            self.add(f"_Not available: stage(s) {', '.join(s for s in gone if s not in off)} "
-                     "have not finished._", "")
+        if unfinished:
+            self.add(f"_Not available: stage(s) {', '.join(unfinished)} have not finished._", "")
         return bool(gone)
 
     def figure(self, name: str, draw) -> None:
