@@ -34,6 +34,13 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"}
 
 
+# Job credential lifetime (SLURM's default 120 s). It is also how long a requeued job waits before
+# it may start again: slurmd refuses a relaunch while the first execution's revoked credential is
+# remembered ("Killing non-startable batch job: Job credential revoked"), so tests must not force
+# an earlier start (`scontrol update StartTime=now`); a short lifetime keeps them quick.
+CRED_EXPIRE_S = 10
+
+
 class SlurmClusterError(RuntimeError):
     """The local cluster could not start or a SLURM command failed (message has the log tail)."""
 
@@ -157,6 +164,12 @@ class SlurmCluster:
         args = ["scancel"] + ([f"--signal={signal_name}"] if signal_name else []) + [str(job_id)]
         self.run(args)
 
+    def restarts(self, job_id: str) -> int:
+        """How many times a (plain) job has been requeued (`Restarts=` of ``scontrol show job``)."""
+        cp = self.run(["scontrol", "-o", "show", "job", str(job_id)], check=False)
+        fields = dict(kv.split("=", 1) for kv in cp.stdout.split() if "=" in kv)
+        return int(fields.get("Restarts", 0))
+
     def states(self, job_id: str) -> Dict[int, str]:
         """{array task id (0 for a plain job): state} from ``scontrol show job``."""
         cp = self.run(["scontrol", "-o", "show", "job", str(job_id)], check=False)
@@ -235,7 +248,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.munge_socket}
+AuthInfo=socket={self.munge_socket},cred_expire={CRED_EXPIRE_S}
 StateSaveLocation={r / 'state'}
 SlurmdSpoolDir={r / 'spool' / '%n'}
 SlurmctldPidFile={r / 'slurmctld.pid'}
