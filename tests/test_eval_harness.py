@@ -30,6 +30,26 @@ def test_zero_shot_prompts_use_jiuzhang_format():
         "## Question\nWhat is 1+1?\n\n## Code Solution\n"
 
 
+def test_tensor_parallel_is_every_visible_gpu_for_vllm_only(monkeypatch):
+    """The release splits each evaluated model over every visible GPU (math_eval.py); jz3 does
+    the same for vLLM unless eval.tensor_parallel_size says otherwise; hf refuses a split."""
+    import jz3.generation.vllm as vllm_mod
+    from jz3.eval.runner import tensor_parallel
+
+    monkeypatch.setattr(vllm_mod, "visible_gpus", lambda: 4)
+    assert tensor_parallel(EvalConfig(backend=GenBackend.vllm)) == 4
+    assert tensor_parallel(EvalConfig(backend=GenBackend.vllm, tensor_parallel_size=2)) == 2
+    assert tensor_parallel(EvalConfig()) == 1  # hf
+    with pytest.raises(ValueError, match="eval.tensor_parallel_size=2 needs eval.backend=vllm"):
+        tensor_parallel(EvalConfig(tensor_parallel_size=2))
+    monkeypatch.setattr(vllm_mod, "visible_gpus", lambda: 0)
+    assert tensor_parallel(EvalConfig(backend=GenBackend.vllm)) == 1
+    from jz3.config.validate import check
+
+    with pytest.raises(ValueError, match="tensor_parallel_size"):
+        check(EvalConfig(backend=GenBackend.vllm, tensor_parallel_size=0), "eval")
+
+
 def test_protocol_shots_follow_the_release_scripts():
     """cot_model.sh: 0-shot except AQuA/SAT/MMLU-STEM 5-shot; tool_model.sh: 0-shot;
     base_model.sh: 5-shot CoT (capped by the exemplars shipped: MATH has 4)."""

@@ -78,5 +78,8 @@ class EvalConfig:
     chat_template: bool = False  # render prompts through the model's chat template if it has one
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: env var holding the key
     request_concurrency: int = 8  # openai backend
+    # vLLM: GPUs one model is split over; None = every visible GPU, as the release
+    # (eval/math_eval.py: tensor_parallel_size=len(CUDA_VISIBLE_DEVICES)); the hf backend uses one
+    tensor_parallel_size: Optional[int] = None
     wandb: WandbMode = WandbMode.disabled
     wandb_project: str = "jz3"

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Union
 from tqdm import tqdm
 
 from jz3.benchmarks import EvalItem, find_file, load_benchmark, parse_benchmark, spec
-from jz3.config.enums import EvalSetting, Precision
+from jz3.config.enums import EvalSetting, GenBackend, Precision
 from jz3.config.eval import EvalConfig, ShotMode
 from jz3.config.validate import check
 from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines, read_records
@@ -72,6 +72,22 @@ def generation_hash(cfg: EvalConfig, shots: int) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def tensor_parallel(cfg: EvalConfig) -> int:
+    """`eval.tensor_parallel_size`, None resolved to every visible GPU (vLLM only)."""
+    tp = cfg.tensor_parallel_size
+    if cfg.backend != GenBackend.vllm:
+        if tp not in (None, 1):
+            raise ValueError(f"eval.tensor_parallel_size={tp} needs eval.backend=vllm (the "
+                             f"{GenBackend(cfg.backend).value} backend does not split a model)")
+        return 1
+    if tp is None:
+        from jz3.generation.vllm import visible_gpus
+
+        tp = max(1, visible_gpus())
+        log.info("eval.tensor_parallel_size: every visible GPU (%d)", tp)
+    return tp
+
+
 def backend_spec(cfg: EvalConfig) -> BackendSpec:
     if cfg.dtype not in _DTYPES:
         raise ValueError(f"eval.dtype: {cfg.dtype!r} is not one of {sorted(_DTYPES)}")
@@ -82,7 +98,7 @@ def backend_spec(cfg: EvalConfig) -> BackendSpec:
                        max_new_tokens=cfg.max_new_tokens, truncate_left=True,
                        chat_template=cfg.chat_template, seed=cfg.seed, base_url=cfg.base_url,
                        api_key_env=cfg.api_key_env, concurrency=cfg.request_concurrency,
-                       config_key="eval")
+                       tensor_parallel_size=tensor_parallel(cfg), config_key="eval")
 
 
 def _params(cfg: EvalConfig) -> GenParams:

@@ -18,6 +18,13 @@ def vllm_available() -> bool:
     return True
 
 
+def visible_gpus() -> int:
+    """GPUs this process sees (CUDA_VISIBLE_DEVICES applied); 0 without CUDA."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class VLLMGenerator:
     name = "vllm"
 
