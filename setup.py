@@ -45,6 +45,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.5",  # `make test` runs two test files side by side
             "ruff>=0.6",
             "datasets>=2.20",  # packing benchmark baseline (HF run_clm recipe)
             "math-verify>=0.7",  # grader benchmark reference
