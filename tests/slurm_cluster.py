@@ -164,18 +164,20 @@ class SlurmCluster:
         args = ["scancel"] + ([f"--signal={signal_name}"] if signal_name else []) + [str(job_id)]
         self.run(args)
 
-    def restarts(self, job_id: str) -> int:
-        """How many times a (plain) job has been requeued (`Restarts=` of ``scontrol show job``)."""
+    def show_job(self, job_id: str) -> List[Dict[str, str]]:
+        """``scontrol -o show job``: one {field: value} per job record (array task)."""
         cp = self.run(["scontrol", "-o", "show", "job", str(job_id)], check=False)
-        fields = dict(kv.split("=", 1) for kv in cp.stdout.split() if "=" in kv)
-        return int(fields.get("Restarts", 0))
+        return [dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                for line in cp.stdout.splitlines()]
+
+    def restarts(self, job_id: str) -> int:
+        """How many times a (plain) job has been requeued (`Restarts=`)."""
+        return max((int(f.get("Restarts", 0)) for f in self.show_job(job_id)), default=0)
 
     def states(self, job_id: str) -> Dict[int, str]:
         """{array task id (0 for a plain job): state} from ``scontrol show job``."""
-        cp = self.run(["scontrol", "-o", "show", "job", str(job_id)], check=False)
         out: Dict[int, str] = {}
-        for line in cp.stdout.splitlines():
-            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        for fields in self.show_job(job_id):
             state = fields.get("JobState", "UNKNOWN")
             tasks = fields.get("ArrayTaskId")
             for t in (_expand_tasks(tasks) if tasks else [0]):
