@@ -134,12 +134,11 @@ def test_pool_finishes_remaining_items_after_escapes():
 def test_per_exec_mode_gives_the_same_results():
     from jz3.eval.jail import python_paths
 
-    def hidden_python_dirs():  # this Python's folders that each program's fresh /tmp hides
-        return tuple(p for p in python_paths() if p.startswith(("/tmp/", "/dev/shm/")))
-
-    if hidden_python_dirs():
+    # this Python's folders that each program's fresh /tmp hides
+    hidden = tuple(p for p in python_paths() if p.startswith(("/tmp/", "/dev/shm/")))
+    if hidden:
         pytest.skip("the environment lives under /tmp (e.g. a checkout there): per-program "
-                    f"interpreters cannot import its site-packages {hidden_python_dirs()}; "
+                    f"interpreters cannot import its site-packages {hidden}; "
                     "only the fork server's preloaded modules and the stdlib are importable")
     limits = replace(LIMITS, fork_server=False)
     r = run_python("import sympy\nprint(sympy.Rational(1, 3) + 1)", limits)

@@ -22,7 +22,7 @@ def visible_gpus() -> int:
     """GPUs this process sees (CUDA_VISIBLE_DEVICES applied); 0 without CUDA."""
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return torch.cuda.device_count()
 
 
 class VLLMGenerator:
