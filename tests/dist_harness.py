@@ -100,13 +100,23 @@ def child_env() -> Dict[str, str]:
 def run_harness(overrides: List[str], flags: Optional[List[str]] = None, ranks: int = 0,
                 timeout: int = 600) -> subprocess.CompletedProcess:
     """ranks=0: plain `python`; ranks>=1: under `deepspeed --num_gpus ranks`."""
+    port = _free_port()
     if ranks:
         ds = shutil.which("deepspeed", path=str(Path(PY).parent)) or "deepspeed"
-        cmd = [ds, "--num_gpus", str(ranks), "--master_port", str(_free_port()), str(HARNESS)]
+        cmd = [ds, "--num_gpus", str(ranks), "--master_port", str(port), str(HARNESS)]
     else:
         cmd = [PY, str(HARNESS)]
     cmd += list(flags or []) + ["--"] + overrides
-    return subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    assert not shm_left(port), shm_left(port)  # however the ranks ended
+    return proc
+
+
+def shm_left(port: int) -> List[Path]:
+    """DeepSpeed CPU all-reduce buffers of the run on `port` still in /dev/shm (RAM until reboot;
+    `jz3.parallel.dist.unlink_deepspeed_shm` removes the names right after start-up)."""
+    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
 
 
 def _free_port() -> int:

@@ -33,6 +33,7 @@ from tests.dist_harness import (  # noqa: E402
     metric_lines,
     metrics_by_step,
     probe_batch,
+    shm_left,
 )
 
 STEPS, SAVE_EVERY, KILL_AT = 4, 2, 3
@@ -69,17 +70,21 @@ def launch(job: Dict[str, Any], out: Path, flags: List[str]) -> subprocess.Compl
     out.mkdir(parents=True, exist_ok=True)
     (out / "job.json").write_text(json.dumps(job))
     ds = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
-    cmd = [ds, "--num_gpus", "2", "--master_port", str(_free_port()), __file__,
+    port = _free_port()
+    cmd = [ds, "--num_gpus", "2", "--master_port", str(port), __file__,
            "--job", str(out / "job.json"), *flags]
-    return subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
                           timeout=1200)
+    assert not shm_left(port), shm_left(port)  # killed or not, no buffer left in RAM
+    return proc
 
 
 def kill_and_resume(job: Dict[str, Any], out: Path, flags: List[str]) -> Dict[str, Any]:
     killed = launch(job, out, [*flags, "--kill-at", str(KILL_AT)])
     assert killed.returncode != 0, killed.stdout[-2000:]
     before = {r["step"]: r for r in metric_lines(out / "train" / "metrics.jsonl")}
-    assert max(before) == KILL_AT, (killed.stdout[-3000:], killed.stderr[-3000:])
+    assert max(before) == KILL_AT, (killed.returncode, killed.stdout[-3000:],
+                                    killed.stderr[-8000:])
     done = launch(job, out, [*flags, "--logits-out", str(out / "logits.pt")])
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-5000:])
     res = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -70,10 +72,36 @@ def init_distributed(use_deepspeed: bool) -> DistInfo:
         import deepspeed
 
         deepspeed.init_distributed(dist_backend=backend(), auto_mpi_discovery=False)
+        unlink_deepspeed_shm(info)
     else:
         dist.init_process_group(backend=backend())
     log.info("rank %d/%d: process group up (%s)", info.rank, info.world_size, backend())
     return info
+
+
+SHM_DIR = Path("/dev/shm")
+
+
+def deepspeed_shm_buffer(rank: int) -> Path:
+    """The shared-memory buffer DeepSpeed's CPU all-reduce (`ShareMemCommBuilder`) creates for
+    `rank` when every rank is on one host: named after uid, MASTER_ADDR and MASTER_PORT."""
+    env = os.environ
+    return SHM_DIR / (f"deepspeed_allreduce_buffer_{os.getuid()}_{env.get('MASTER_ADDR', '')}_"
+                      f"{env.get('MASTER_PORT', '')}_{rank}")
+
+
+def unlink_deepspeed_shm(info: DistInfo) -> None:
+    """Remove this rank's DeepSpeed shared-memory name once every rank has mapped every buffer.
+
+    DeepSpeed never unlinks these 66 MB buffers, so each CPU run (and every killed one) used
+    to leave two in /dev/shm, held in RAM until reboot. Mappings outlive the name: the memory
+    goes when the last rank exits, however it exits. `shm_initialize` returns only after a
+    rank mapped all the others' buffers, so after the barrier no rank still needs a name."""
+    barrier()  # every rank, buffer or not (GPU runs and multi-host runs have none)
+    path = deepspeed_shm_buffer(info.rank)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        log.debug("unlinked %s (mapped by every rank)", path)
 
 
 def is_dist() -> bool:
