@@ -234,7 +234,8 @@ def check_zero3_step(steps: int = 3, micro_batch: int = 4, seq_len: int = 2048) 
                      gradient_checkpointing=True)
     tc = TrainerConfig(precision=Precision.bf16, micro_batch_size=micro_batch,
                        global_batch_size=micro_batch * info.world_size)
-    dsc = build_ds_config(DeepSpeedConfig(enabled=True, zero_stage=3), tc, info.world_size)
+    dsc = build_ds_config(DeepSpeedConfig(enabled=True, zero_stage=3), tc, info.world_size,
+                          mc.hidden_size)
     model = build_model(mc, torch.bfloat16, dsc)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=dsc)

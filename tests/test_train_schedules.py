@@ -94,17 +94,36 @@ def test_batch_layout_and_errors_name_fields():
 
 def test_ds_config_zero3_and_autotp():
     t = TrainerConfig(global_batch_size=32, micro_batch_size=2, grad_clip=1.0, precision=Precision.bf16)
-    ds = build_ds_config(DeepSpeedConfig(zero_stage=3), t, world_size=8)
+    ds = build_ds_config(DeepSpeedConfig(zero_stage=3), t, world_size=8, hidden_size=4096)
     assert ds["train_batch_size"] == 32 and ds["gradient_accumulation_steps"] == 2
     assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
     assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert "tensor_parallel" not in ds and ds["gradient_clipping"] == 1.0
-    tp = build_ds_config(DeepSpeedConfig(zero_stage=1, autotp_size=2), t, world_size=8)
+    tp = build_ds_config(DeepSpeedConfig(zero_stage=1, autotp_size=2), t, world_size=8,
+                         hidden_size=64)
     assert tp["tensor_parallel"] == {"autotp_size": 2} and tp["gradient_accumulation_steps"] == 4
     with pytest.raises(ValueError, match="zero_stage"):
-        build_ds_config(DeepSpeedConfig(zero_stage=3, autotp_size=2), t, world_size=8)
-    off = build_ds_config(DeepSpeedConfig(zero_stage=3, offload_optimizer=True, offload_param=True), t, 8)
+        build_ds_config(DeepSpeedConfig(zero_stage=3, autotp_size=2), t, world_size=8,
+                        hidden_size=64)
+    off = build_ds_config(DeepSpeedConfig(zero_stage=3, offload_optimizer=True, offload_param=True), t, 8,
+                          64)
     assert off["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def test_bucket_sizes_follow_the_hidden_size_like_the_release_auto_values():
+    """configs/stage_*.json of the release leave the three sizes "auto"; HF Trainer fills them
+    from the model's hidden size h: h^2, 0.9 h^2, 10 h. Set values are kept as they are."""
+    t = TrainerConfig(global_batch_size=64, micro_batch_size=8)
+    zero = build_ds_config(DeepSpeedConfig(zero_stage=3), t, 8, hidden_size=4096)["zero_optimization"]
+    assert (zero["reduce_bucket_size"], zero["stage3_prefetch_bucket_size"],
+            zero["stage3_param_persistence_threshold"]) == (16_777_216, 15_099_494, 40_960)
+    z1 = build_ds_config(DeepSpeedConfig(zero_stage=1), t, 8, hidden_size=576)["zero_optimization"]
+    assert z1["reduce_bucket_size"] == 331_776 and "stage3_prefetch_bucket_size" not in z1
+    set_ = DeepSpeedConfig(zero_stage=3, reduce_bucket_size=5, stage3_prefetch_bucket_size=0,
+                           stage3_param_persistence_threshold=7)
+    zero = build_ds_config(set_, t, 8, hidden_size=4096)["zero_optimization"]
+    assert (zero["reduce_bucket_size"], zero["stage3_prefetch_bucket_size"],
+            zero["stage3_param_persistence_threshold"]) == (5, 0, 7)
 
 
 def test_total_steps_from_epochs_or_max_steps():
@@ -122,7 +141,7 @@ def test_presets_compose_into_valid_ds_configs():
             (st.pretrain, 64), (st.sft, 8), (st.distill, 8), (st.distill_boost, 8),
             (st.influence, 1)]
         for job, world in jobs:
-            ds = build_ds_config(job.deepspeed, job.trainer, world)
+            ds = build_ds_config(job.deepspeed, job.trainer, world, job.model.hidden_size)
             assert ds["train_batch_size"] == job.trainer.global_batch_size
     d = compose(["+exp=synth_distill"]).stages.distill.trainer
     assert (d.lr, d.epochs, d.global_batch_size, d.schedule) == (1e-5, 5, 32, Schedule.cosine)

@@ -62,13 +62,13 @@ def worker_hf(a: argparse.Namespace) -> float:
 
     from jz3.config import compose
     from jz3.data.packed_dataset import MixedPackedDataset
-    from jz3.models import build_model
+    from jz3.models import build_model, hidden_size_of
     from jz3.parallel.dist import init_distributed
     from jz3.parallel.ds_config import build_ds_config
 
     cfg = compose(overrides(a, Path(a.work) / f"hf{a.round}")).stages.pretrain
     info = init_distributed(use_deepspeed=True)
-    ds_config = build_ds_config(cfg.deepspeed, cfg.trainer, info.world_size)
+    ds_config = build_ds_config(cfg.deepspeed, cfg.trainer, info.world_size, hidden_size_of(cfg.model))
     ds = MixedPackedDataset(cfg.data.packed_dir, cfg.data.seq_len)
     times: List[float] = []
 

@@ -113,3 +113,10 @@ def build_model(
 
 def load_hf_config(path: str) -> PretrainedConfig:
     return AutoConfig.from_pretrained(path, local_files_only=True)
+
+
+def hidden_size_of(cfg: ModelConfig, path: Optional[str] = None) -> int:
+    """The hidden size of the model `build_model(cfg, path=path)` builds: a checkpoint's own
+    config wins over the preset's field."""
+    src = path or cfg.path
+    return int(load_hf_config(src).hidden_size) if src else cfg.hidden_size

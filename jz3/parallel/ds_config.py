@@ -7,7 +7,7 @@ data-parallel ranks = world size / `autotp_size` (AutoTP ranks of one group see 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from jz3.config.deepspeed import DeepSpeedConfig
 from jz3.config.enums import Precision
@@ -37,21 +37,36 @@ def batch_layout(trainer: TrainerConfig, world_size: int, tp_size: int = 1) -> B
                        trainer.global_batch_size // per_step, dp)
 
 
-def build_ds_config(ds: DeepSpeedConfig, trainer: TrainerConfig, world_size: int) -> Dict[str, Any]:
-    """The DeepSpeed config dict (no "auto" values: HfDeepSpeedConfig needs concrete ones)."""
+def bucket_sizes(ds: DeepSpeedConfig, hidden_size: int) -> Tuple[int, int, int]:
+    """(reduce bucket, stage-3 prefetch bucket, stage-3 persistence threshold) in elements: the
+    configured values, or for each one left at None what HF Trainer fills in for the release's
+    "auto" (`transformers.integrations.deepspeed`): h^2, 0.9 h^2 and 10 h."""
+    h = hidden_size
+    return (h * h if ds.reduce_bucket_size is None else ds.reduce_bucket_size,
+            int(0.9 * h * h) if ds.stage3_prefetch_bucket_size is None
+            else ds.stage3_prefetch_bucket_size,
+            10 * h if ds.stage3_param_persistence_threshold is None
+            else ds.stage3_param_persistence_threshold)
+
+
+def build_ds_config(ds: DeepSpeedConfig, trainer: TrainerConfig, world_size: int,
+                    hidden_size: int) -> Dict[str, Any]:
+    """The DeepSpeed config dict (no "auto" values: HfDeepSpeedConfig needs concrete ones;
+    bucket sizes left unset follow the model's `hidden_size`, see `bucket_sizes`)."""
     if ds.autotp_size > 1 and ds.zero_stage > 2:
         raise ValueError("deepspeed.autotp_size > 1 needs deepspeed.zero_stage <= 2 (DeepSpeed AutoTP)")
     lay = batch_layout(trainer, world_size, ds.autotp_size)
+    reduce_bucket, prefetch_bucket, persistence = bucket_sizes(ds, hidden_size)
     zero: Dict[str, Any] = {
         "stage": ds.zero_stage,
         "overlap_comm": ds.overlap_comm,
         "contiguous_gradients": ds.contiguous_gradients,
-        "reduce_bucket_size": ds.reduce_bucket_size,
+        "reduce_bucket_size": reduce_bucket,
     }
     if ds.zero_stage == 3:
         zero.update(
-            stage3_prefetch_bucket_size=ds.stage3_prefetch_bucket_size,
-            stage3_param_persistence_threshold=ds.stage3_param_persistence_threshold,
+            stage3_prefetch_bucket_size=prefetch_bucket,
+            stage3_param_persistence_threshold=persistence,
             stage3_gather_16bit_weights_on_model_save=ds.stage3_gather_16bit_weights_on_model_save,
         )
     if ds.offload_optimizer:

@@ -44,7 +44,7 @@ from jz3.config.trainer import TrainerConfig
 from jz3.config.validate import check
 from jz3.data.records import atomic_write_text
 from jz3.data.tokenizers import load_tokenizer
-from jz3.models import build_model, flops_per_token, resolve_attn_impl
+from jz3.models import build_model, flops_per_token, hidden_size_of, resolve_attn_impl
 from jz3.parallel.dist import DistInfo, barrier, init_distributed
 from jz3.parallel.ds_config import batch_layout, build_ds_config
 from jz3.train import checkpoint as ckpt
@@ -172,7 +172,8 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
              tc.mode.value, len(dataset), cfg.data.seq_len, steps, layout.global_batch,
              layout.micro_batch, layout.grad_accum, layout.dp_world)
 
-    ds_config = build_ds_config(dsc, tc, info.world_size) if dsc.enabled else None
+    ds_config = (build_ds_config(dsc, tc, info.world_size, hidden_size_of(cfg.model, tc.init_from))
+                 if dsc.enabled else None)
     model = build_model(cfg.model, model_dtype(tc.precision, dsc.enabled), ds_config, path=tc.init_from)
     if model_transform is not None:
         model = model_transform(model)
