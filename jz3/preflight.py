@@ -231,7 +231,7 @@ def check_zero3_step(steps: int = 3, micro_batch: int = 4, seq_len: int = 2048) 
     mc = ModelConfig(name="preflight-1b", vocab_size=32000, hidden_size=2048,
                      intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                      num_key_value_heads=4, max_position_embeddings=seq_len,
-                     gradient_checkpointing=True)
+                     gradient_checkpointing=True, from_scratch=True)
     tc = TrainerConfig(precision=Precision.bf16, micro_batch_size=micro_batch,
                        global_batch_size=micro_batch * info.world_size)
     dsc = build_ds_config(DeepSpeedConfig(enabled=True, zero_stage=3), tc, info.world_size,

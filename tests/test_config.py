@@ -140,6 +140,9 @@ def test_plan_shows_paper_values_and_runs_nothing(project_root, tmp_path):
     assert cp.returncode == 0, cp.stderr[-2000:]
     lines = [x for x in cp.stdout.splitlines() if x.startswith("[plan] ")]
     plan = {x.split(" ", 2)[1]: json.loads(x.split(" ", 2)[2]) for x in lines}
+    # the shipped jz3_7b leaves the checkpoint folders to the user: the plan warns
+    for key in ("stages.distill.model", "stages.distill_boost.model", "stages.pretrain.model"):
+        assert f"{key}.path is null" in cp.stderr, key
     assert plan["distill"]["config"]["model"]["name"] == "deepseekmath-7b"
     assert plan["distill"]["config"]["trainer"]["epochs"] == 5
     assert plan["pretrain"]["config"]["model"]["name"] == "mistral-7b"
@@ -229,3 +232,31 @@ def test_sft_stage_stays_available(tmp_path):
     assert plan["sft"]["config"]["model"]["name"] == "mistral-7b"
     tiny = _plan(compose(["+exp=tiny_pipeline", f"run_dir={tmp_path}"]))
     assert "sft" in tiny and tiny["evaluate"]["inputs"] == ["sft"]
+
+
+def test_paper_scale_run_without_checkpoints_stops_before_any_stage(project_root, tmp_path):
+    """A forgotten `model.path` would pretrain Mistral-7B from random weights: refused up front,
+    naming every key; tiny models and `from_scratch` are allowed."""
+    from jz3.config.model import ModelConfig
+    from jz3.models.build import check_weights_source
+    from jz3.models.flops import total_params
+
+    mistral = compose(["+exp=jz3_7b"]).stages.pretrain.model
+    assert 7.2e9 < total_params(mistral) < 7.3e9  # Mistral-7B-v0.1: 7.24B
+    with pytest.raises(ValueError, match=r"stages.pretrain.model.path is null: mistral-7b \(7.2B"):
+        check_weights_source(mistral, key="stages.pretrain.model")
+    check_weights_source(mistral, path="/models/mistral")  # trainer.init_from
+    check_weights_source(ModelConfig(arch=Arch.mistral, **{
+        k: getattr(mistral, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                         "num_attention_heads", "vocab_size")},
+        from_scratch=True))
+    check_weights_source(ModelConfig())  # tiny
+
+    run_dir = tmp_path / "run"
+    cp = subprocess.run([sys.executable, "launch/pipeline.py", "+exp=jz3_7b", f"run_dir={run_dir}",
+                         "stages.snippets.snippets.corpus=[x.jsonl]"], cwd=project_root,
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode != 0
+    for key in ("stages.distill.model", "stages.distill_boost.model", "stages.pretrain.model"):
+        assert f"{key}.path is null" in cp.stderr, (key, cp.stderr[-3000:])
+    assert not (run_dir / "snippets").exists()  # nothing ran

@@ -13,6 +13,9 @@ class ModelConfig:
     arch: Arch = Arch.llama
     name: str = "tiny-llama"
     path: Optional[str] = None  # local HF checkpoint folder; None = build from the numbers below
+    # with path null, a model of >= 1B parameters is refused unless this says random weights
+    # are meant (a forgotten path would otherwise pretrain a 7B model from scratch)
+    from_scratch: bool = False
     vocab_size: int = 2048
     hidden_size: int = 64
     intermediate_size: int = 176

@@ -24,6 +24,7 @@ from transformers import (
 from jz3.config.enums import Arch
 from jz3.config.model import ModelConfig
 from jz3.models.attention import resolve_attn_impl
+from jz3.models.flops import total_params
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,23 @@ def hf_config_from(cfg: ModelConfig) -> PretrainedConfig:
     raise ValueError(f"model.arch: unknown architecture {cfg.arch!r}")
 
 
+RANDOM_INIT_LIMIT = 1_000_000_000  # parameters
+
+
+def check_weights_source(cfg: ModelConfig, path: Optional[str] = None, key: str = "model") -> None:
+    """Refuse random weights for a model of >= 1B parameters unless `model.from_scratch`: with
+    `model.path` left null a paper-scale preset (Mistral-7B, DeepSeekMath-7B) would otherwise
+    train from random initialisation for GPU-weeks. `key` names the section in the error."""
+    if path or cfg.path or cfg.from_scratch:
+        return
+    n = total_params(cfg)
+    if n >= RANDOM_INIT_LIMIT:
+        raise ValueError(
+            f"{key}.path is null: {cfg.name} ({n / 1e9:.1f}B parameters) would start from random "
+            f"weights. Set {key}.path to a local checkpoint folder, or {key}.from_scratch=true "
+            "if random initialisation is what you want.")
+
+
 def enable_zero3_init(ds_config: Optional[Dict[str, Any]]) -> None:
     """Register the DeepSpeed config with transformers (ZeRO-3 => partitioned construction)."""
     global _HF_DS_CONFIG
@@ -88,6 +106,7 @@ def build_model(
 
     `ds_config` with ZeRO stage 3 builds the model partitioned across ranks.
     """
+    check_weights_source(cfg, path)
     attn = resolve_attn_impl(cfg.attn_impl)
     zero3 = ds_config is not None and ds_config.get("zero_optimization", {}).get("stage", 0) == 3
     enable_zero3_init(ds_config if zero3 else None)

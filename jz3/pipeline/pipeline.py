@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any, Dict
 
@@ -18,14 +19,25 @@ log = logging.getLogger("jz3.pipeline")
 def run(cfg: JZ3Config) -> Dict[str, Any]:
     """Run (or submit) the pipeline; prints a JSON summary as the last stdout line."""
     from jz3.pipeline.report import write_report
-    from jz3.pipeline.runner import plan_lines, run_pipeline, section, write_plan
+    from jz3.pipeline.runner import (
+        plan_lines,
+        random_init_problems,
+        run_pipeline,
+        section,
+        write_plan,
+    )
     from jz3.pipeline.stages import STAGE_NAMES, STAGES
 
+    problems = random_init_problems(cfg, STAGES)
+    for p in problems:  # a plan or a dry run shows them; a run stops before its first stage
+        print(f"warning: {p}", file=sys.stderr, flush=True)
     if cfg.pipeline.plan:
         lines = plan_lines(cfg, STAGES)
         for line in lines:
             print(line, flush=True)
         return {"plan": lines}
+    if problems and not (cfg.launcher.kind == LauncherKind.slurm and cfg.launcher.dry_run):
+        raise ValueError("; ".join(problems))
     if cfg.launcher.kind == LauncherKind.slurm:
         from jz3.pipeline.slurm import submit_pipeline
 

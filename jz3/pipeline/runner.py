@@ -139,6 +139,9 @@ class Stage:
     shard_fn: Optional[Callable[[StageContext], None]] = None
     shards_key: Optional[str] = None
     enabled: Callable[[Any], bool] = lambda section: True
+    # whether the stage's model weights come from its section's `model.path` alone (no upstream
+    # export): checked before a run starts (`random_init_problems`)
+    own_weights: Callable[[Any], bool] = lambda section: False
 
     @property
     def section_path(self) -> str:
@@ -155,6 +158,22 @@ class StageStatus:
 
 class PipelineError(RuntimeError):
     pass
+
+
+def random_init_problems(cfg: JZ3Config, stages: Sequence[Stage]) -> List[str]:
+    """For each selected stage that builds its model from `model.path` alone: the error
+    `check_weights_source` would raise when the stage starts (days in, at paper scale)."""
+    from jz3.models.build import check_weights_source
+
+    problems = []
+    for stage in select_stages(cfg, stages):
+        sec = section(cfg, stage)
+        if stage.enabled(sec) and stage.own_weights(sec):
+            try:
+                check_weights_source(sec.model, sec.trainer.init_from, f"{stage.section_path}.model")
+            except ValueError as e:
+                problems.append(str(e))
+    return problems
 
 
 def section(cfg: JZ3Config, stage: Stage) -> Any:
