@@ -12,7 +12,7 @@ from jz3.data.packed_dataset import MixedPackedDataset
 from jz3.data.packing import pack_sources
 from jz3.data.sampler import MixtureSampler
 from jz3.data.tokenizers import load_tokenizer
-from jz3.train.entry import run_training
+from jz3.train.entry import run_training, set_tf32
 from jz3.train.loss import target_count
 
 
@@ -52,9 +52,12 @@ def test_mixtral_with_gradient_checkpointing_logs_router_aux_loss(tmp_path, tiny
     cfg = compose(["+exp=tiny_pretrain", "model@stages.pretrain.model=tiny_mixtral", "stages.pretrain.model.gradient_checkpointing=true",
                    "deepspeed@stages.pretrain.deepspeed=none", f"run_dir={tmp_path}", f"stages.pretrain.data.tokenizer.path={tiny_tokenizer_dir}",
                    "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0", "stages.pretrain.trainer.max_steps=3", "stages.pretrain.trainer.global_batch_size=4",
-                   "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.export_hf=false"]
+                   "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.export_hf=false",
+                   "stages.pretrain.trainer.tf32=false"]
                   ).stages.pretrain
     seen = {}
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    set_tf32(True)  # the run sets it from trainer.tf32 (the release's --tf32)
 
     from jz3.train.callbacks import Callback
 
@@ -63,9 +66,14 @@ def test_mixtral_with_gradient_checkpointing_logs_router_aux_loss(tmp_path, tiny
             m = state.model
             gc = getattr(m, "is_activation_checkpointing", None)
             seen["gc"] = (m.is_gradient_checkpointing if gc is None else gc) and m.training
+            seen["tf32"] = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
 
-    res = run_training(cfg, callbacks=[Probe()])
+    try:
+        res = run_training(cfg, callbacks=[Probe()])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     rows = [json.loads(x) for x in open(res.log_file)]
     assert seen["gc"] and res.steps == 3 and res.hf_export_dir is None
+    assert seen["tf32"] is False
     assert all(r["aux_loss"] > 0 for r in rows)  # Mixtral load-balancing loss is in the objective
     assert rows[-1]["loss"] < rows[0]["loss"]

@@ -41,6 +41,8 @@ class TrainerConfig:
     micro_batch_size: int = 1
     grad_clip: float = 1.0
     precision: Precision = Precision.bf16
+    # fp32 matmuls and convolutions in TF32 on Ampere+ GPUs (the release's `--tf32 True`)
+    tf32: bool = True
     seed: int = 42
     log_every: int = 10
     peak_tflops: Optional[float] = None  # per device, for MFU; None = look up the GPU (0 on CPU)

@@ -109,6 +109,13 @@ def model_dtype(precision: Precision, use_deepspeed: bool) -> torch.dtype:
     return {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}.get(precision, torch.float32)
 
 
+def set_tf32(enabled: bool) -> None:
+    """What HF Trainer's `--tf32` sets: fp32 matmuls and cuDNN convolutions may use TF32 (on
+    Ampere+ GPUs; the flags are inert on CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
 def _load_tokenizer(cfg: TrainJob, info: DistInfo) -> Any:
     # A missing sentencepiece model is trained by load_tokenizer: only rank 0 does it (run_dir is
     # on a shared filesystem across nodes).
@@ -158,6 +165,7 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
     if info.world_size > 1 and not dsc.enabled:
         raise ValueError("world size > 1 needs deepspeed.enabled=true (plain torch runs one process)")
     torch.manual_seed(tc.seed)
+    set_tf32(tc.tf32)
     out = Path(output_dir if output_dir is not None else tc.output_dir)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
