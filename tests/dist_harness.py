@@ -100,23 +100,32 @@ def child_env() -> Dict[str, str]:
 def run_harness(overrides: List[str], flags: Optional[List[str]] = None, ranks: int = 0,
                 timeout: int = 600) -> subprocess.CompletedProcess:
     """ranks=0: plain `python`; ranks>=1: under `deepspeed --num_gpus ranks`."""
-    port = _free_port()
+    args = list(flags or []) + ["--"] + overrides
     if ranks:
-        ds = shutil.which("deepspeed", path=str(Path(PY).parent)) or "deepspeed"
-        cmd = [ds, "--num_gpus", str(ranks), "--master_port", str(port), str(HARNESS)]
-    else:
-        cmd = [PY, str(HARNESS)]
-    cmd += list(flags or []) + ["--"] + overrides
+        return launch_ranks(HARNESS, args, ranks, timeout)
+    return subprocess.run([PY, str(HARNESS), *args], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def launch_ranks(script: Path, args: List[str], ranks: int,
+                 timeout: int = 600) -> subprocess.CompletedProcess:
+    """`deepspeed --num_gpus ranks script args` on a free port; afterwards, however the ranks
+    ended, none of their DeepSpeed CPU all-reduce buffers may be left in /dev/shm."""
+    port = _free_port()
+    ds = shutil.which("deepspeed", path=str(Path(PY).parent)) or "deepspeed"
+    cmd = [ds, "--num_gpus", str(ranks), "--master_port", str(port), str(script), *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
                           timeout=timeout)
-    assert not shm_left(port), shm_left(port)  # however the ranks ended
+    assert not shm_left(port), shm_left(port)
     return proc
 
 
 def shm_left(port: int) -> List[Path]:
     """DeepSpeed CPU all-reduce buffers of the run on `port` still in /dev/shm (RAM until reboot;
     `jz3.parallel.dist.unlink_deepspeed_shm` removes the names right after start-up)."""
-    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
+    from jz3.parallel.dist import DS_SHM_PREFIX, SHM_DIR
+
+    return sorted(SHM_DIR.glob(f"{DS_SHM_PREFIX}_*_{port}_*"))
 
 
 def _free_port() -> int:

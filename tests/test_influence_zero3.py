@@ -7,8 +7,6 @@ The child entry (`python tests/test_influence_zero3.py --child ARGS.json`, start
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -50,16 +48,13 @@ def child(args_file: str) -> None:
 
 
 def launch(tmp: Path, name: str, ranks: int, tok: Path, cands: Path) -> Path:
-    from tests.dist_harness import _free_port, child_env
+    from tests.dist_harness import launch_ranks
 
     out = tmp / name
     out.mkdir()
     args = out / "args.json"
     args.write_text(json.dumps({"out": str(out), "tok": str(tok), "cands": str(cands)}))
-    ds = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
-    cmd = [ds, "--num_gpus", str(ranks), "--master_port", str(_free_port()), __file__,
-           "--child", str(args)]
-    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=600)
+    p = launch_ranks(Path(__file__), ["--child", str(args)], ranks)
     assert p.returncode == 0 and "RESULT" in p.stdout, f"{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     return out / "warmup"
 

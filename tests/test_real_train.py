@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,12 +27,10 @@ sys.path.insert(0, str(ROOT))
 from tests.dist_harness import (  # noqa: E402
     DumpLogits,
     SignalAt,
-    _free_port,
-    child_env,
+    launch_ranks,
     metric_lines,
     metrics_by_step,
     probe_batch,
-    shm_left,
 )
 
 STEPS, SAVE_EVERY, KILL_AT = 4, 2, 3
@@ -69,14 +66,7 @@ def job_dict(smol_dir: Path, data_file: Path, out: Path, lr: float, export: bool
 def launch(job: Dict[str, Any], out: Path, flags: List[str]) -> subprocess.CompletedProcess:
     out.mkdir(parents=True, exist_ok=True)
     (out / "job.json").write_text(json.dumps(job))
-    ds = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or "deepspeed"
-    port = _free_port()
-    cmd = [ds, "--num_gpus", "2", "--master_port", str(port), __file__,
-           "--job", str(out / "job.json"), *flags]
-    proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
-                          timeout=1200)
-    assert not shm_left(port), shm_left(port)  # killed or not, no buffer left in RAM
-    return proc
+    return launch_ranks(Path(__file__), ["--job", str(out / "job.json"), *flags], 2, timeout=1200)
 
 
 def kill_and_resume(job: Dict[str, Any], out: Path, flags: List[str]) -> Dict[str, Any]:

@@ -71,18 +71,25 @@ def hf_config_from(cfg: ModelConfig) -> PretrainedConfig:
 RANDOM_INIT_LIMIT = 1_000_000_000  # parameters
 
 
-def check_weights_source(cfg: ModelConfig, path: Optional[str] = None, key: str = "model") -> None:
-    """Refuse random weights for a model of >= 1B parameters unless `model.from_scratch`: with
-    `model.path` left null a paper-scale preset (Mistral-7B, DeepSeekMath-7B) would otherwise
-    train from random initialisation for GPU-weeks. `key` names the section in the error."""
-    if path or cfg.path or cfg.from_scratch:
-        return
+def random_init_error(cfg: ModelConfig, path: Optional[str] = None,
+                      key: str = "model") -> Optional[str]:
+    """Why a model of >= 1B parameters may not start from random weights here (None if it may):
+    with `model.path` left null a paper-scale preset (Mistral-7B, DeepSeekMath-7B) would
+    otherwise train from random initialisation for GPU-weeks unless `model.from_scratch`.
+    `key` names the section in the message."""
     n = total_params(cfg)
-    if n >= RANDOM_INIT_LIMIT:
-        raise ValueError(
-            f"{key}.path is null: {cfg.name} ({n / 1e9:.1f}B parameters) would start from random "
+    if path or cfg.path or cfg.from_scratch or n < RANDOM_INIT_LIMIT:
+        return None
+    return (f"{key}.path is null: {cfg.name} ({n / 1e9:.1f}B parameters) would start from random "
             f"weights. Set {key}.path to a local checkpoint folder, or {key}.from_scratch=true "
             "if random initialisation is what you want.")
+
+
+def check_weights_source(cfg: ModelConfig, path: Optional[str] = None, key: str = "model") -> None:
+    """Raise `random_init_error`'s message, if any."""
+    error = random_init_error(cfg, path, key)
+    if error:
+        raise ValueError(error)
 
 
 def enable_zero3_init(ds_config: Optional[Dict[str, Any]]) -> None:

@@ -80,13 +80,14 @@ def init_distributed(use_deepspeed: bool) -> DistInfo:
 
 
 SHM_DIR = Path("/dev/shm")
+DS_SHM_PREFIX = "deepspeed_allreduce_buffer"  # DeepSpeed's SHM_BUFFER_NAME (cpu/comm/shm.cpp)
 
 
 def deepspeed_shm_buffer(rank: int) -> Path:
     """The shared-memory buffer DeepSpeed's CPU all-reduce (`ShareMemCommBuilder`) creates for
     `rank` when every rank is on one host: named after uid, MASTER_ADDR and MASTER_PORT."""
     env = os.environ
-    return SHM_DIR / (f"deepspeed_allreduce_buffer_{os.getuid()}_{env.get('MASTER_ADDR', '')}_"
+    return SHM_DIR / (f"{DS_SHM_PREFIX}_{os.getuid()}_{env.get('MASTER_ADDR', '')}_"
                       f"{env.get('MASTER_PORT', '')}_{rank}")
 
 

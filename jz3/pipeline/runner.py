@@ -162,18 +162,16 @@ class PipelineError(RuntimeError):
 
 def random_init_problems(cfg: JZ3Config, stages: Sequence[Stage]) -> List[str]:
     """For each selected stage that builds its model from `model.path` alone: the error
-    `check_weights_source` would raise when the stage starts (days in, at paper scale)."""
-    from jz3.models.build import check_weights_source
+    `build_model` would raise when the stage starts (days in, at paper scale)."""
+    from jz3.models.build import random_init_error
 
     problems = []
     for stage in select_stages(cfg, stages):
         sec = section(cfg, stage)
         if stage.enabled(sec) and stage.own_weights(sec):
-            try:
-                check_weights_source(sec.model, sec.trainer.init_from, f"{stage.section_path}.model")
-            except ValueError as e:
-                problems.append(str(e))
-    return problems
+            problems.append(random_init_error(sec.model, sec.trainer.init_from,
+                                              f"{stage.section_path}.model"))
+    return [p for p in problems if p]
 
 
 def section(cfg: JZ3Config, stage: Stage) -> Any:
