@@ -41,7 +41,8 @@ setup(
         "gguf>=0.10",  # SmolLM2 GGUF import (jz3/models/gguf_import.py)
     ],
     extras_require={
-        "gpu": ["flash-attn>=2.6", "vllm>=0.6"],
+        # known to go together with the lock's torch 2.13 / transformers 5.19 (README, Dependencies)
+        "gpu": ["flash-attn>=2.8.3", "vllm>=0.32,<0.33"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
