@@ -188,7 +188,11 @@ def test_escapes_as_this_user(listener):
                     reason="needs root to drop to an unprivileged user (else: the test above is "
                            "the unprivileged run)")
 def test_escapes_as_an_unprivileged_user(listener):
-    """The whole harness runs as nobody: bwrap with unprivileged user namespaces."""
+    """The whole harness runs as nobody: bwrap with unprivileged user namespaces, cgroups
+    delegated to it by root (the pool refuses without them)."""
+    from jz3.eval.cgroups import delegate
+
+    assert delegate(NOBODY), "no cgroup could be delegated to nobody"
     tag = f"jz3evil{uuid.uuid4().hex[:8]}"
     victim = _victim(NOBODY)
     try:
