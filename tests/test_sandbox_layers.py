@@ -99,6 +99,13 @@ def programs(tag: str) -> Dict[str, str]:
                   "    fds.append(os.memfd_create('x'))\n    os.write(fds[-1], b)\n"
                   "print('made')"),
         "tmpfs_fill": _fill("/tmp", 600),
+        "nested_tmpfs": ("import ctypes, os\nlib = ctypes.CDLL(None, use_errno=True)\n"
+                         "u = os.getuid()\nlib.prctl(4, 1, 0, 0, 0)\n"
+                         "assert lib.unshare(0x10000000 | 0x00020000) == 0, ctypes.get_errno()\n"
+                         "open('/proc/self/uid_map', 'w').write(f'0 {u} 1')\n"
+                         "assert lib.mount(b'none', b'/tmp', b'tmpfs', 0, b'size=1g') == 0\n"
+                         + _fill("/tmp", 300).replace("print('refused'", "print('stopped'")
+                         + "\nprint('made')"),
         # CPU across processes: three children of ~1.4 s each (each under its own RLIMIT_CPU)
         "cpu_children": ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n"
                          "        t = time.process_time()\n"
@@ -156,10 +163,13 @@ def run_batch(tag: str) -> Dict[str, dict]:
                            audit_hook=False, workers=2)
     progs = programs(tag)
     special = {"cpu_timeout": replace(limits, wall_time_s=2.0, cpu_time_s=30)}
+    in_turn = ("dev_write", "dev_look")  # one after the other: on the same fork server
     with SandboxPool(limits) as pool:
-        names = [k for k in progs if k not in special]
+        names = [k for k in progs if k not in special and k not in in_turn]
         out = {k: asdict(r) for k, r in zip(names, pool.run_many([progs[k] for k in names]),
                                             strict=True)}
+        for k in in_turn:
+            out[k] = asdict(pool.run(progs[k]))
         for k, lim in special.items():
             with SandboxPool(lim) as p2:
                 out[k] = asdict(p2.run(progs[k]))
@@ -198,6 +208,8 @@ def _check(res: Dict[str, dict], tag: str, shm_before: float) -> None:
     assert res["tmpfs_fill"]["stdout"].startswith(f"refused {errno.ENOSPC}"), \
         res["tmpfs_fill"]
     assert int(res["tmpfs_fill"]["stdout"].split()[2]) <= 64
+    r = res["nested_tmpfs"]  # no user namespace inside: no tmpfs of the program's own
+    assert r["error"] == f"exception: AssertionError: {errno.EPERM}", r
     assert _shm_used_mb() < shm_before + 50
     # 4. CPU across processes, and a timed-out program's CPU
     r = res["cpu_children"]
