@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict
@@ -278,6 +279,27 @@ def test_no_cgroup_refuses_unless_unsafe(monkeypatch):
     POOL.close()
     assert r.ok and r.workdir.startswith("/sbx/"), r  # still jailed
     assert r.unenforced == ("memory", "pids", "cpu")
+
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to drop to an unprivileged user")
+def test_an_unreadable_interpreter_folder_is_named():
+    """A Python under a 0700 home: the jail's error names the folder nobody cannot enter."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="jz3-home-"))
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "python").write_text("")
+    tmp_path.chmod(0o755)
+    home.chmod(0o700)
+    code = ("import sys; from jz3.eval.jail import unreadable; "
+            "print(unreadable(sys.argv[1]), unreadable('/usr/bin/env'))")
+    out = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                          sys.executable, "-c", code, str(home / "bin" / "python")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    shutil.rmtree(tmp_path)
+    assert out.stdout.split() == [str(home), "None"], out.stderr[-2000:]
 
 
 if __name__ == "__main__":

@@ -122,6 +122,11 @@ class ForkServer:
         self._program_depth = _ns_depth(self.proc.pid) + 2
 
     @property
+    def cgroup(self) -> Optional[Path]:
+        """The jail's pids cgroup (None: none)."""
+        return self.cgroups.dirs.get(Limit.pids)
+
+    @property
     def unenforced(self) -> Tuple[str, ...]:
         """The limits no cgroup enforces for this server's programs."""
         return tuple(limit.value for limit in self.cgroups.unenforced)
