@@ -9,8 +9,11 @@ the program's pid namespace at `cpu_time_s`; after it, it reads the OOM-kill cou
 cannot reach /sys, so it cannot leave or change its cgroup.
 
 Where the cgroups are made: `<this process's cgroup>/jz3-sandbox[-<uid>]`, else (root, cgroup v2,
-whose own cgroup holds processes) `<hierarchy root>/jz3-sandbox`. An unprivileged harness gets
-cgroups only where that folder was delegated to it (`delegate(uid)`, as root: `mkdir` + `chown`).
+whose own cgroup holds processes) `<hierarchy root>/jz3-sandbox`; under v2 one folder for all
+limits. An unprivileged harness gets cgroups only where that folder was delegated to it
+(`delegate(uid)`, as root: `mkdir` + `chown`; under v2 the harness must also run inside the
+delegated subtree, since moving a process needs write access to the common ancestor).
+Tested here on cgroup v1 (memory, pids, cpuacct hierarchies); the v2 files are the documented ones.
 """
 
 from __future__ import annotations
@@ -136,12 +139,27 @@ def bases(uid: Optional[int] = None) -> Dict[Limit, Base]:
     """Where this process can make jail cgroups, per limit (missing: none can be made)."""
     del uid  # the cache key: the effective uid the lookup ran as
     out: Dict[Limit, Base] = {}
+    v2: Dict[Limit, List[Base]] = {}
     for limit in Limit:
-        for base in _candidates(limit):
+        cands = _candidates(limit)
+        if cands and cands[0].v2:
+            v2[limit] = cands
+            continue
+        for base in cands:
             if _usable(base, limit):
                 out[limit] = base
-                _sweep(base.path)
                 break
+    # cgroup v2 is one hierarchy: its limits must share one folder (the first that has most)
+    paths = [b for cands in v2.values() for b in cands]
+    best, best_n = None, 0
+    for base in dict.fromkeys(paths):
+        n = sum(base in v2[limit] and _usable(base, limit) for limit in v2)
+        if n > best_n:
+            best, best_n = base, n
+    if best is not None:
+        out.update({limit: best for limit in v2 if _usable(best, limit)})
+    for base in set(out.values()):
+        _sweep(base.path)
     return out
 
 
