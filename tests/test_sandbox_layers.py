@@ -163,7 +163,7 @@ def run_batch(tag: str) -> Dict[str, dict]:
     limits = SandboxConfig(wall_time_s=8.0, cpu_time_s=2, memory_mb=256, max_procs=16,
                            audit_hook=False, workers=2)
     progs = programs(tag)
-    special = {"cpu_timeout": replace(limits, wall_time_s=2.0, cpu_time_s=30)}
+    special = {"cpu_timeout": replace(limits, wall_time_s=3.0, cpu_time_s=30)}
     in_turn = ("dev_write", "dev_look")  # one after the other: on the same fork server
     with SandboxPool(limits) as pool:
         names = [k for k in progs if k not in special and k not in in_turn]
@@ -217,7 +217,8 @@ def _check(res: Dict[str, dict], tag: str, shm_before: float) -> None:
     assert r["error"].startswith("cpu_limit"), r
     assert r["cpu_s"] >= 1.9 and "made" not in r["stdout"], r
     r = res["cpu_timeout"]
-    assert r["timed_out"] and r["cpu_s"] > 0.3, r
+    assert r["timed_out"] and r["cpu_s"] > 0.05, r  # (the old jail said 0.0; a loaded box
+    # gives a spinning program only a share of its 3 s)
     # 5. init ignores signals; a MemoryError line on stderr is not a memory verdict
     assert res["signal_init"]["error"] is None and res["signal_init"]["stdout"] == "alive\n", \
         res["signal_init"]
