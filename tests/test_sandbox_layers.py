@@ -250,12 +250,13 @@ def test_layers_as_this_user():
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                     reason="needs root to drop to an unprivileged user")
 def test_layers_as_an_unprivileged_user():
-    from jz3.eval.cgroups import delegate
+    from tests.sandbox_delegation import delegated
 
-    assert delegate(NOBODY), "no cgroup could be delegated to nobody"
-    tag = f"jz3layn{os.getpid()}{int(time.time())}"
-    before = _shm_used_mb()
-    res = _run_as(NOBODY, tag)
+    with delegated(NOBODY) as folders:
+        assert folders, "no cgroup could be delegated to nobody"
+        tag = f"jz3layn{os.getpid()}{int(time.time())}"
+        before = _shm_used_mb()
+        res = _run_as(NOBODY, tag)
     assert res["harness"]["uid"] == NOBODY
     _check(res, tag, before)
 

@@ -127,11 +127,20 @@ def _usable(base: Base, limit: Limit) -> bool:
         probe = Path(tempfile.mkdtemp(prefix="probe-", dir=base.path))
         try:
             f = probe / _PROBE_FILE[limit][int(base.v2)]
-            return f.exists() and os.access(f, os.W_OK if limit != Limit.cpu else os.R_OK)
+            ok = f.exists() and os.access(f, os.W_OK if limit != Limit.cpu else os.R_OK)
         finally:
             probe.rmdir()
+        if not ok:
+            _rmdir(base.path)
+        return ok
     except OSError:
         return False
+
+
+def _rmdir(path: Path) -> None:
+    """Remove an empty cgroup folder (left alone while it holds jails or processes)."""
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 @lru_cache(maxsize=4)
@@ -223,6 +232,7 @@ class JailCgroups:
         for limit, base in available().items():
             try:
                 if base.path not in made:
+                    base.path.mkdir(exist_ok=True)  # removed when its last jail went
                     made[base.path] = Path(tempfile.mkdtemp(prefix="jail-", dir=base.path))
             except OSError as e:
                 log.warning("sandbox: no %s cgroup for the jail (%s)", limit.value, e)
@@ -330,8 +340,8 @@ class JailCgroups:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.01)
-            with contextlib.suppress(OSError):
-                d.rmdir()
+            _rmdir(d)
+            _rmdir(d.parent)  # the base too, once no jail is left in it (made again on demand)
         self.dirs.clear()
 
 
