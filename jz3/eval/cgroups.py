@@ -230,13 +230,12 @@ class JailCgroups:
         cg = cls()
         made: Dict[Path, Path] = {}
         for limit, base in available().items():
-            try:
-                if base.path not in made:
-                    base.path.mkdir(exist_ok=True)  # removed when its last jail went
-                    made[base.path] = Path(tempfile.mkdtemp(prefix="jail-", dir=base.path))
-            except OSError as e:
-                log.warning("sandbox: no %s cgroup for the jail (%s)", limit.value, e)
-                continue
+            if base.path not in made:
+                try:
+                    made[base.path] = _new_jail_dir(base.path)
+                except OSError as e:
+                    log.warning("sandbox: no %s cgroup for the jail (%s)", limit.value, e)
+                    continue
             cg.dirs[limit] = made[base.path]
             cg.v2[limit] = base.v2
         return cg
@@ -343,6 +342,16 @@ class JailCgroups:
             _rmdir(d)
             _rmdir(d.parent)  # the base too, once no jail is left in it (made again on demand)
         self.dirs.clear()
+
+
+def _new_jail_dir(base: Path, tries: int = 5) -> Path:
+    """A fresh `jail-*` folder in `base`, which another jail's removal may take away (remade)."""
+    for _ in range(tries - 1):
+        with contextlib.suppress(FileNotFoundError):
+            base.mkdir(exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix="jail-", dir=base))
+    base.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="jail-", dir=base))
 
 
 def _write(p: Path, text: str) -> None:
