@@ -59,6 +59,15 @@ def python_paths() -> Tuple[str, ...]:
     return tuple(p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out))
 
 
+@lru_cache(maxsize=4)
+def _bwrap_has_size(exe: str) -> bool:
+    try:
+        out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in out.stdout + out.stderr
+
+
 def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> List[str]:
     """The bwrap argv (without the program): every namespace, read-only system + Python.
     `extra` given = another interpreter than this one: only it and `extra` are bound."""
@@ -67,8 +76,9 @@ def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> 
            "--cap-drop", "ALL", "--hostname", "jz3-sandbox", "--uid", "65534", "--gid", "65534",
            # the private /tmp and /dev/shm first: a Python (or venv) that lives under /tmp is
            # bound on top of them below instead of being hidden by them
-           "--proc", "/proc", "--dev", "/dev", "--size", str(_JAIL_TMPFS), "--tmpfs", "/tmp",
-           "--size", str(_JAIL_TMPFS), "--tmpfs", "/dev/shm"]
+           "--proc", "/proc", "--dev", "/dev"]
+    size = ["--size", str(_JAIL_TMPFS)] if _bwrap_has_size(exe) else []  # bwrap >= 0.7
+    cmd += size + ["--tmpfs", "/tmp"] + size + ["--tmpfs", "/dev/shm"]
     for p in _SYSTEM:
         if os.path.islink(p):
             cmd += ["--symlink", os.readlink(p), p]
