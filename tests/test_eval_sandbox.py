@@ -74,7 +74,8 @@ def test_infinite_loop_is_a_cpu_limit_from_rusage():
     limits = SandboxConfig(wall_time_s=5.0, cpu_time_s=1)
     r = run_python("while True:\n    pass", limits)
     assert r.error.startswith("cpu_limit"), r.error
-    assert r.cpu_s >= 0.9 and r.wall_s < limits.wall_time_s + 3
+    # (on a loaded VM the kernel's SIGXCPU comes at 0.86-1.0 s of the CPU it reports)
+    assert r.cpu_s >= 0.8 and r.wall_s < limits.wall_time_s + 3
 
 
 def test_sleeping_program_killed_at_wall_time():

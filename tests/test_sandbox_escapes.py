@@ -188,16 +188,21 @@ def test_escapes_as_this_user(listener):
                     reason="needs root to drop to an unprivileged user (else: the test above is "
                            "the unprivileged run)")
 def test_escapes_as_an_unprivileged_user(listener):
-    """The whole harness runs as nobody: bwrap with unprivileged user namespaces."""
+    """The whole harness runs as nobody: bwrap with unprivileged user namespaces, cgroups
+    delegated to it by root (the pool refuses without them)."""
+    from tests.sandbox_delegation import delegated
+
     tag = f"jz3evil{uuid.uuid4().hex[:8]}"
     victim = _victim(NOBODY)
     try:
         cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                sys.executable, "-m", "tests.test_sandbox_escapes", str(victim),
                str(listener.getsockname()[1]), tag]
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                  "HOME": str(victim.parent)})
+        with delegated(NOBODY) as folders:
+            assert folders, "no cgroup could be delegated to nobody"
+            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                      "HOME": str(victim.parent)})
         assert out.returncode == 0, out.stderr[-3000:]
         results = json.loads(out.stdout.strip().splitlines()[-1])
         assert results["write_tmp"]["workdir"].startswith("/sbx/")

@@ -1,6 +1,8 @@
 """Sandbox benchmark: executions per second through `SandboxPool` with every layer on (bubblewrap
-jail, per-program namespaces, rlimits), fork server vs a fresh jailed interpreter per program.
-Prints a JSON object last.
+jail, per-program namespaces, private read-only /dev, seccomp filter, fresh keyring, cgroup
+memory/pids/CPU accounting, rlimits), fork server vs a fresh jailed interpreter per program.
+Prints a JSON object last (`cgroups_missing` lists any limit no cgroup enforced: then the run
+was not "every layer on").
 
     python -m jz3.bench.sandbox [--workers 2] [--n 120]
     python -m jz3.bench.grader --sandbox      # the same
@@ -15,7 +17,7 @@ from dataclasses import replace
 from typing import Dict
 
 from jz3.config.eval import SandboxConfig
-from jz3.eval.sandbox import SandboxPool, sandbox_mode
+from jz3.eval.sandbox import SandboxPool, missing_cgroups, sandbox_mode
 
 PROGRAMS = {
     "print": "print(1)",
@@ -36,7 +38,8 @@ def run(workers: int = 2, n: int = 120, per_exec_n: int = 12) -> Dict:
     limits = SandboxConfig(workers=workers)
     mode = sandbox_mode(limits)
     out: Dict = {"workers": workers, "jail": mode.reason if mode.ok else f"NONE: {mode.reason}",
-                 "audit_hook": limits.audit_hook}
+                 "audit_hook": limits.audit_hook,
+                 "cgroups_missing": list(missing_cgroups(limits))}
     with SandboxPool(limits) as pool:
         pool.run_many(["print(1)"] * workers)  # start the servers outside the timing
         for name, code in PROGRAMS.items():

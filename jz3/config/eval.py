@@ -15,16 +15,18 @@ class SandboxConfig:
 
     cpu_time_s: int = 10
     wall_time_s: float = 15.0
-    memory_mb: int = 1024  # RLIMIT_AS on top of the preloaded server's address space
+    memory_mb: int = 1024  # cgroup memory (every page: heap, tmpfs, memfd) on top of what the
+    # server holds; where no memory cgroup exists (`unsafe` only) RLIMIT_AS on top of its size
     max_output_bytes: int = 65536  # stdout + stderr; more = killed, reported as output_limit
     max_file_mb: int = 16  # RLIMIT_FSIZE for files written in the working folder
-    max_procs: int = 16  # RLIMIT_NPROC of the program (its own pid namespace besides)
+    max_procs: int = 16  # RLIMIT_NPROC of the program and the jail's pids.max (+ the jail's)
     workers: int = 2  # concurrent executions in SandboxPool
     drop_privileges: bool = True  # as root: the jail runs as uid `uid_base` when it can
     uid_base: int = 62000
     audit_hook: bool = True  # convenience only (readable "blocked" errors), not a security layer
     fork_server: bool = True  # fork per program from a jailed server with sympy/numpy loaded
-    unsafe: bool = False  # no jail possible here: run model code anyway (logged loudly)
+    unsafe: bool = False  # no jail, or no cgroup for memory/pids/cpu here: run model code
+    # anyway (logged loudly; `ExecResult.unenforced` names the limits that are not enforced)
     tmp_root: Optional[str] = None  # unsafe mode only: where working folders are made
     interpreter: Optional[str] = None  # the jail's Python (default: this one, or a same-version
     # system Python + this environment's site-packages when the jail's uid cannot read this one)

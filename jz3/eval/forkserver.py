@@ -4,7 +4,11 @@ A `ForkServer` is one jailed interpreter (jz3.eval.jail_server) that imported th
 once and forks a fresh, namespaced child per program. One program runs at a time per server;
 `ServerPool` keeps idle servers for reuse across calls and threads. The harness bounds every
 wait itself: no answer within the program's wall time + a grace period, and the whole jail is
-killed (`--die-with-parent` and the jail's pid namespace take everything in it along).
+killed (`--die-with-parent` and the jail's pid namespace take everything in it along). Each
+jail sits in cgroups of its own (jz3.eval.cgroups): per program the harness sets the memory and
+pids limits, polls the CPU of all the program's processes (killing its pid namespace at
+`cpu_time_s`) and reads the OOM-kill counter; the report gets `cg_cpu_s`, `cpu_killed`,
+`oom_kills` and `unenforced` (the limits no cgroup enforces here).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from jz3.eval.jail import as_uid, bwrap_command, in_cgroup, new_pids_cgroup, remove_cgroup
+from jz3.eval.cgroups import JailCgroups, Limit
+from jz3.eval.jail import as_uid, bwrap_command
 
 log = logging.getLogger(__name__)
 _SERVER_SRC = (Path(__file__).with_name("jail_server.py")).read_text()
@@ -46,6 +51,7 @@ np.linalg.solve(np.eye(2), np.ones(2)); np.array([1.5]).round(2)
 """
 _GRACE_S = 15.0
 _JAIL_PIDS = 8  # processes of the jail itself, besides the program's `max_procs`
+_POLL_S = 0.05  # how often the harness reads a running program's CPU use
 
 
 class ServerError(RuntimeError):
@@ -90,14 +96,14 @@ class ForkServer:
                  sys_path: Sequence[str] = (), tag: str = "", tmp_root: Optional[str] = None):
         self.jailed = jailed
         self.unsafe_root: Optional[str] = None
-        self.cgroup: Optional[Path] = None
+        self.cgroups = JailCgroups()
         cfg: Dict[str, Any] = {"preload": list(preload), "namespaces": jailed,
                                "sys_path": list(sys_path), "tag": tag,
                                "warmup": WARMUP if "sympy" in preload else ""}
         if jailed:
-            # as root: the whole jail in a pids cgroup of its own (`pids.max` set per program)
-            self.cgroup = new_pids_cgroup() if os.geteuid() == 0 else None
-            cmd = in_cgroup(self.cgroup) + as_uid(uid) + bwrap_command(
+            # the whole jail in cgroups of its own (limits set per program)
+            self.cgroups = JailCgroups.create()
+            cmd = self.cgroups.enter_argv() + as_uid(uid) + bwrap_command(
                 python, tuple(sys_path)) + ["--", python, "-I", "-B", "-c", _SERVER_SRC,
                                             json.dumps(cfg)]
         else:
@@ -112,6 +118,18 @@ class ForkServer:
         if not hello or not hello.get("ready"):
             raise ServerError(f"the sandbox server did not start: {self._stderr_tail()}")
         self.preloaded: List[str] = hello.get("preloaded", [])
+        # pid-namespace depth of the programs (below bwrap's namespace and the server's)
+        self._program_depth = _ns_depth(self.proc.pid) + 2
+
+    @property
+    def cgroup(self) -> Optional[Path]:
+        """The jail's pids cgroup (None: none)."""
+        return self.cgroups.dirs.get(Limit.pids)
+
+    @property
+    def unenforced(self) -> Tuple[str, ...]:
+        """The limits no cgroup enforces for this server's programs."""
+        return tuple(limit.value for limit in self.cgroups.unenforced)
 
     # ------------------------------------------------------------------ protocol
     def _stderr_tail(self) -> str:
@@ -122,52 +140,81 @@ class ForkServer:
             err = ""
         return (err.strip().splitlines() or [f"exit status {self.proc.returncode}"])[-1][:500]
 
-    def _read_exact(self, n: int, deadline: float) -> Optional[bytes]:
+    def _read_exact(self, n: int, deadline: float,
+                    tick: Optional[Callable[[], None]] = None) -> Optional[bytes]:
         assert self.proc.stdout is not None
         fd, buf = self.proc.stdout.fileno(), bytearray()
         while len(buf) < n:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0:
                 return None
+            if not select.select([fd], [], [], min(left, _POLL_S) if tick else left)[0]:
+                if tick is None or time.monotonic() >= deadline:
+                    return None
+                tick()
+                continue
             chunk = os.read(fd, n - len(buf))
             if not chunk:
                 return None
             buf.extend(chunk)
         return bytes(buf)
 
-    def _read(self, timeout: float) -> Optional[Dict[str, Any]]:
+    def _read(self, timeout: float,
+              tick: Optional[Callable[[], None]] = None) -> Optional[Dict[str, Any]]:
         deadline = time.monotonic() + timeout
-        head = self._read_exact(4, deadline)
+        head = self._read_exact(4, deadline, tick)
         if head is None:
             return None
-        body = self._read_exact(struct.unpack(">I", head)[0], deadline)
+        body = self._read_exact(struct.unpack(">I", head)[0], deadline, tick)
         return None if body is None else json.loads(body)
 
     def run(self, req: Dict[str, Any]) -> Dict[str, Any]:
         """Send one program, wait for its report (raises ServerError if the server fails)."""
         assert self.proc.stdin is not None
-        req = {**req, "id": uuid.uuid4().hex[:12]}
-        if self.cgroup is not None:  # setpriv/sh, bwrap x2, server, keeper, init + the program's
-            with contextlib.suppress(OSError):
-                (self.cgroup / "pids.max").write_text(str(_JAIL_PIDS + int(req["max_procs"])))
+        cg = self.cgroups
+        req = {**req, "id": uuid.uuid4().hex[:12], "memory_cgroup": Limit.memory in cg.dirs}
+        # pids: setpriv/sh, bwrap x2, server, keeper, init + the program's
+        cg.set_limits(int(req["memory_mb"]), _JAIL_PIDS + int(req["max_procs"]))
+        cpu0, oom0 = cg.cpu_s(), cg.oom_kills()
+        cpu_killed = mem_killed = False
+
+        def tick() -> None:  # CPU of all the program's processes and the jail's memory: the
+            nonlocal cpu_killed, mem_killed  # program's namespace dies at either limit
+            if cpu_killed or mem_killed:
+                return
+            cpu = cg.cpu_s()
+            if cpu is not None and cpu0 is not None and cpu - cpu0 > float(req["cpu_time_s"]):
+                cpu_killed = cg.kill_programs(self._program_depth) > 0
+            elif cg.at_memory_limit():  # kill now rather than after the kernel's reclaim
+                mem_killed = cg.kill_programs(self._program_depth) > 0
+
         data = json.dumps(req).encode()
         try:
             self.proc.stdin.write(struct.pack(">I", len(data)) + data)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError) as e:
             raise ServerError(f"the sandbox server is gone: {e}") from e
-        rep = self._read(float(req["wall_time_s"]) + _GRACE_S)
+        rep = self._read(float(req["wall_time_s"]) + _GRACE_S,
+                         tick if cg.dirs else None)
+        oom = cg.oom_kills() - oom0 + int(mem_killed)
         if rep is None or rep.get("id") != req["id"]:
+            if oom:  # the OOM killer took the server or keeper: the program's doing
+                self.kill()
+                return {"id": req["id"], "oom_kills": oom, "unenforced": list(self.unenforced),
+                        "harness_error": "the jail was OOM-killed"}
             raise ServerError("the sandbox server did not answer in time: "
                               + self._stderr_tail())
+        cpu1 = cg.cpu_s()
+        if cpu0 is not None and cpu1 is not None:
+            rep["cg_cpu_s"] = cpu1 - cpu0
+        rep.update(cpu_killed=cpu_killed, oom_kills=oom, unenforced=list(self.unenforced))
         return rep
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        remove_cgroup(self.cgroup)
-        self.cgroup = None
+        self.cgroups.remove()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
@@ -190,7 +237,18 @@ class ForkServer:
                     s.close()
         if self.unsafe_root:
             shutil.rmtree(self.unsafe_root, ignore_errors=True)
-        remove_cgroup(self.cgroup)
+        self.cgroups.remove()
+
+
+def _ns_depth(pid: int) -> int:
+    """How many pid namespaces (as seen from here) `pid` is in."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return len(line.split()) - 1
+    except OSError:
+        pass
+    return 1
 
 
 class ServerPool:

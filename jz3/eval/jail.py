@@ -4,8 +4,9 @@ The jail (one `bwrap` per server): new user, mount, pid, ipc, net, uts and cgrou
 (`--unshare-all --unshare-user`), `--die-with-parent`, `--new-session`; a read-only view of only
 the system folders and this Python (interpreter, standard library, the environment's
 site-packages) - not the project, home folders or the host's /tmp; `/proc` of its own pid
-namespace, a minimal `/dev`, private tmpfs on `/tmp`, `/dev/shm` and `/sbx` (each program gets a
-fresh tmpfs of its own there, see jz3.eval.jail_server). As root the jail runs as a dedicated uid
+namespace, a minimal read-only `/dev`, small private tmpfs on `/tmp`, `/dev/shm` and `/sbx` (each
+program gets fresh capped tmpfs and a private read-only `/dev` of its own, a seccomp filter and a
+fresh session keyring, see jz3.eval.jail_server; its cgroups: jz3.eval.cgroups). As root the jail runs as a dedicated uid
 (`uid_base + slot`) when that uid can run this Python, so even the jail's outer identity owns
 nothing on the host.
 """
@@ -30,6 +31,7 @@ from typing import List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_JAIL_TMPFS = 4 << 20  # the server's own /tmp and /dev/shm (programs get their own)
 _ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
         "/etc/alternatives", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
 
@@ -57,6 +59,15 @@ def python_paths() -> Tuple[str, ...]:
     return tuple(p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out))
 
 
+@lru_cache(maxsize=4)
+def _bwrap_has_size(exe: str) -> bool:
+    try:
+        out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in out.stdout + out.stderr
+
+
 def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> List[str]:
     """The bwrap argv (without the program): every namespace, read-only system + Python.
     `extra` given = another interpreter than this one: only it and `extra` are bound."""
@@ -65,7 +76,9 @@ def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> 
            "--cap-drop", "ALL", "--hostname", "jz3-sandbox", "--uid", "65534", "--gid", "65534",
            # the private /tmp and /dev/shm first: a Python (or venv) that lives under /tmp is
            # bound on top of them below instead of being hidden by them
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+           "--proc", "/proc", "--dev", "/dev"]
+    size = ["--size", str(_JAIL_TMPFS)] if _bwrap_has_size(exe) else []  # bwrap >= 0.7
+    cmd += size + ["--tmpfs", "/tmp"] + size + ["--tmpfs", "/dev/shm"]
     for p in _SYSTEM:
         if os.path.islink(p):
             cmd += ["--symlink", os.readlink(p), p]
@@ -82,7 +95,8 @@ def bwrap_command(python: str = sys.executable, extra: Tuple[str, ...] = ()) -> 
         raise FileNotFoundError(python)
     # a venv's bin/python is a symlink whose folder must exist inside too
     cmd += ["--ro-bind", os.path.dirname(venv_py), os.path.dirname(venv_py)]
-    cmd += ["--dir", "/sbx", "--remount-ro", "/", "--chdir", "/", "--clearenv",
+    cmd += ["--dir", "/sbx", "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/",
+            "--clearenv",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "OPENBLAS_NUM_THREADS", "1",
             "--setenv", "MKL_NUM_THREADS", "1", "--setenv", "MPLBACKEND", "Agg"]
@@ -130,6 +144,27 @@ def _candidates(explicit: Optional[str] = None):
             yield cand, sites
 
 
+def unreadable(path: str) -> Optional[str]:
+    """The first folder on the way to `path` that this process cannot enter (or `path` itself
+    when it cannot be read), None when all can."""
+    cur = Path("/")
+    for part in Path(os.path.abspath(path)).parts[1:]:
+        if not os.access(cur, os.X_OK):
+            return str(cur)
+        cur = cur / part
+    return None if os.access(cur, os.R_OK) else str(cur)
+
+
+def _seccomp_missing() -> Optional[str]:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libseccomp.so.2")
+        return None
+    except OSError as e:
+        return f"libseccomp is not installed ({e}); `apt-get install libseccomp2`"
+
+
 @lru_cache(maxsize=8)
 def jail_status(uid: Optional[int] = None, interpreter: Optional[str] = None) -> JailStatus:
     """Whether a jailed interpreter starts here (and can make its per-program namespaces).
@@ -138,6 +173,9 @@ def jail_status(uid: Optional[int] = None, interpreter: Optional[str] = None) ->
     if shutil.which("bwrap") is None:
         return JailStatus(False, "bubblewrap (`bwrap`) is not installed; `make system-deps` or "
                           "`apt-get install bubblewrap`")
+    why_not = _seccomp_missing()
+    if why_not:
+        return JailStatus(False, why_not)
     users: List[Optional[int]] = [None]
     if uid is not None and os.geteuid() == 0 and shutil.which("setpriv"):
         users.insert(0, uid)
@@ -156,6 +194,10 @@ def jail_status(uid: Optional[int] = None, interpreter: Optional[str] = None) ->
                          + _PROBE)
             ok, why = _try(as_uid(user) + cmd + ["--", python, "-I", "-B", "-c", probe, *extra])
             who = f"uid {user if user is not None else os.geteuid()}"
+            if not ok and user is None:
+                blocked = unreadable(os.path.realpath(python))
+                if blocked:
+                    why = f"{blocked} cannot be read or entered by {who} ({why})"
             if ok:
                 return JailStatus(True, f"bwrap as {who}, {python}", user, python, extra)
             errors.append(f"{who}, {python}: {why}")

@@ -5,14 +5,21 @@ the configured modules once (sympy, numpy, math), then serves requests: 4-byte b
 JSON, requests on fd 0, responses on fd 1.
 
 Per request the server forks a *keeper* (C), C forks an *init* (G), G forks the *program* (P):
-- C: new user, mount, pid, ipc, net and uts namespaces; every mount made private; fresh small
-  tmpfs on the working folder (/sbx), /tmp and /dev/shm (so nothing a program writes is seen by
-  any other program, and all of it is gone when the namespace goes); pipes for stdout/stderr.
+- C: new user, pid, ipc, net and uts namespaces, `oom_score_adj` 1000 (a cgroup OOM kill takes
+  the program, not the server); pipes for stdout/stderr.
 - G: pid 1 of the new pid namespace (when it exits the kernel kills every process left in it);
-  mounts its own /proc (or hides bwrap's), closes every inherited fd, drops every capability
-  (bounding set, ambient, no_new_privs), forks P, reaps, and hands P's wait status to C.
-- P: pid 2; rlimits (CPU, address space on top of the preloaded server, file size, open files,
-  processes, no core), a clean environment, then the program as `__main__` in /sbx/<id>.
+  ignores every signal; a mount namespace of its own, every mount private: fresh size-capped
+  tmpfs on the working folder (/sbx), /tmp and /dev/shm, a private read-only /dev (null, zero,
+  full, random, urandom, fd links; no pts), its own /proc (nothing a program writes is seen by
+  any other program, and all of it is freed when G exits); closes every inherited fd, drops
+  every capability (bounding set, ambient, no_new_privs), forks P, reaps, and hands P's wait
+  status to C.
+- P: pid 2; rlimits (CPU, file size, open files, processes, no core; address space on top of
+  the preloaded server only where no memory cgroup counts the pages), a clean environment, the
+  seccomp filter (built once by the server with libseccomp, see `_seccomp_filter`), then the
+  program as `__main__` in /sbx/<id>.
+- The server joins a fresh session keyring at start (the harness's keys are not reachable) and
+  the filter denies keyctl/add_key/request_key besides.
 - C enforces wall time and the output cap (SIGKILL to G = the whole namespace), reaps G with
   wait4 (its rusage includes P) and reports exit status, signal and rusage: the verdict is built
   from that, never from what P prints. C and the server are outside P's pid namespace and not
@@ -37,7 +44,30 @@ IN = OUT = _NUL = -1
 MB = 1 << 20
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWCGROUP, CLONE_NEWTIME = 0x02000000, 0x80
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 16384, 1 << 18
+MS_REMOUNT, MS_BIND, MS_MOVE = 32, 4096, 8192
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+KEYCTL_JOIN_SESSION_KEYRING, SYS_KEYCTL = 1, 250  # x86_64
+EPERM, ENOSYS = 1, 38
+DEV_NODES = ("null", "zero", "full", "random", "urandom")
+# denied with EPERM (the spirit of Docker's default profile): keys, io_uring, userfaultfd, perf,
+# bpf, every mount/namespace call, modules, kexec, ptrace, clocks, swap, reboot, handles
+DENY = ("keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
+        "io_uring_register", "userfaultfd", "perf_event_open", "bpf", "mount", "umount",
+        "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig",
+        "fsmount", "fspick", "mount_setattr", "unshare", "setns", "kexec_load",
+        "kexec_file_load", "init_module", "finit_module", "delete_module", "create_module",
+        "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "acct", "swapon", "swapoff",
+        "reboot", "settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex",
+        "syslog", "quotactl", "quotactl_fd", "lookup_dcookie", "name_to_handle_at",
+        "open_by_handle_at", "fanotify_init", "vhangup", "iopl", "ioperm", "uselib", "ustat",
+        "sysfs", "_sysctl", "nfsservctl", "get_kernel_syms", "query_module", "vm86",
+        "vm86old", "personality")
+DENY_SOCKET_FAMILIES = (16, 17, 40)  # AF_NETLINK, AF_PACKET, AF_VSOCK
+DENY_CLONE_FLAGS = (CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
+                    CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME)
+SECCOMP_BPF = None  # the filter program (bytes), built once in the server
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -107,18 +137,128 @@ def _limit(res, soft, hard=None):
 
 
 def _enter_namespaces(size_mb):
+    """C: the program's user, pid, ipc, net and uts namespaces (G makes the mount namespace)."""
+    del size_mb  # the tmpfs are G's (`_private_mounts`)
     uid, gid = os.getuid(), os.getgid()
-    LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # /proc/self/*_map must be ours to write
-    _check(LIBC.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET
+    LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # /proc/self/* must be ours to write
+    with open("/proc/self/oom_score_adj", "w") as f:  # the first to go in a cgroup OOM
+        f.write("1000")
+    _check(LIBC.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET
                         | CLONE_NEWUTS), "unshare")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
                        ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
     LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _tmpfs(target, size_mb, mode="0700", flags=MS_NOSUID | MS_NODEV):
+    _mount("tmpfs", target, "tmpfs", flags, f"size={size_mb}m,nr_inodes=16384,mode={mode}")
+
+
+def _private_mounts(size_mb, work):
+    """G: its own mount namespace; fresh capped tmpfs on /sbx, /tmp; a private read-only /dev
+    (built on a staging tmpfs, then moved over bwrap's) with its own capped /dev/shm; /proc."""
+    _check(LIBC.unshare(CLONE_NEWNS), "unshare mount namespace")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    for target in ("/sbx", "/tmp", "/dev/shm"):
-        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=0700")
+    _tmpfs("/sbx", size_mb)
+    _tmpfs("/tmp", size_mb, "1777")
+    stage = "/tmp/.dev"
+    os.mkdir(stage, 0o755)
+    _mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
+    for name in DEV_NODES:
+        os.close(os.open(f"{stage}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+        _mount(f"/dev/{name}", f"{stage}/{name}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{stage}/{name}")
+    os.mkdir(f"{stage}/shm", 0o1777)
+    _mount(None, stage, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "size=64k")
+    _tmpfs(f"{stage}/shm", size_mb, "1777")
+    _mount(stage, "/dev", None, MS_MOVE)
+    os.rmdir(stage)
+    os.mkdir(work, 0o700)
+    try:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:  # proc cannot be mounted over bwrap's: hide it instead
+        _mount("tmpfs", "/proc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1k")
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class _ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+def _seccomp_filter():
+    """The program's seccomp filter as a BPF program, built with libseccomp (through ctypes:
+    the server runs on the standard library only). Default allow; `DENY` and `socket` of the
+    `DENY_SOCKET_FAMILIES` and `clone` with any namespace flag fail with EPERM; `clone3`, whose
+    flags a filter cannot see, fails with ENOSYS so that libc falls back to `clone`. Another
+    architecture's syscalls (i386, x32) kill the process (libseccomp's default)."""
+    lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    allow, errno = 0x7FFF0000, 0x00050000  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(0)
+    cmp_eq, cmp_masked_eq = 4, 7
+    ctx = lib.seccomp_init(allow)
+    if not ctx:
+        raise OSError("seccomp_init failed")
+    try:
+        def rule(name, err, *cmps):
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr == -1:  # not a syscall on this architecture
+                return
+            arr = (_ArgCmp * max(1, len(cmps)))(*cmps)
+            rc = lib.seccomp_rule_add_array(ctx, errno | err, nr, len(cmps), arr)
+            if rc < 0:
+                raise OSError(-rc, f"seccomp rule {name}: {os.strerror(-rc)}")
+
+        for name in DENY:
+            rule(name, EPERM)
+        for fam in DENY_SOCKET_FAMILIES:
+            rule("socket", EPERM, _ArgCmp(0, cmp_eq, fam, 0))
+        for flag in DENY_CLONE_FLAGS:
+            rule("clone", EPERM, _ArgCmp(0, cmp_masked_eq, flag, flag))
+        rule("clone3", ENOSYS)
+        fd = os.memfd_create("jz3-seccomp")
+        try:
+            rc = lib.seccomp_export_bpf(ctx, fd)
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_export_bpf: {os.strerror(-rc)}")
+            os.lseek(fd, 0, 0)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def _load_seccomp(bpf):
+    """Install `bpf` (needs no_new_privs, set by G) on this process and its future children."""
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFilter(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
+
+
+def _fresh_keyring():
+    """The server's own new (anonymous) session keyring: keys of the harness's session are no
+    longer reachable from here on (errors ignored: keys may be off in this kernel)."""
+    LIBC.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None)
 
 
 # --------------------------------------------------------------------------- the program (G)
@@ -137,9 +277,15 @@ def _init(req, work, out_w, err_w, status_w):
     so the kernel's SIGXCPU/SIGXFSZ and the program's own signals act on it normally, which
     they do not on a namespace's init), reaps, and reports P's wait status to the keeper on
     `status_w` (P has that pipe only until its setup ends). P cannot signal, ptrace or outlive
-    G: init ignores signals from its own namespace, G is not dumpable, and G's exit ends the
-    namespace."""
+    G: G ignores every signal (so the kernel drops those from its namespace), is not dumpable,
+    and its exit ends the namespace."""
     try:
+        for s in signal.valid_signals():
+            if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
+                try:
+                    signal.signal(s, signal.SIG_IGN)
+                except (OSError, ValueError):
+                    pass
         os.setsid()
         os.dup2(_NUL, 0)
         os.dup2(out_w, 1)
@@ -148,10 +294,7 @@ def _init(req, work, out_w, err_w, status_w):
         os.closerange(status_w + 1, 65536)
         if NAMESPACES:
             LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            try:
-                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            except OSError:  # proc cannot be mounted over bwrap's: hide it instead
-                _mount("tmpfs", "/proc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1k")
+            _private_mounts(int(req.get("tmpfs_mb", 64)), work)
             _drop_capabilities()
             LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         prog = os.fork()
@@ -180,11 +323,16 @@ def _init(req, work, out_w, err_w, status_w):
 
 def _program(req, work, status_w):
     try:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(s, signal.SIG_DFL)
+        for s in signal.valid_signals():  # G ignores them all; the program starts as usual
+            if s not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(s, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
         _limit(resource.RLIMIT_CORE, 0)
         _limit(resource.RLIMIT_CPU, req["cpu_time_s"], req["cpu_time_s"] + 1)
-        _limit(resource.RLIMIT_AS, BASE_VM + req["memory_mb"] * MB)  # on top of the server's
+        if not req.get("memory_cgroup"):  # else the cgroup counts the pages (tmpfs, memfd too)
+            _limit(resource.RLIMIT_AS, BASE_VM + req["memory_mb"] * MB)  # on top of the server's
         _limit(resource.RLIMIT_FSIZE, req["max_file_mb"] * MB)
         _limit(resource.RLIMIT_NOFILE, 256)
         _limit(resource.RLIMIT_NPROC, req["max_procs"])
@@ -205,6 +353,8 @@ def _program(req, work, status_w):
         sys.argv = ["main.py"]
         if req.get("audit_hook"):
             sys.addaudithook(_audit_hook)
+        if SECCOMP_BPF is not None:  # last: nothing after this needs a denied call
+            _load_seccomp(SECCOMP_BPF)
         os.close(status_w)  # setup done: from here on only G can write to it
     except BaseException as e:  # noqa: BLE001 - setup failed: say so on the harness pipe
         try:
@@ -245,10 +395,10 @@ def _keeper(req, result_w):
         size = int(req.get("tmpfs_mb", 64))
         if NAMESPACES:
             _enter_namespaces(size)
-            work = f"/sbx/{req['id']}"
+            work = f"/sbx/{req['id']}"  # made by G in its own mount namespace
         else:
             work = os.path.join(CFG["unsafe_root"], req["id"])
-        os.mkdir(work, 0o700)
+            os.mkdir(work, 0o700)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -381,7 +531,7 @@ BASE_VM = 0
 
 
 def main():
-    global BASE_VM, CFG, NAMESPACES, IN, OUT, _NUL
+    global BASE_VM, CFG, NAMESPACES, IN, OUT, _NUL, SECCOMP_BPF
     CFG = json.loads(sys.argv[1])
     NAMESPACES = bool(CFG.get("namespaces", True))
     # the protocol moves off fds 0/1 (no program ever inherits it: G closes every fd above 2)
@@ -405,6 +555,9 @@ def main():
     BASE_VM = _vm_size()
     if NAMESPACES:
         LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        _fresh_keyring()
+    if CFG.get("seccomp", NAMESPACES):
+        SECCOMP_BPF = _seccomp_filter()  # no libseccomp: the server does not start
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     _send({"ready": True, "pid": os.getpid(), "preloaded": preloaded, "base_vm": BASE_VM})
     while True:

@@ -2,12 +2,15 @@
 
 Each program runs in a bubblewrap jail (jz3.eval.jail) as a fresh child of a fork server that
 imported sympy/numpy once (jz3.eval.forkserver, jz3.eval.jail_server); the child gets its own
-user, mount, pid, ipc, net and uts namespaces, fresh private tmpfs for its working folder, /tmp
-and /dev/shm, no capabilities, rlimits, and is killed (with its whole pid namespace) at the wall
-time. docs/GRADING.md lists what each layer stops. The verdict is built only from what the
-harness observes: exit status, signal, rusage, its own timer and output count - never from the
-program's text. Where no jail can be set up, `SandboxPool` refuses (`SandboxUnavailable`) unless
-`SandboxConfig.unsafe` is set; `run_python` never raises.
+user, mount, pid, ipc, net and uts namespaces, fresh capped tmpfs for its working folder, /tmp
+and /dev/shm, a private read-only /dev, no capabilities, a seccomp filter, no keyring of the
+harness, rlimits, cgroup limits on memory, processes and CPU across all its processes, and is
+killed (with its whole pid namespace) at the wall time. docs/GRADING.md lists what each layer
+stops. The verdict is built only from what the harness observes: exit status, signal, rusage,
+cgroup counters, its own timer and output count - never from the program's text. Where no jail
+can be set up, or no cgroup enforces a limit, `SandboxPool` refuses (`SandboxUnavailable`)
+unless `SandboxConfig.unsafe` is set (then `ExecResult.unenforced` names what is not enforced);
+`run_python` never raises.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jz3.config.eval import SandboxConfig
+from jz3.eval import cgroups
 from jz3.eval.forkserver import DEFAULT_PRELOAD, POOL, ForkServer, ServerError
 from jz3.eval.jail import JailStatus, jail_status
 
@@ -43,9 +47,10 @@ class ExecResult:
     wall_s: float = 0.0
     truncated: bool = False
     signal: Optional[int] = None  # the signal that ended the program, as its parent saw it
-    cpu_s: float = 0.0  # user + system CPU seconds (rusage of the program's process)
+    cpu_s: float = 0.0  # CPU seconds of all the program's processes (cgroup; else its rusage)
     maxrss_kb: int = 0
     workdir: str = ""  # the program's (private, already gone) working folder
+    unenforced: Tuple[str, ...] = ()  # limits no cgroup enforced (`unsafe` only): memory, ...
 
     @property
     def ok(self) -> bool:
@@ -73,11 +78,26 @@ def sandbox_mode(limits: SandboxConfig) -> JailStatus:
     return jail_status(uid, limits.interpreter)
 
 
+def missing_cgroups(limits: SandboxConfig) -> Tuple[str, ...]:
+    """The limits (memory, pids, cpu) no cgroup can enforce for this harness."""
+    del limits
+    return tuple(limit.value for limit in cgroups.missing())
+
+
+def _no_cgroup_reason(missing: Sequence[str]) -> str:
+    return (f"no cgroup for {', '.join(missing)} here (memory would be an address-space rlimit "
+            "that tmpfs and memfd pages escape, CPU a per-process rlimit); run as root, or "
+            "delegate `<your cgroup>/jz3-sandbox-<uid>` (jz3.eval.cgroups.delegate)")
+
+
 def _unsafe_warning(why: str) -> None:
     global _warned_unsafe
-    msg = (f"SANDBOX UNSAFE: no jail here ({why}); eval.sandbox.unsafe=true runs model-written "
-           "code with rlimits and timeouts only - it can read and write your files and reach "
-           "the network")
+    if why.startswith("no cgroup"):
+        msg = f"SANDBOX UNSAFE: {why}; eval.sandbox.unsafe=true runs model code without them"
+    else:
+        msg = (f"SANDBOX UNSAFE: no jail here ({why}); eval.sandbox.unsafe=true runs "
+               "model-written code with rlimits and timeouts only - it can read and write your "
+               "files and reach the network")
     log.warning(msg)
     if not _warned_unsafe:
         _warned_unsafe = True
@@ -95,8 +115,13 @@ def _request(code: str, limits: SandboxConfig) -> Dict[str, Any]:
 
 
 def _classify(rep: Dict[str, Any], limits: SandboxConfig) -> Optional[str]:
-    """The verdict, from the parent's observations only."""
+    """The verdict, from the parent's observations only (wait status, rusage, cgroup counters,
+    its clock and byte count); the program's last stderr line only names an exception."""
     sig, cpu = rep.get("signal"), rep.get("utime", 0.0) + rep.get("stime", 0.0)
+    if rep.get("oom_kills"):
+        return f"memory_limit: more than {limits.memory_mb} MB of memory (its cgroup)"
+    if rep.get("cpu_killed"):
+        return f"cpu_limit: more than {limits.cpu_time_s}s of CPU time (all its processes)"
     if rep.get("timed_out"):
         return f"timeout: wall time over {limits.wall_time_s:g}s"
     if rep.get("truncated"):
@@ -113,14 +138,16 @@ def _classify(rep: Dict[str, Any], limits: SandboxConfig) -> Optional[str]:
         return None
     lines = [ln for ln in rep.get("stderr", "").strip().splitlines() if ln.strip()]
     last = lines[-1][:300] if lines else f"exit status {rep.get('exit')}"
-    # the exit status decides "failed"; the last line only names it (for a MemoryError it is
-    # the program's own report: the harness cannot observe an RLIMIT_AS refusal)
-    if last.startswith("MemoryError"):
-        return f"memory_limit: {last}"
+    # the exit status decides "failed"; the last line only names it (a MemoryError there is
+    # the program's own account, so it stays an exception: memory_limit comes from the cgroup)
     return f"exception: {last}"
 
 
 def _to_result(rep: Dict[str, Any], limits: SandboxConfig, wall: float) -> ExecResult:
+    unenforced = tuple(rep.get("unenforced") or ())
+    if rep.get("oom_kills") and rep.get("harness_error"):
+        return ExecResult("", "", None, error=_classify(rep, limits), wall_s=wall,
+                          signal=signal.SIGKILL, unenforced=unenforced)
     if rep.get("harness_error"):
         return ExecResult("", "", None, error=f"sandbox_error: {rep['harness_error']}",
                           wall_s=wall)
@@ -128,9 +155,10 @@ def _to_result(rep: Dict[str, Any], limits: SandboxConfig, wall: float) -> ExecR
     res = ExecResult(stdout=rep.get("stdout", ""), stderr=rep.get("stderr", ""),
                      returncode=-sig if sig else rep.get("exit"),
                      timed_out=bool(rep.get("timed_out")), truncated=bool(rep.get("truncated")),
-                     signal=sig, cpu_s=rep.get("utime", 0.0) + rep.get("stime", 0.0),
+                     signal=sig, cpu_s=rep.get("cg_cpu_s",
+                                               rep.get("utime", 0.0) + rep.get("stime", 0.0)),
                      maxrss_kb=int(rep.get("maxrss_kb", 0)), workdir=rep.get("workdir", ""),
-                     wall_s=wall)
+                     wall_s=wall, unenforced=unenforced)
     res.error = _classify(rep, limits)
     if res.error:
         log.debug("sandbox: %s", res.error)
@@ -150,6 +178,12 @@ def run_python(code: str, limits: SandboxConfig | None = None) -> ExecResult:
                               "eval.sandbox.unsafe=true to run model code without one")
         if not mode.ok:
             _unsafe_warning(mode.reason)
+        missing = missing_cgroups(limits) if mode.ok else ()
+        if missing and not limits.unsafe:
+            return ExecResult("", "", None, error=f"sandbox_error: {_no_cgroup_reason(missing)}; "
+                              "set eval.sandbox.unsafe=true to run without these limits")
+        if missing:
+            _unsafe_warning(_no_cgroup_reason(missing))
         req = _request(code, limits)
 
         def start(preload: Sequence[str]) -> ForkServer:
@@ -189,6 +223,13 @@ class SandboxPool:
                 "without a jail (not recommended)")
         if not mode.ok:
             _unsafe_warning(mode.reason)
+        missing = missing_cgroups(self.limits) if mode.ok else ()
+        if missing and not self.limits.unsafe:
+            raise SandboxUnavailable(
+                f"cannot enforce the sandbox's limits here: {_no_cgroup_reason(missing)}. Set "
+                "eval.sandbox.unsafe=true to run with per-process rlimits only")
+        if missing:
+            _unsafe_warning(_no_cgroup_reason(missing))
         log.info("sandbox: %s, %s", mode.reason if mode.ok else "UNSAFE (no jail)",
                  "fork server" if self.limits.fork_server else "one interpreter per program")
         self._executor = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
