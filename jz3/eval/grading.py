@@ -58,11 +58,11 @@ def _match(pred: str, gold: str, benchmark: str) -> Verdict:
         ok = pred.strip("() ").upper() == gold.strip("() ").upper()
         return Verdict(ok, pred, "" if ok else "not equivalent")
     try:
-        ok = _EQUIV.equal(pred, gold)
+        out = _EQUIV.compare(pred, gold)
     except Exception as e:  # noqa: BLE001 - a grading error is a wrong answer with a reason
-        log.warning("grading error on %.200r vs %.200r: %s", pred, gold, e)
+        log.warning("grading error on %.200r vs %.200r: %s", pred[:200], gold[:200], e)
         return Verdict(False, pred, f"error: {type(e).__name__}: {e}"[:300])
-    return Verdict(ok, pred, "" if ok else (_EQUIV.last_reason or "not equivalent"))
+    return Verdict(out.eq, pred, "" if out.eq else (out.reason or "not equivalent"))
 
 
 def answers_match(pred: str, gold: str, benchmark: str) -> bool:
