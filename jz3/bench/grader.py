@@ -99,12 +99,13 @@ def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
     """Every MATH500 reference solution with its `\\boxed{}` removed (the answer stays where it
     was, unmarked): the share graded right by ours and by math-verify. Not all are recoverable:
     some solutions state the answer before a closing remark."""
-    from jz3.bench.grading_hard import _math500, _unbox
+    from jz3.bench.grading_hard import _math500
+    from jz3.braces import unbox
 
     rows = _math500()
     ours = theirs = 0
     for r in tqdm(rows, desc="MATH500 unboxed", unit="item", leave=False):
-        out = _unbox(r["solution"])
+        out = unbox(r["solution"])
         ours += is_correct(out, r["answer"], "math-oai")
         theirs += mv(out, r["answer"])
     return {"math500_unboxed_items": len(rows),

@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from jz3.braces import boxed_spans, unbox
 from jz3.paths import shared_data_dir
 
 DATA_FILE = Path(__file__).parent / "data" / "grading_hard.jsonl"
@@ -34,26 +35,10 @@ KINDS = ("final_sentence", "chained_equality", "cfrac", "thousands", "units", "c
 
 # ----------------------------------------------------------------------------- sources
 def _boxes(text: str) -> List[Tuple[int, int, str]]:
-    """(start, end, content) of every `\\boxed{...}` (braces matched)."""
-    out, i = [], 0
-    while (j := text.find("\\boxed{", i)) >= 0:
-        depth = 0
-        for k in range(j + 6, len(text)):
-            depth += text[k] == "{"
-            depth -= text[k] == "}"
-            if depth == 0:
-                out.append((j, k + 1, text[j + 7: k]))
-                break
-        else:
-            break
-        i = out[-1][1] if out and out[-1][0] == j else j + 7
-    return out
-
-
-def _unbox(text: str) -> str:
-    for s, e, c in reversed(_boxes(text)):
-        text = text[:s] + c + text[e:]
-    return text
+    """(start, end, content) of every `\\boxed{...}` written with a brace, unstripped
+    (jz3.braces)."""
+    return [(s, e, text[s + 7: e - 1]) for s, e, _ in boxed_spans(text, ("\\boxed",))
+            if text.startswith("\\boxed{", s)]
 
 
 def _math_train() -> List[Dict]:
@@ -130,14 +115,14 @@ def final_sentence(rng: random.Random) -> Iterator[Dict]:
         pool.append(r)
     rng.shuffle(pool)
     for r in pool[:27]:
-        yield _case("final_sentence", r["src"], "all \\boxed{} removed", _unbox(r["solution"]),
+        yield _case("final_sentence", r["src"], "all \\boxed{} removed", unbox(r["solution"]),
                     r["gold"], True)
     for r in pool[27:42]:
         sol = r["solution"]
         s, e, c = _boxes(sol)[-1]
         wrong = sol[:s] + _bump(c) + sol[e:]
         yield _case("final_sentence", r["src"], "boxes removed, final answer bumped by 1",
-                    _unbox(wrong), r["gold"], False)
+                    unbox(wrong), r["gold"], False)
     # the issue's own shape: an inequality in the final sentence
     yield _case("final_sentence", "issue-13", "inequality in the final sentence",
                 "Solving $2x - 3 \\geq 7$ gives $2x \\geq 10$.\nTherefore $x \\geq 5$ is the "
@@ -164,14 +149,14 @@ def chained_equality(rng: random.Random) -> Iterator[Dict]:
     rng.shuffle(pool)
     for r, _ in pool[:10]:
         yield _case("chained_equality", r["src"], "boxes removed: the chain ends the text",
-                    _unbox(r["solution"]), r["gold"], True)
+                    unbox(r["solution"]), r["gold"], True)
     for r, lhs in pool[10:20]:
         out = f"Putting it together, $\\boxed{{{lhs.strip()} {r['gold']}}}$."
         yield _case("chained_equality", r["src"], "the whole chain boxed", out, r["gold"], True)
     for r, _ in pool[20:31]:
         sol = r["solution"]
         s, e, c = _boxes(sol)[-1]
-        out = _unbox(sol[:s] + _bump(c) + sol[e:])
+        out = unbox(sol[:s] + _bump(c) + sol[e:])
         yield _case("chained_equality", r["src"], "chain's last side bumped (no box)", out,
                     r["gold"], False)
     yield _case("chained_equality", "issue-13", "the issue's example", "We count the cases: "

@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-_BOX_CMDS = ("\\boxed", "\\fbox")
+from jz3.braces import boxed_spans, last_boxed
+
+__all__ = ["extract_choice", "extract_math", "joined_boxed", "last_boxed",
+           "last_math_expression"]
+
 _ANSWER_IS = re.compile(
     r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
 )
@@ -20,33 +24,6 @@ _LETTER_PATTERNS = [
     re.compile(r"(?:^|\s)([A-E])[.):](?:\s|$)"),
     re.compile(r"(?:^|\s)([A-E])\s*$"),
 ]
-
-
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`), braces matched."""
-    best = -1
-    cmd_used = ""
-    for cmd in _BOX_CMDS:
-        i = text.rfind(cmd)
-        if i > best:
-            best, cmd_used = i, cmd
-    if best < 0:
-        return None
-    j = best + len(cmd_used)
-    while j < len(text) and text[j] == " ":
-        j += 1
-    if j < len(text) and text[j] != "{":  # `\boxed 5`
-        m = re.match(r"[^\s$]+", text[j:])
-        return m.group(0) if m else None
-    depth = 0
-    for k in range(j, len(text)):
-        if text[k] == "{":
-            depth += 1
-        elif text[k] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[j + 1: k].strip()
-    return None  # unbalanced: the model was cut off inside the box
 
 
 _LEAD_ANSWER = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*", re.I)
@@ -75,38 +52,6 @@ def last_output_block(text: str) -> Optional[str]:
     return blocks[-1].strip() if blocks else None
 
 
-def _boxes(text: str) -> List[Tuple[int, int, str]]:
-    """Every complete `\\boxed{...}` / `\\fbox{...}`: (start, end, content), in order."""
-    out = []
-    i = 0
-    while True:
-        starts = [(j, c) for c in _BOX_CMDS if (j := text.find(c, i)) >= 0]
-        if not starts:
-            return out
-        j, cmd = min(starts)
-        k = j + len(cmd)
-        while k < len(text) and text[k] == " ":
-            k += 1
-        if k < len(text) and text[k] == "{":
-            depth = 0
-            for e in range(k, len(text)):
-                if text[e] == "{":
-                    depth += 1
-                elif text[e] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        out.append((j, e + 1, text[k + 1: e].strip()))
-                        break
-            else:
-                return out  # unbalanced: cut off inside the box
-            i = out[-1][1] if out and out[-1][0] == j else k
-        else:
-            m = re.match(r"[^\s$]+", text[k:])
-            if m:
-                out.append((j, k + m.end(), m.group(0)))
-            i = k + 1
-
-
 _BOX_GAP = re.compile(
     r"\\(?:quad|qquad|text\s*\{\s*(?:and|or|,)?\s*\}|[,;!]|\\)|\$|\\[()\[\]]|\b(?:and|or)\b|"
     r"[,;&\s]|[a-zA-Z](?:_\{?\w+\}?)?\s*=")
@@ -115,7 +60,7 @@ _BOX_GAP = re.compile(
 def joined_boxed(text: str) -> Optional[str]:
     """The last box, joined with the boxes just before it when only separators stand between
     them (`\\boxed{2} and \\boxed{3}`, `x=\\boxed{1}, y=\\boxed{2}`) -> "2, 3"."""
-    boxes = _boxes(text)
+    boxes = boxed_spans(text)
     if not boxes:
         return last_boxed(text)  # an unclosed last box = no answer
     last = last_boxed(text)

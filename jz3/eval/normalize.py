@@ -14,6 +14,8 @@ import re
 from fractions import Fraction
 from typing import Optional
 
+from jz3.braces import balanced
+
 _SPACING = re.compile(r"(?<!\\)\\[!,;:> ]|\\quad|\\qquad|~")
 _LEFT_RIGHT = re.compile(r"\\(left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\s*")
 _TEXT_CMD = re.compile(
@@ -162,7 +164,7 @@ def _normalize(ans: str) -> str:
     s = _GROUPED_IN_BRACES.sub(lambda m: "{" + m.group(1).replace(",", "") + "}", s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
-    if s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
+    if s.startswith("{") and s.endswith("}") and balanced(s[1:-1]):
         s = s[1:-1]
     m = _CHOICE.match(s)  # `\\text{(C)}` -> `C`
     if m:
@@ -171,16 +173,6 @@ def _normalize(ans: str) -> str:
     if s.startswith("+") and _NUMBER.match(s):
         s = s[1:]
     return s
-
-
-def _balanced(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += ch == "{"
-        depth -= ch == "}"
-        if depth < 0:
-            return False
-    return depth == 0
 
 
 def _dec(s: str) -> Fraction:
