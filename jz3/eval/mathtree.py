@@ -138,7 +138,7 @@ class _Parser:
             return False
         if tok == "|":
             return self.in_abs == 0
-        if tok in ("(", "{", "[") or tok[0].isalnum() or tok == ".":
+        if tok in ("(", "{") or tok[0].isalnum() or tok == ".":
             return True
         if tok[0] == "\\" and tok[1:].isalpha():
             return tok[1:] not in ("cdot", "times", "div", "rfloor", "rceil", "ast")
