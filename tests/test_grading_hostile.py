@@ -131,6 +131,7 @@ def test_parser_refuses_what_no_answer_needs():
     assert parse_math("9**9**9**9")[0] == "^"  # parsed to data; the builder refuses its value
 
 
+@pytest.mark.slow
 def test_hostile_answers_as_this_user():
     tag = f"jz3hostile{uuid.uuid4().hex[:8]}"
     before = set(_descendants(os.getpid()))
@@ -145,6 +146,7 @@ def test_hostile_answers_as_this_user():
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                     reason="needs root to drop to an unprivileged user")
+@pytest.mark.slow
 def test_hostile_answers_as_an_unprivileged_user(tmp_path):
     tag = f"jz3hostile{uuid.uuid4().hex[:8]}"
     home = tmp_path / "home"

@@ -132,8 +132,8 @@ def main() -> None:
         return
     pairs = build_pairs(args.limit)
     mv = _math_verify()
-    # warm both up (imports, our sympy helper, math-verify's grammar) outside the timing
-    is_correct("\\boxed{\\frac{1}{2}}", "\\sqrt{2}/2", "math-oai")
+    # warm both up (imports, our jailed sympy server, math-verify's grammar) outside the timing
+    is_correct("\\boxed{\\frac{\\sqrt{3}}{3}}", "\\frac{1}{\\sqrt{3}}", "math-oai")
     mv("\\boxed{\\frac{1}{2}}", "\\sqrt{2}/2")
     ours, t_ours = _timed("ours", lambda p: is_correct(p["output"], p["gold"], p["benchmark"]),
                           pairs)

@@ -68,6 +68,9 @@ def _answer_side(s: str) -> Optional[str]:
     if len(items) > 1 and all(relation_chain(x) for x in items):
         return None  # `x=1, x=2`: a list of assignments, compared item by item
     parts = rc[0]
+    k = rc[1].index("\\approx") if "\\approx" in rc[1] else -1
+    if k > 0 and "=" in rc[1][:k]:  # `x = 1/3 \approx 0.33`: the exact value before rounding
+        parts = parts[: k + 1]  # (`24000 \cdot 1.01^{30} \approx 32348` keeps its value)
     last = parts[-1]
     if _VAR.fullmatch(last) and len(parts) > 2:
         last = parts[-2]

@@ -8,6 +8,7 @@ sympy in a helper process with a timeout). See docs/GRADING.md for the rules and
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -51,7 +52,19 @@ def choice_letter(text: str, choices: List[str]) -> str:
     return ""
 
 
+_WHOLE_SOLUTION = re.compile(r"\\boxed|\\fbox|####|answer\s*(?:is|:)|\n", re.IGNORECASE)
+
+
+def gold_answer(gold: str, benchmark: str) -> str:
+    """The gold answer itself: a gold given as a whole solution (a box, `#### N`, "The answer
+    is", several lines) is read by the same rules as a model's output."""
+    if _WHOLE_SOLUTION.search(gold):
+        return extract_answer(gold, benchmark) or gold
+    return gold
+
+
 def _match(pred: str, gold: str, benchmark: str) -> Verdict:
+    gold = gold_answer(gold, benchmark)
     if not pred:
         return Verdict(False, pred, "no answer found")
     if is_multiple_choice(benchmark):

@@ -24,8 +24,11 @@ Tree nodes: ["n", "3.5"] number, ["s", "x_1"] symbol, ["c", "pi"|"oo"], ["+", a,
 
 from __future__ import annotations
 
+import cmath
+import math
 import re
-from typing import List, Optional, Tuple
+from fractions import Fraction
+from typing import Dict, List, Optional, Tuple
 
 MAX_CHARS = 2000
 MAX_DEPTH = 60
@@ -337,3 +340,124 @@ def tree_size(tree) -> Tuple[int, int]:
         return 0, 0
     sizes = [tree_size(x) for x in tree[1:]]
     return 1 + sum(s[0] for s in sizes), 1 + max((s[1] for s in sizes), default=0)
+
+
+# ----------------------------------------------------------------------------- numeric screen
+class _NoValue(ValueError):
+    """The tree has no finite numeric value here (or computing it would be unbounded)."""
+
+
+_CFUNCS = {"sin": cmath.sin, "cos": cmath.cos, "tan": cmath.tan, "arcsin": cmath.asin,
+           "arccos": cmath.acos, "arctan": cmath.atan, "sinh": cmath.sinh, "cosh": cmath.cosh,
+           "tanh": cmath.tanh, "exp": cmath.exp}
+_RECIPROCAL = {"cot": cmath.tan, "sec": cmath.cos, "csc": cmath.sin}
+
+
+def _finite(v: complex) -> complex:
+    if not (cmath.isfinite(v)):
+        raise _NoValue("not finite")
+    return v
+
+
+def evaluate(tree, env: Dict[str, complex], depth: int = 0) -> complex:
+    """The value of a tree in floating point (symbols from `env`), by a tree walk over `cmath`
+    (no evaluation of text); raises ValueError where there is no finite value or computing it
+    would be unbounded (huge powers, factorials)."""
+    if depth > MAX_DEPTH + 20 or not isinstance(tree, list) or not tree:
+        raise _NoValue("malformed")
+    tag, args = tree[0], tree[1:]
+
+    def sub(i: int) -> complex:
+        return evaluate(args[i], env, depth + 1)
+
+    try:
+        if tag == "n":
+            return complex(float(Fraction(args[0])))
+        if tag == "s":
+            return env[args[0]]
+        if tag == "c":
+            if args[0] == "pi":
+                return complex(math.pi)
+            raise _NoValue("infinity")
+        if tag == "+":
+            return _finite(sum((evaluate(a, env, depth + 1) for a in args), 0j))
+        if tag == "*":
+            out = 1 + 0j
+            for a in args:
+                out *= evaluate(a, env, depth + 1)
+            return _finite(out)
+        if tag == "neg":
+            return -sub(0)
+        if tag == "/":
+            return _finite(sub(0) / sub(1))
+        if tag == "^":
+            base, exp = sub(0), sub(1)
+            if abs(exp) > 1000:
+                raise _NoValue("exponent too large")
+            if exp.imag == 0 and exp.real == int(exp.real) and base != 0:
+                return _finite(base ** int(exp.real))
+            return _finite(base ** exp)
+        if tag == "!":
+            n = sub(0)
+            if n.imag or n.real != int(n.real) or not 0 <= n.real <= 170:
+                raise _NoValue("factorial")
+            return complex(math.factorial(int(n.real)))
+        if tag == "binom":
+            n, k = sub(0), sub(1)
+            if n.imag or k.imag or n.real != int(n.real) or k.real != int(k.real) \
+                    or not 0 <= n.real <= 1000:
+                raise _NoValue("binomial")
+            return complex(math.comb(int(n.real), int(k.real)) if k.real >= 0 else 0)
+        if tag == "f":
+            if args[0] in _RECIPROCAL:
+                return _finite(1 / _RECIPROCAL[args[0]](evaluate(args[1], env, depth + 1)))
+            return _finite(_CFUNCS[args[0]](evaluate(args[1], env, depth + 1)))
+        if tag == "log":
+            a = sub(0)
+            val = cmath.log(a)
+            return _finite(val if args[1] is None else val / cmath.log(sub(1)))
+        if tag == "root":
+            a = sub(0)
+            return _finite(cmath.sqrt(a) if args[1] is None else a ** (1 / sub(1)))
+        if tag == "abs":
+            return complex(abs(sub(0)))
+        if tag in ("floor", "ceil"):
+            v = sub(0)
+            if v.imag:
+                raise _NoValue("floor of a complex value")
+            return complex(math.floor(v.real) if tag == "floor" else math.ceil(v.real))
+    except (ArithmeticError, ValueError, TypeError, KeyError, IndexError) as e:
+        raise _NoValue(str(e)) from e
+    raise _NoValue(f"unknown node {tag!r}")
+
+
+def symbols_of(tree, out: Optional[set] = None) -> set:
+    """The symbol names in a tree."""
+    out = set() if out is None else out
+    if isinstance(tree, list) and tree:
+        if tree[0] == "s":
+            out.add(tree[1])
+        else:
+            for x in tree[1:]:
+                symbols_of(x, out)
+    return out
+
+
+_POINTS = (0.7326, 1.2719, 0.4183)
+
+
+def numerically_different(ta, tb, rel: float = 1e-6) -> bool:
+    """True when the two trees take clearly different values at some sample point: proof
+    enough that they are not equal. False means "no conclusion" (equal there, or no value)."""
+    names = sorted(symbols_of(ta) | symbols_of(tb))
+    if len(names) > 8:
+        return False
+    for k, base in enumerate(_POINTS):
+        env = {n: complex(base + 0.1037 * i * (k + 1)) for i, n in enumerate(names)}
+        try:
+            va, vb = evaluate(ta, env), evaluate(tb, env)
+        except ValueError:
+            return False
+        if abs(va - vb) > rel * max(1.0, abs(va), abs(vb)):
+            return True
+    return False

@@ -71,6 +71,7 @@ _NE = re.compile(r"\\(?:neq|ne)(?![a-zA-Z])|\\not\s*=|(?<![\w)!}])\s*!=|≠")  #
 _LT_GT = re.compile(r"\\(lt|gt)(?![a-zA-Z])")
 _OR_AND = re.compile(r"\s+(or|and)\s+|\\(lor|vee|land|wedge)(?![a-zA-Z])\s*", re.IGNORECASE)
 _REALS = re.compile(r"\\mathbb\s*\{?\s*R\s*\}?|\\R(?![a-zA-Z])")
+_BRACED_COMMA = re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)|\{,\}")
 _GROUPED_IN_BRACES = re.compile(r"\{(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?)\}")
 _SUB_BRACES = re.compile(r"_\{([a-zA-Z0-9])\}")
 _CHOICE_THEN_VALUE = re.compile(r"^\(([A-E])\)\s+\S.*$")
@@ -128,7 +129,7 @@ def _normalize(ans: str) -> str:
     s = strip_dollar_math(ans)
     s = s.replace("\n", " ").replace("\\displaystyle", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
-    s = s.replace("{,}", ",")  # `32{,}349`
+    s = _BRACED_COMMA.sub(",", s)  # `32{,}349`, `14 {, }916`
     s = _LEFT_RIGHT.sub("", s)
     s = _SPACING.sub("", s)
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
