@@ -218,7 +218,7 @@ def extract_math(text: str) -> str:
     if boxed is not None:
         spans = boxed_spans(text)
         after = text[spans[-1][1]:] if spans else ""
-        later = [h for h in _ANSWER_IS.finditer(after) if h.group(1).strip()]
+        later = [h for h in _ANSWER_IS.finditer(after) if re.search(r"[\d$\\]", h.group(1))]
         if later:  # a boxed intermediate result, then "The final answer is ..." : the latter
             return _clean_tail(later[-1].group(1))
         return boxed

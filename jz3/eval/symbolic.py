@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from jz3.eval.mathtree import MathParseError, numerically_different, parse_math
+from jz3.eval.normalize import parse_number
 
 log = logging.getLogger(__name__)
 _BUILD_SRC = Path(__file__).with_name("sympy_build.py").read_text()
@@ -49,16 +50,26 @@ class SymResult:
     reason: str = ""  # why not equal when something failed (parse error, timeout, crash)
 
 
+def _tree(s: str) -> list:
+    """The parse tree of one side; a plain number (`1e-5`, `3/4`, `2\\frac{1}{2}`) exactly."""
+    f = parse_number(s)
+    if f is None:
+        return parse_math(s)
+    num = ["n", str(abs(f.numerator))]
+    tree = num if f.denominator == 1 else ["/", num, ["n", str(f.denominator)]]
+    return ["neg", tree] if f < 0 else tree
+
+
 def _trees(msg) -> Dict[str, Any]:
     """The message with every expression string parsed into a tree (host side, no evaluation).
     `[a, b]` | {"op": "eqn"|"ineq"|"set", "a": ..., "b": ...} (jz3.eval.equivalence)."""
     if isinstance(msg, list):
-        return {"op": "expr", "a": parse_math(msg[0]), "b": parse_math(msg[1])}
+        return {"op": "expr", "a": _tree(msg[0]), "b": _tree(msg[1])}
     op = msg["op"]
     if op == "eqn":
-        side = lambda r: [parse_math(r[0]), parse_math(r[1])]  # noqa: E731
+        side = lambda r: [_tree(r[0]), _tree(r[1])]  # noqa: E731
     elif op == "ineq":
-        side = lambda r: [parse_math(r[0]), r[1], parse_math(r[2])]  # noqa: E731
+        side = lambda r: [_tree(r[0]), r[1], _tree(r[2])]  # noqa: E731
     elif op == "set":
         side = lambda ps: [_piece(p) for p in ps]  # noqa: E731
     else:
@@ -74,13 +85,13 @@ def _piece(p) -> list:
     if kind == "empty":
         return ["empty"]
     if kind == "interval":
-        return ["interval", parse_math(p[1]), parse_math(p[2]), bool(p[3]), bool(p[4])]
+        return ["interval", _tree(p[1]), _tree(p[2]), bool(p[3]), bool(p[4])]
     if kind == "finite":
-        return ["finite", [parse_math(e) for e in p[1]]]
+        return ["finite", [_tree(e) for e in p[1]]]
     if kind == "and":
         return ["and", [_piece(q) for q in p[1]]]
     if kind == "rel":
-        return ["rel", [parse_math(e) for e in p[1]], list(p[2])]
+        return ["rel", [_tree(e) for e in p[1]], list(p[2])]
     raise ValueError(f"unknown set piece {kind!r}")
 
 
