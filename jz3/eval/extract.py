@@ -14,6 +14,9 @@ __all__ = ["extract_choice", "extract_math", "joined_boxed", "last_boxed",
 _ANSWER_IS = re.compile(
     r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
 )
+# "The final answer is ...", "Final answer: ...", "the answer is ..." (not "check our answer: ...")
+_FINAL_STATEMENT = re.compile(
+    r"\b(?:(?:the\s+)?final\s+answer|the\s+answer)\s*(?:is|:)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE)
 _HASHES = re.compile(r"####\s*(.+?)\s*(?:\n|$)")
 _LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _OUTPUT_BLOCK = re.compile(r"```output\n(.*?)```", re.DOTALL)
@@ -218,7 +221,7 @@ def extract_math(text: str) -> str:
     if boxed is not None:
         spans = boxed_spans(text)
         after = text[spans[-1][1]:] if spans else ""
-        later = [h for h in _ANSWER_IS.finditer(after) if re.search(r"[\d$\\]", h.group(1))]
+        later = [h for h in _FINAL_STATEMENT.finditer(after) if re.search(r"[\d$\\]", h.group(1))]
         if later:  # a boxed intermediate result, then "The final answer is ..." : the latter
             return _clean_tail(later[-1].group(1))
         return boxed
