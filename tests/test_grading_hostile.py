@@ -131,6 +131,20 @@ def test_parser_refuses_what_no_answer_needs():
     assert parse_math("9**9**9**9")[0] == "^"  # parsed to data; the builder refuses its value
 
 
+def test_tool_verification_compares_without_evaluating(tmp_path):
+    """The filter stage compares a program's printout with the stated answer through the same
+    grader: a hostile printout or answer is a mismatch, and nothing is executed on the host."""
+    from jz3.synth.tool_verify import printed_matches
+
+    target = tmp_path / "pwned"
+    payload = f"open({str(target)!r}, 'w').write('1')"
+    assert not printed_matches(payload, "x+1")
+    assert not printed_matches("2", payload)
+    assert not printed_matches("__import__('os').system('touch " + str(target) + "')", "2")
+    assert printed_matches("0.5\n", "\\frac{1}{2}")
+    assert not target.exists()
+
+
 @pytest.mark.slow
 def test_hostile_answers_as_this_user():
     tag = f"jz3hostile{uuid.uuid4().hex[:8]}"
