@@ -461,3 +461,89 @@ def numerically_different(ta, tb, rel: float = 1e-6) -> bool:
         if abs(va - vb) > rel * max(1.0, abs(va), abs(vb)):
             return True
     return False
+
+
+# ----------------------------------------------------------------------------- sets of reals
+_INF = {"oo": math.inf}
+_GRID = (-1000.0, -100.0, -10.0, -3.0, -1.0, -0.5, -0.123, 0.0, 0.377, 0.5, 1.0, 3.0, 10.0,
+         100.0, 1000.0)
+
+
+def _real(tree, env: Dict[str, complex]) -> float:
+    if tree == ["c", "oo"]:
+        return math.inf
+    if tree == ["neg", ["c", "oo"]]:
+        return -math.inf
+    v = evaluate(tree, env)
+    if abs(v.imag) > 1e-12 * max(1.0, abs(v.real)):
+        raise _NoValue("not real")
+    return v.real
+
+
+def _near(a: float, b: float) -> bool:
+    return a == b or (math.isfinite(a) and math.isfinite(b)
+                      and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b)))
+
+
+def _holds(op: str, a: float, b: float) -> bool:
+    if _near(a, b):
+        return op in ("\\le", "\\ge", "=")
+    return {"<": a < b, ">": a > b, "\\le": a < b, "\\ge": a > b, "=": False,
+            "\\ne": True}[op]
+
+
+def _member(piece, t: float, var: str) -> bool:
+    kind = piece[0]
+    if kind == "empty":
+        return False
+    if kind == "interval":
+        lo, hi = _real(piece[1], {}), _real(piece[2], {})
+        above = _holds(">" if piece[3] else "\\ge", t, lo)
+        below = _holds("<" if piece[4] else "\\le", t, hi)
+        return above and below
+    if kind == "finite":
+        return any(_near(t, _real(e, {})) for e in piece[1])
+    if kind == "and":
+        return all(_member(q, t, var) for q in piece[1])
+    if kind == "rel":
+        vals = [_real(e, {var: complex(t)}) for e in piece[1]]
+        return all(_holds(op, vals[i], vals[i + 1]) for i, op in enumerate(piece[2]))
+    raise _NoValue("unknown piece")
+
+
+def _constants(pieces, out: List[float]) -> None:
+    for p in pieces:
+        kind = p[0]
+        trees = (p[1:3] if kind == "interval" else p[1] if kind in ("finite", "rel") else [])
+        if kind == "and":
+            _constants(p[1], out)
+        for tr in trees:
+            if isinstance(tr, list) and not symbols_of(tr):
+                try:
+                    v = _real(tr, {})
+                except ValueError:
+                    continue
+                if math.isfinite(v):
+                    out.append(v)
+
+
+def sets_numerically_different(a, b, var: str) -> bool:
+    """True when some real number is (clearly) in one set and not the other: proof that two
+    subsets of the reals (pieces as trees, jz3.eval.symbolic) differ. Sample points: a fixed
+    grid, every constant of either side, and points just beside them. False = no conclusion."""
+    consts: List[float] = []
+    _constants(a, consts)
+    _constants(b, consts)
+    points = set(_GRID)
+    for v in consts[:40]:
+        for d in (0.0, 0.5, -0.5, 1e-3 * max(1.0, abs(v)), -1e-3 * max(1.0, abs(v))):
+            points.add(v + d)
+    for t in sorted(points):
+        try:
+            in_a = any(_member(p, t, var) for p in a)
+            in_b = any(_member(p, t, var) for p in b)
+        except (ValueError, TypeError, IndexError, KeyError):
+            continue
+        if in_a != in_b:
+            return True
+    return False

@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from jz3.eval.mathtree import MathParseError, numerically_different, parse_math
+from jz3.eval.mathtree import (
+    MathParseError,
+    numerically_different,
+    parse_math,
+    sets_numerically_different,
+)
 from jz3.eval.normalize import parse_number
 
 log = logging.getLogger(__name__)
@@ -144,8 +149,10 @@ class SymbolicChecker:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        if tree_msg["op"] == "expr" and numerically_different(tree_msg["a"], tree_msg["b"]):
-            self.screened += 1  # different values at a sample point: no sympy needed
+        if (tree_msg["op"] == "expr" and numerically_different(tree_msg["a"], tree_msg["b"])) \
+                or (tree_msg["op"] == "set" and sets_numerically_different(
+                    tree_msg["a"], tree_msg["b"], tree_msg["var"])):
+            self.screened += 1  # different values / members at a sample point: no sympy needed
             return SymResult(False, "")
         self._decide()
         self.calls += 1
