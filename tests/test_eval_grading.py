@@ -84,14 +84,17 @@ def test_sympy_timeout_outside_main_thread():
     got = {}
 
     def work():
-        got["huge"] = eq.equal("10^{10^{10}}+x", "x+1")  # parsing evaluates a huge power
-        got["after"] = eq.equal("(x+1)^2", "x^2+2x+1")  # the helper restarts afterwards
+        got["huge"] = eq.compare("10^{10^{10}}+x", "x+1")  # refused before sympy computes it
+        got["slow"] = eq.compare("(x+1)^{9000}-(x-1)^{9000}", "x^{9000}")  # killed at 1 s
+        got["after"] = eq.equal("(x+1)^2", "x^2+2x+1")  # the next check runs normally
 
     t = threading.Thread(target=work)
     t.start()
     t.join(120)
     checker.close()
-    assert got == {"huge": False, "after": True}
+    assert not got["huge"].eq and "power too large" in got["huge"].reason
+    assert not got["slow"].eq and got["slow"].reason == "sympy timeout after 1.0s"
+    assert got["after"] is True
     assert checker.timeouts == 1
 
 
@@ -214,3 +217,30 @@ def test_math500_gold_rewritten_in_other_notations(shared_data):
 ])
 def test_model_style_outputs(output, gold, expected):
     assert is_correct(output, gold, "math-oai") is expected
+
+
+def test_numeric_screens_prove_difference_never_equality():
+    """The host-side screens only ever settle "not equal": equal pairs go on to sympy."""
+    from jz3.eval.mathtree import numerically_different, parse_math, sets_numerically_different
+    from jz3.eval.relations import parse_real_set
+    from jz3.eval.symbolic import _piece
+
+    t = parse_math
+    assert numerically_different(t("\\frac{1}{2}"), t("\\frac{\\sqrt{2}}{2}"))
+    assert not numerically_different(t("\\frac{\\sqrt{3}}{3}"), t("\\frac{1}{\\sqrt{3}}"))
+    assert not numerically_different(t("(x+1)^2"), t("x^2+2x+1"))
+    assert not numerically_different(t("10^{10^{10}}"), t("1"))  # no value: no conclusion
+
+    def sets(a, b):
+        pa, pb = parse_real_set(a, True), parse_real_set(b, True)
+        var = next(iter(pa[1] | pb[1]), "x")
+        return sets_numerically_different([_piece(p) for p in pa[0]],
+                                          [_piece(p) for p in pb[0]], var)
+
+    for a, b in [("x\\ge5", "[5,\\infty)"), ("-x>-1", "x<1"), ("2x\\le10", "(-\\infty,5]"),
+                 ("x^2\\le4", "[-2,2]"), ("x\\ne3", "(-\\infty,3)\\cup(3,\\infty)"),
+                 ("1<x\\le3", "(1,3]"), ("x<-8\\lor x>8", "(-\\infty,-8)\\cup(8,\\infty)")]:
+        assert not sets(a, b), (a, b)
+    for a, b in [("x\\ge5", "x\\ge6"), ("x>2", "x<2"), ("(3,4]", "(3,4)"), ("x\\ge5", "x>5"),
+                 ("x^2\\le4", "[-2,3]")]:
+        assert sets(a, b), (a, b)

@@ -4,8 +4,10 @@ copy of each (should all be wrong), timed; then the hard cases of `jz3/bench/dat
 (`jz3.bench.grading_hard`: no box, \\cfrac, thousands separators, units, choice letters, intervals,
 inequalities, equations, chains, matrices, several boxes, sets vs tuples), where each grader's
 agreement with the checked expected verdict is reported, overall and per kind; then every MATH500
-reference solution with its box removed (recall of the final-sentence extraction). Prints a JSON
-object last; disagreements go to side files.
+reference solution with its box removed (recall of the final-sentence extraction); the same
+pairs under `eval.grading: release`; every MATH train reference solution against its own box.
+Prints a JSON object last; disagreements go to side files. The symbolic step runs in the jail
+when bwrap works here (`symbolic_jailed`), and the timing includes it.
 
     python -m jz3.bench.grader [--out runs/bench/grader] [--limit N]
     python -m jz3.bench.grader --sandbox     # sandbox executions/s instead (jz3.bench.sandbox)
@@ -23,8 +25,10 @@ from typing import Callable, Dict, List
 from tqdm import tqdm
 
 from jz3.bench.grading_hard import DATA_FILE, load_cases
+from jz3.config.eval import GradingMode
 from jz3.eval.grading import grade, is_correct
 from jz3.eval.loaders import load_benchmark
+from jz3.eval.symbolic import default_checker
 from jz3.paths import shared_data_dir
 
 
@@ -99,17 +103,53 @@ def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
     """Every MATH500 reference solution with its `\\boxed{}` removed (the answer stays where it
     was, unmarked): the share graded right by ours and by math-verify. Not all are recoverable:
     some solutions state the answer before a closing remark."""
-    from jz3.bench.grading_hard import _math500, _unbox
+    from jz3.bench.grading_hard import _math500
+    from jz3.braces import unbox
 
     rows = _math500()
     ours = theirs = 0
     for r in tqdm(rows, desc="MATH500 unboxed", unit="item", leave=False):
-        out = _unbox(r["solution"])
+        out = unbox(r["solution"])
         ours += is_correct(out, r["answer"], "math-oai")
         theirs += mv(out, r["answer"])
     return {"math500_unboxed_items": len(rows),
             "math500_unboxed_recall_ours": round(ours / len(rows), 4),
             "math500_unboxed_recall_math_verify": round(theirs / len(rows), 4)}
+
+
+def math_train_agreement(mv: Callable[[str, str], bool], out: Path) -> Dict:
+    """The 4,500 MATH train reference solutions, each graded against its own last box: how
+    often ours and math-verify call a reference solution right (both should: 1.0)."""
+    from jz3.bench.grading_hard import _math_train
+
+    rows = _math_train()
+    ours = theirs = 0
+    with (out / "math_train_misses.jsonl").open("w") as f:
+        for r in tqdm(rows, desc="MATH train solutions", unit="item", leave=False):
+            a, b = is_correct(r["solution"], r["gold"], "math-oai"), mv(r["solution"], r["gold"])
+            ours += a
+            theirs += b
+            if not (a and b):
+                f.write(json.dumps({**r, "ours": a, "math_verify": b}, ensure_ascii=False) + "\n")
+    return {"math_train_solutions": len(rows),
+            "math_train_right_ours": round(ours / len(rows), 4),
+            "math_train_right_math_verify": round(theirs / len(rows), 4)}
+
+
+def release_mode(pairs: List[Dict], ours: List[bool], out: Path) -> Dict:
+    """`eval.grading: release` on the same pairs: its accuracy against the expected verdicts and
+    the pairs whose verdict it changes (written to `release_flips.jsonl`)."""
+    rel = [is_correct(p["output"], p["gold"], p["benchmark"], GradingMode.release)
+           for p in tqdm(pairs, desc="release mode", unit="pair", leave=False)]
+    flips = [(p, a, b) for p, a, b in zip(pairs, ours, rel, strict=True) if a != b]
+    with (out / "release_flips.jsonl").open("w") as f:
+        for p, a, b in flips:
+            f.write(json.dumps({**p, "strict": a, "release": b}, ensure_ascii=False) + "\n")
+    n = len(pairs)
+    return {"release_accuracy_vs_expected": round(
+                sum(b == p["expected"] for p, b in zip(pairs, rel, strict=True)) / n, 5),
+            "release_vs_strict_flips": len(flips),
+            "release_flips_file": str(out / "release_flips.jsonl")}
 
 
 def _timed(name: str, fn: Callable[[Dict], bool], pairs: List[Dict]) -> tuple:
@@ -131,8 +171,8 @@ def main() -> None:
         return
     pairs = build_pairs(args.limit)
     mv = _math_verify()
-    # warm both up (imports, our sympy helper, math-verify's grammar) outside the timing
-    is_correct("\\boxed{\\frac{1}{2}}", "\\sqrt{2}/2", "math-oai")
+    # warm both up (imports, our jailed sympy server, math-verify's grammar) outside the timing
+    is_correct("\\boxed{\\frac{\\sqrt{3}}{3}}", "\\frac{1}{\\sqrt{3}}", "math-oai")
     mv("\\boxed{\\frac{1}{2}}", "\\sqrt{2}/2")
     ours, t_ours = _timed("ours", lambda p: is_correct(p["output"], p["gold"], p["benchmark"]),
                           pairs)
@@ -162,8 +202,13 @@ def main() -> None:
         "disagreements": n_dis,
         "disagreements_file": str(dis_path),
     }
+    checker = default_checker()
+    result.update(symbolic_jailed=checker.jailed, symbolic_calls=checker.calls,
+                  symbolic_screened=checker.screened)
     result.update(hard_agreement(mv, out))
     result.update(unboxed_recall(mv))
+    result.update(release_mode(pairs, ours, out))
+    result.update(math_train_agreement(mv, out))
     print(f"hard cases: ours {result['hard_agreement_ours']:.4f}, math-verify "
           f"{result['hard_agreement_math_verify']:.4f} on {result['hard_cases']}; speed "
           f"{result['speedup_vs_math_verify']}x math-verify on {n} MATH500/GSM8K pairs")

@@ -24,36 +24,22 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from jz3.braces import boxed_spans, unbox
 from jz3.paths import shared_data_dir
 
 DATA_FILE = Path(__file__).parent / "data" / "grading_hard.jsonl"
 GE, LE, GEQ, LEQ, GT = "\\ge", "\\le", "\\geq", "\\leq", "\\gt"
 KINDS = ("final_sentence", "chained_equality", "cfrac", "thousands", "units", "choice_letter",
-         "interval", "inequality", "equation", "matrix", "multi_boxed", "set_tuple", "other")
+         "interval", "inequality", "equation", "matrix", "multi_boxed", "set_tuple", "other",
+         "bare_formula", "stated_value", "final_after_box", "spaced_thousands", "approx_chain")
 
 
 # ----------------------------------------------------------------------------- sources
 def _boxes(text: str) -> List[Tuple[int, int, str]]:
-    """(start, end, content) of every `\\boxed{...}` (braces matched)."""
-    out, i = [], 0
-    while (j := text.find("\\boxed{", i)) >= 0:
-        depth = 0
-        for k in range(j + 6, len(text)):
-            depth += text[k] == "{"
-            depth -= text[k] == "}"
-            if depth == 0:
-                out.append((j, k + 1, text[j + 7: k]))
-                break
-        else:
-            break
-        i = out[-1][1] if out and out[-1][0] == j else j + 7
-    return out
-
-
-def _unbox(text: str) -> str:
-    for s, e, c in reversed(_boxes(text)):
-        text = text[:s] + c + text[e:]
-    return text
+    """(start, end, content) of every `\\boxed{...}` written with a brace, unstripped
+    (jz3.braces)."""
+    return [(s, e, text[s + 7: e - 1]) for s, e, _ in boxed_spans(text, ("\\boxed",))
+            if text.startswith("\\boxed{", s)]
 
 
 def _math_train() -> List[Dict]:
@@ -130,14 +116,14 @@ def final_sentence(rng: random.Random) -> Iterator[Dict]:
         pool.append(r)
     rng.shuffle(pool)
     for r in pool[:27]:
-        yield _case("final_sentence", r["src"], "all \\boxed{} removed", _unbox(r["solution"]),
+        yield _case("final_sentence", r["src"], "all \\boxed{} removed", unbox(r["solution"]),
                     r["gold"], True)
     for r in pool[27:42]:
         sol = r["solution"]
         s, e, c = _boxes(sol)[-1]
         wrong = sol[:s] + _bump(c) + sol[e:]
         yield _case("final_sentence", r["src"], "boxes removed, final answer bumped by 1",
-                    _unbox(wrong), r["gold"], False)
+                    unbox(wrong), r["gold"], False)
     # the issue's own shape: an inequality in the final sentence
     yield _case("final_sentence", "issue-13", "inequality in the final sentence",
                 "Solving $2x - 3 \\geq 7$ gives $2x \\geq 10$.\nTherefore $x \\geq 5$ is the "
@@ -164,14 +150,14 @@ def chained_equality(rng: random.Random) -> Iterator[Dict]:
     rng.shuffle(pool)
     for r, _ in pool[:10]:
         yield _case("chained_equality", r["src"], "boxes removed: the chain ends the text",
-                    _unbox(r["solution"]), r["gold"], True)
+                    unbox(r["solution"]), r["gold"], True)
     for r, lhs in pool[10:20]:
         out = f"Putting it together, $\\boxed{{{lhs.strip()} {r['gold']}}}$."
         yield _case("chained_equality", r["src"], "the whole chain boxed", out, r["gold"], True)
     for r, _ in pool[20:31]:
         sol = r["solution"]
         s, e, c = _boxes(sol)[-1]
-        out = _unbox(sol[:s] + _bump(c) + sol[e:])
+        out = unbox(sol[:s] + _bump(c) + sol[e:])
         yield _case("chained_equality", r["src"], "chain's last side bumped (no box)", out,
                     r["gold"], False)
     yield _case("chained_equality", "issue-13", "the issue's example", "We count the cases: "
@@ -703,8 +689,123 @@ def other(rng: random.Random) -> Iterator[Dict]:
                     f"Therefore, the final answer is $\\boxed{{{pred}}}$.", gold, exp)
 
 
+# ----------------------------------------------------------------------------- extraction kinds
+def _gsm8k_train() -> List[Dict]:
+    path = shared_data_dir() / "gsm8k" / "train.jsonl"
+    return [{"src": f"gsm8k_train:{i}", **json.loads(x)} for i, x in enumerate(path.open())]
+
+
+_FORMULA_GOLD = re.compile(r"-?\d*\\(?:frac|dfrac|sqrt)\{[^{}=,]+\}(?:\{[^{}=,]+\})?"
+                           r"|-?\d+\^\{?\d+\}?|-?\d*\\sqrt\{\d+\}")
+
+
+def bare_formula(rng: random.Random) -> Iterator[Dict]:
+    """A whole output that is one formula (a MATH gold `\\frac{10}{9}`, `3\\sqrt{5}` alone, as
+    small models often answer): the formula, not its last number. Wrong: the formula bumped."""
+    pool = sorted({(r["src"], r["gold"].strip()) for r in _math_train()
+                   if _FORMULA_GOLD.fullmatch(r["gold"].strip())})
+    rng.shuffle(pool)
+    for k, (src, g) in enumerate(pool[:27]):
+        if k % 3 == 2:
+            wrong = _bump(g)
+            if wrong and wrong != g:
+                yield _case("bare_formula", src, "the formula alone, a number bumped", wrong, g,
+                            False)
+                continue
+        yield _case("bare_formula", src, "the formula alone", g if k % 2 else g + "\n", g, True)
+
+
+_NAME_SPAN = re.compile(r"\$(\\?[A-Za-z]{1,8}|\\triangle [A-Z]{3}|\\angle [A-Z]{3})\$")
+
+
+def stated_value(rng: random.Random) -> Iterator[Dict]:
+    """Real MATH solutions (boxes removed) ending "Final Answer: The value of $NAME$ is G." with
+    a formula name taken from the solution itself: the stated number, not the name."""
+    pool = []
+    for r in _math_train():
+        names = _NAME_SPAN.findall(r["solution"])
+        if re.fullmatch(r"\d{1,5}", r["gold"].strip()) and names and len(r["solution"]) < 1500:
+            pool.append((r, names[-1]))
+    rng.shuffle(pool)
+    nouns = ("value", "answer", "number", "measure", "length")
+    for k, (r, name) in enumerate(pool[:27]):
+        g = r["gold"].strip()
+        said = str(int(g) + 1) if k % 3 == 2 else g
+        lead = "Final Answer: The" if k % 2 else "Therefore, the"
+        out = (unbox(r["solution"]) + f"\n\n{lead} {nouns[k % len(nouns)]} of ${name}$ is "
+               f"{said}.")
+        yield _case("stated_value", r["src"], f"ends '{lead} .. of ${name}$ is N.'", out, g,
+                    said == g)
+
+
+def final_after_box(rng: random.Random) -> Iterator[Dict]:
+    """GSM8K train solutions with an intermediate result boxed and the `#### G` line written as
+    "The final answer is $G$.": the final statement, not the box. Wrong: the box's value as
+    gold."""
+    pool = []
+    for r in _gsm8k_train():
+        steps, final = r["answer"].rsplit("####", 1)
+        calcs = re.findall(r"<<[^>]*=([\d.]+)>>([\d.]+)", steps)
+        g = final.strip().replace(",", "")
+        if calcs and calcs[0][1] != g and re.fullmatch(r"\d+", g):
+            pool.append((r, steps, g, calcs[0][1]))
+    rng.shuffle(pool)
+    for k, (r, steps, g, inter) in enumerate(pool[:27]):
+        steps = re.sub(r"<<[^>]*>>", "", steps)
+        steps = steps.replace(inter, f"$\\boxed{{{inter}}}$", 1)
+        out = steps.rstrip() + f"\nThe final answer is ${int(g):,}$."
+        if k % 3 == 2:
+            yield _case("final_after_box", r["src"], "gold = the boxed intermediate", out, inter,
+                        False)
+        else:
+            yield _case("final_after_box", r["src"], "boxed intermediate, final statement",
+                        out, g, True)
+
+
+def spaced_thousands(rng: random.Random) -> Iterator[Dict]:
+    """GSM8K golds of 5+ digits written with the separators model outputs use: `14 {, }916`,
+    `14{,}916`, `14,\\!916`, `14\\,916`, `14\\;916`. Wrong: the last digit changed."""
+    pool = sorted({(r["src"], r["answer"].rsplit("####", 1)[1].strip().replace(",", ""))
+                   for r in _gsm8k_train()} , key=lambda x: x[0])
+    pool = [(src, g) for src, g in pool if re.fullmatch(r"[1-9]\d{4,6}", g)]
+    rng.shuffle(pool)
+    seps = (" {, }", "{,}", ",\\!", "\\,", "\\;", "{,} ")
+    for k, (src, g) in enumerate(pool[:24]):
+        val = int(g) + 1 if k % 3 == 2 else int(g)
+        text = f"{val:,}".replace(",", seps[k % len(seps)])
+        out = (f"So she earns $\\boxed{{{text}}}$ dollars." if k % 2 else
+               f"The answer is {text}.")
+        yield _case("spaced_thousands", src, f"separator {seps[k % len(seps)]!r}", out, g,
+                    val == int(g))
+
+
+def approx_chain(rng: random.Random) -> Iterator[Dict]:
+    """MATH fraction/radical golds written `x = GOLD \\approx DECIMAL` (the exact value, then its
+    rounding): the exact value. Wrong: the rounded decimal as gold (strict grading)."""
+    from jz3.eval.mathtree import evaluate, parse_math
+
+    pool = []
+    for r in _math_train():
+        g = r["gold"].strip()
+        if re.fullmatch(r"\\frac\{\d+\}\{\d+\}|\d*\\sqrt\{\d+\}|\\frac\{\d*\\sqrt\{\d+\}\}\{\d+\}",
+                        g):
+            v = evaluate(parse_math(g.replace("\\dfrac", "\\frac")), {}).real
+            dec = f"{v:.2f}"
+            if float(dec) != v:
+                pool.append((r["src"], g, dec))
+    rng.shuffle(pool)
+    for k, (src, g, dec) in enumerate(pool[:24]):
+        out = (f"Therefore $x = {g} \\approx {dec}$." if k % 2 else
+               f"The answer is $p = {g} \\approx {dec}$")
+        if k % 3 == 2:
+            yield _case("approx_chain", src, "gold = the rounded decimal", out, dec, False)
+        else:
+            yield _case("approx_chain", src, "exact value then its rounding", out, g, True)
+
+
 GENERATORS = (final_sentence, chained_equality, cfrac, thousands, units, choice_letter,
-              interval, inequality, equation, matrix, multi_boxed, set_tuple, other)
+              interval, inequality, equation, matrix, multi_boxed, set_tuple, other,
+              bare_formula, stated_value, final_after_box, spaced_thousands, approx_chain)
 
 
 def build() -> List[Dict]:

@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
+from jz3 import braces
 from jz3.benchmarks.io import BenchmarkFormatError, read_records
 from jz3.config.enums import EvalSetting
 
@@ -101,18 +102,7 @@ def _num(x: object) -> str:
 
 def last_boxed(text: str) -> str:
     """The content of the last `\\boxed{...}` (braces balanced), "" when there is none."""
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return ""
-    i = text.find("{", start)
-    if i < 0:
-        return ""
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j].strip()
-    return ""
+    return braces.last_boxed(text, ("\\boxed",)) or ""
 
 
 def _choices_text(choices: List[str]) -> str:

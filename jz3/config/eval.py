@@ -41,6 +41,13 @@ class ShotMode(str, Enum):
     zero = "zero"  # 0-shot everywhere
 
 
+class GradingMode(str, Enum):
+    """How outputs are graded (jz3.eval.grading; docs/GRADING.md)."""
+
+    strict = "strict"  # jz3's rules: exact numbers, brackets and relations respected
+    release = "release"  # the JiuZhang3.0 release's protocol and leniencies (jz3.eval.release)
+
+
 @dataclass
 class EvalConfig:
     """One evaluation run. Benchmarks are `jz3.benchmarks.Benchmark` values; each runs in the
@@ -61,6 +68,7 @@ class EvalConfig:
     backend: GenBackend = GenBackend.hf
     base_url: Optional[str] = None
     shots: ShotMode = ShotMode.release
+    grading: GradingMode = GradingMode.strict  # release = the paper's lenient protocol
     few_shot: bool = False  # legacy switch: true = shots=base
     limit: Optional[int] = None
     batch_size: int = 8

@@ -5,8 +5,8 @@ sympy (in a helper process) as the last resort. Rules and their reasons: docs/GR
 from __future__ import annotations
 
 import re
-import threading
 import time
+from dataclasses import dataclass
 from typing import List, Optional
 
 from jz3.eval.normalize import normalize_answer, numbers_equal, parse_number
@@ -19,6 +19,7 @@ _WORDS = re.compile(r"[a-zA-Z][a-zA-Z\s'.-]*[a-zA-Z]")
 _LATEXY = re.compile(r"\\(frac|sqrt|pi|cdot|times|sin|cos|tan|log|ln)|\^|[a-zA-Z]")
 _VAR = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?")
 MAX_SYMPY_CHARS = 1000  # longer answers are compared as strings/structures only
+MAX_ANSWER_CHARS = 10_000  # longer answers are compared as exact strings only
 _LIST_SEPS = (",", "\\lor", "\\land")
 
 
@@ -67,6 +68,9 @@ def _answer_side(s: str) -> Optional[str]:
     if len(items) > 1 and all(relation_chain(x) for x in items):
         return None  # `x=1, x=2`: a list of assignments, compared item by item
     parts = rc[0]
+    k = rc[1].index("\\approx") if "\\approx" in rc[1] else -1
+    if k > 0 and "=" in rc[1][:k]:  # `x = 1/3 \approx 0.33`: the exact value before rounding
+        parts = parts[: k + 1]  # (`24000 \cdot 1.01^{30} \approx 32348` keeps its value)
     last = parts[-1]
     if _VAR.fullmatch(last) and len(parts) > 2:
         last = parts[-2]
@@ -100,30 +104,30 @@ def _expand_pm(items: List[str]) -> List[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One comparison: `reason` says why it is not equal when a step failed (a sympy timeout,
+    an answer sympy could not parse), else ""."""
+
+    eq: bool
+    reason: str = ""
+
+
+@dataclass
+class _Ctx:
+    """State of one comparison, passed down explicitly (no per-thread side channel)."""
+
+    reason: str = ""
+    timed_out: bool = False
+    spent: float = 0.0
+
+
 class Equivalence:
-    """Equivalence of two answers; `checker` runs the sympy steps. `last_reason` says why the
-    last comparison failed when it was an error (a sympy timeout, a parse error), else None."""
+    """Equivalence of two answers; `checker` runs the sympy steps (jz3.eval.symbolic)."""
 
     def __init__(self, checker: Optional[SymbolicChecker] = None, use_sympy: bool = True):
         self._checker = checker
         self.use_sympy = use_sympy
-        self._state = threading.local()  # per-thread: last_reason, timed_out
-
-    @property
-    def last_reason(self) -> Optional[str]:
-        return getattr(self._state, "reason", None)
-
-    @last_reason.setter
-    def last_reason(self, value: Optional[str]) -> None:
-        self._state.reason = value
-
-    @property
-    def _timed_out(self) -> bool:
-        return getattr(self._state, "timed_out", False)
-
-    @_timed_out.setter
-    def _timed_out(self, value: bool) -> None:
-        self._state.timed_out = value
 
     @property
     def checker(self) -> SymbolicChecker:
@@ -131,33 +135,39 @@ class Equivalence:
             self._checker = default_checker()
         return self._checker
 
-    def equal(self, pred: str, gold: str) -> bool:
-        self.last_reason = None
-        self._timed_out = False
-        self._state.spent = 0.0
+    def compare(self, pred: str, gold: str) -> Outcome:
+        """Are the two answers the same, and if not because a step failed, why."""
+        if max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
+            eq = pred.strip() == gold.strip()
+            return Outcome(eq, "" if eq else f"answer longer than {MAX_ANSWER_CHARS} characters")
+        ctx = _Ctx()
         a, b = normalize_answer(pred), normalize_answer(gold)
-        return self._equal(a, b, depth=0)
+        eq = self._equal(ctx, a, b, depth=0)
+        return Outcome(eq, "" if eq else ctx.reason)
 
-    def _sympy(self, msg) -> bool:
-        if not self.use_sympy or self._timed_out:  # one timeout per comparison at most
+    def equal(self, pred: str, gold: str) -> bool:
+        return self.compare(pred, gold).eq
+
+    def _sympy(self, ctx: _Ctx, msg) -> bool:
+        if not self.use_sympy or ctx.timed_out:  # one timeout per comparison at most
             return False
         flat = str(msg)
         if len(flat) > 3 * MAX_SYMPY_CHARS:
-            self.last_reason = "answer too long for the symbolic check"
+            ctx.reason = "answer too long for the symbolic check"
             return False
         checker = self.checker
-        if getattr(self._state, "spent", 0.0) > 2 * checker.timeout_s:
-            self.last_reason = "symbolic budget of this comparison spent"
+        if ctx.spent > 2 * checker.timeout_s:
+            ctx.reason = "symbolic budget of this comparison spent"
             return False  # many slow checks in one comparison (long lists): stop here
-        timeouts, t0 = checker.timeouts, time.monotonic()
-        eq = checker.check(msg)
-        self._state.spent = getattr(self._state, "spent", 0.0) + time.monotonic() - t0
-        if not eq and checker.last_error:
-            self.last_reason = checker.last_error
-        self._timed_out = checker.timeouts > timeouts
-        return eq
+        t0 = time.monotonic()
+        res = checker.check(msg)
+        ctx.spent += time.monotonic() - t0
+        if not res.eq and res.reason:
+            ctx.reason = res.reason
+        ctx.timed_out = res.reason.startswith("sympy timeout")
+        return res.eq
 
-    def _equal(self, a: str, b: str, depth: int) -> bool:
+    def _equal(self, ctx: _Ctx, a: str, b: str, depth: int) -> bool:
         if a == b:
             return True
         if not a or not b or depth > 6:
@@ -171,11 +181,11 @@ class Equivalence:
         # against a value: its last side is the answer (`... = 17 = x`: the side before `x`)
         last = _answer_side(a) if fb is not None or relation_chain(b) is None else None
         if last is not None:
-            return self._equal(last, b, depth + 1)
+            return self._equal(ctx, last, b, depth + 1)
         # subsets of the reals: intervals, unions, one-variable inequalities
         sa, sb = parse_real_set(a), parse_real_set(b)
         if (sa and (len(sa[1]) == 1 or not sa[1])) or (sb and (len(sb[1]) == 1 or not sb[1])):
-            return self._sets_equal(a, b, depth)
+            return self._sets_equal(ctx, a, b, depth)
         # tuples, intervals, sets
         ta, tb = _bracketed(a), _bracketed(b)
         if bool(ta and ta[0] == "(") != bool(tb and tb[0] == "("):  # a vector as a tuple
@@ -184,29 +194,29 @@ class Equivalence:
             if vec is not None:
                 pair = (t[2], vec) if ta else (vec, t[2])
                 return len(vec) == len(t[2]) and all(
-                    self._equal(x, y, depth + 1) for x, y in zip(*pair, strict=True))
+                    self._equal(ctx, x, y, depth + 1) for x, y in zip(*pair, strict=True))
         if ta or tb:
-            return self._collections_equal(a, b, ta, tb, depth)
+            return self._collections_equal(ctx, a, b, ta, tb, depth)
         ma, mb = _matrix(a), _matrix(b)
         if ma is not None or mb is not None:
             if ma is None or mb is None or [len(r) for r in ma] != [len(r) for r in mb]:
                 return False
-            return all(self._equal(x.strip(), y.strip(), depth + 1)
+            return all(self._equal(ctx, x.strip(), y.strip(), depth + 1)
                        for ra, rb in zip(ma, mb, strict=True) for x, y in zip(ra, rb, strict=True))
         # unbracketed lists (all solutions), `a \pm b`, `1 \lor 2`: order does not matter
         la, lb = _plain_list(a), _plain_list(b)
         if len(la) > 1 or len(lb) > 1:
-            if len(lb) == 1 and all(self._equal(x, b, depth + 1) for x in la):
+            if len(lb) == 1 and all(self._equal(ctx, x, b, depth + 1) for x in la):
                 return True  # the same answer twice: `\\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}`
-            return self._multiset_equal(la, lb, depth)
+            return self._multiset_equal(ctx, la, lb, depth)
         ra, rb = relation_chain(a), relation_chain(b)
         if ra or rb:
             if ra and rb:
-                return self._relations_equal(ra, rb, depth)
+                return self._relations_equal(ctx, ra, rb, depth)
             # a gold `y = 2x+3` against `2x+3`: only a one-letter left side is dropped (a gold
             # `4x-5y=-50` is not answered by `-50`)
             if rb and rb[1] == ["="] and _VAR.fullmatch(rb[0][0]):
-                return self._equal(a, rb[0][1], depth + 1)
+                return self._equal(ctx, a, rb[0][1], depth + 1)
             return False
         if not (_LATEXY.search(a) or _LATEXY.search(b)):
             return False
@@ -215,36 +225,36 @@ class Equivalence:
             if re.search(r"(?<!\\)\b[a-zA-Z]\b", other.replace("\\pi", "")):
                 return False
         if len(a) > MAX_SYMPY_CHARS or len(b) > MAX_SYMPY_CHARS:
-            self.last_reason = "answer too long for the symbolic check"
+            ctx.reason = "answer too long for the symbolic check"
             return False
-        return self._sympy([a, b] if a <= b else [b, a])
+        return self._sympy(ctx, [a, b] if a <= b else [b, a])
 
-    def _collections_equal(self, a, b, ta, tb, depth) -> bool:
+    def _collections_equal(self, ctx: _Ctx, a, b, ta, tb, depth) -> bool:
         if ta and tb:
             if "{" in (ta[0], tb[0]):  # a set on one side: order does not matter
                 if {ta[0], tb[0]} <= {"{", "("}:
-                    return self._multiset_equal(_expand_pm(ta[2]), _expand_pm(tb[2]), depth)
+                    return self._multiset_equal(ctx, _expand_pm(ta[2]), _expand_pm(tb[2]), depth)
                 return False
             if ta[0] != tb[0] or ta[1] != tb[1] or len(ta[2]) != len(tb[2]):
                 return False
-            return all(self._equal(x, y, depth + 1) for x, y in zip(ta[2], tb[2], strict=True))
+            return all(self._equal(ctx, x, y, depth + 1) for x, y in zip(ta[2], tb[2], strict=True))
         t = ta or tb
         items = _plain_list(b if ta else a)
         tup = _expand_pm(t[2]) if t[0] == "{" else t[2]
         pair = (tup, items) if ta else (items, tup)  # (output side, gold side)
         if t[0] == "{":  # `\{1,2\}` vs `2, 1`
-            return self._multiset_equal(pair[0], pair[1], depth)
+            return self._multiset_equal(ctx, pair[0], pair[1], depth)
         if t[0] == "(" and len(items) == len(tup) > 1:  # `(2,3)` vs `x=2, y=3`: in order
-            return all(self._equal(x, y, depth + 1) for x, y in zip(*pair, strict=True))
+            return all(self._equal(ctx, x, y, depth + 1) for x, y in zip(*pair, strict=True))
         return False
 
-    def _relations_equal(self, ra, rb, depth) -> bool:
+    def _relations_equal(self, ctx: _Ctx, ra, rb, depth) -> bool:
         (pa, oa), (pb, ob) = ra, rb
         if len(pa) == len(pb):
-            if oa == ob and all(self._equal(x, y, depth + 1) for x, y in zip(pa, pb, strict=True)):
+            if oa == ob and all(self._equal(ctx, x, y, depth + 1) for x, y in zip(pa, pb, strict=True)):
                 return True
             if [FLIP[o] for o in reversed(oa)] == ob and all(
-                    self._equal(x, y, depth + 1) for x, y in zip(reversed(pa), pb, strict=True)):
+                    self._equal(ctx, x, y, depth + 1) for x, y in zip(reversed(pa), pb, strict=True)):
                 return True
         if len(pa) != 2 or len(pb) != 2:
             return False
@@ -254,14 +264,14 @@ class Equivalence:
             for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # `x = 6` vs `x = 5`: no sympy needed
                 if pa[i] == pb[j] and _VAR.fullmatch(pa[i]) and variables(pa[i]).isdisjoint(
                         variables(pa[1 - i] + pb[1 - j])):
-                    return self._equal(pa[1 - i], pb[1 - j], depth + 1)
-            return self._sympy({"op": "eqn", "a": pa, "b": pb})
+                    return self._equal(ctx, pa[1 - i], pb[1 - j], depth + 1)
+            return self._sympy(ctx, {"op": "eqn", "a": pa, "b": pb})
         if "=" in oa or "=" in ob or "\\approx" in oa + ob:
             return False
-        return self._sympy({"op": "ineq", "a": [pa[0], oa[0], pa[1]],
+        return self._sympy(ctx, {"op": "ineq", "a": [pa[0], oa[0], pa[1]],
                             "b": [pb[0], ob[0], pb[1]]})
 
-    def _sets_equal(self, a: str, b: str, depth: int) -> bool:
+    def _sets_equal(self, ctx: _Ctx, a: str, b: str, depth: int) -> bool:
         pa, pb = parse_real_set(a, True), parse_real_set(b, True)
         if not pa or not pb:
             return False
@@ -271,30 +281,30 @@ class Equivalence:
         rel_a = any(p[0] == "rel" for p in pa[0])
         rel_b = any(p[0] == "rel" for p in pb[0])
         if not (rel_a or rel_b):
-            if self._multiset_equal(pa[0], pb[0], depth, self._piece_equal):
+            if self._multiset_equal(ctx, pa[0], pb[0], depth, self._piece_equal):
                 return True
             if len(pa[0]) == len(pb[0]):  # same number of pieces, one differs: not the same set
                 return False
-        return self._sympy({"op": "set", "a": pa[0], "b": pb[0], "var": next(iter(var), "x")})
+        return self._sympy(ctx, {"op": "set", "a": pa[0], "b": pb[0], "var": next(iter(var), "x")})
 
-    def _piece_equal(self, p, q, depth: int) -> bool:
+    def _piece_equal(self, ctx: _Ctx, p, q, depth: int) -> bool:
         if p[0] != q[0]:
             return False
         if p[0] == "interval":
-            return p[3:] == q[3:] and self._equal(p[1], q[1], depth + 1) \
-                and self._equal(p[2], q[2], depth + 1)
+            return p[3:] == q[3:] and self._equal(ctx, p[1], q[1], depth + 1) \
+                and self._equal(ctx, p[2], q[2], depth + 1)
         if p[0] == "finite":
-            return self._multiset_equal(p[1], q[1], depth)
+            return self._multiset_equal(ctx, p[1], q[1], depth)
         return p == q
 
-    def _multiset_equal(self, la: list, lb: list, depth: int, eq=None) -> bool:
+    def _multiset_equal(self, ctx: _Ctx, la: list, lb: list, depth: int, eq=None) -> bool:
         eq = eq or self._equal
         if len(la) != len(lb):
             return False
         rest = list(lb)
         for x in la:
             for k, y in enumerate(rest):
-                if eq(x, y, depth + 1):
+                if eq(ctx, x, y, depth + 1):
                     del rest[k]
                     break
             else:

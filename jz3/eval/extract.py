@@ -6,10 +6,17 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-_BOX_CMDS = ("\\boxed", "\\fbox")
+from jz3.braces import boxed_spans, last_boxed
+
+__all__ = ["extract_choice", "extract_math", "joined_boxed", "last_boxed",
+           "last_math_expression"]
+
 _ANSWER_IS = re.compile(
     r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
 )
+# "The final answer is ...", "Final answer: ...", "the answer is ..." (not "check our answer: ...")
+_FINAL_STATEMENT = re.compile(
+    r"\b(?:(?:the\s+)?final\s+answer|the\s+answer)\s*(?:is|:)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE)
 _HASHES = re.compile(r"####\s*(.+?)\s*(?:\n|$)")
 _LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _OUTPUT_BLOCK = re.compile(r"```output\n(.*?)```", re.DOTALL)
@@ -22,41 +29,32 @@ _LETTER_PATTERNS = [
 ]
 
 
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`), braces matched."""
-    best = -1
-    cmd_used = ""
-    for cmd in _BOX_CMDS:
-        i = text.rfind(cmd)
-        if i > best:
-            best, cmd_used = i, cmd
-    if best < 0:
-        return None
-    j = best + len(cmd_used)
-    while j < len(text) and text[j] == " ":
-        j += 1
-    if j < len(text) and text[j] != "{":  # `\boxed 5`
-        m = re.match(r"[^\s$]+", text[j:])
-        return m.group(0) if m else None
-    depth = 0
-    for k in range(j, len(text)):
-        if text[k] == "{":
-            depth += 1
-        elif text[k] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[j + 1: k].strip()
-    return None  # unbalanced: the model was cut off inside the box
-
-
 _LEAD_ANSWER = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*", re.I)
 _MATH_SPAN = re.compile(r"(?<!\\)\$+(.+?)(?<!\\)\$+")
 _HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.I)
 
 
+# "... $ABCDEFGH$ is 120.", "... $n$ is $34$": the value the sentence ends on
+_STATED_VALUE = re.compile(
+    r"\s(?:is|are|was|equals|=|becomes|must be|will be|would be)\s*:?\s*"
+    r"(\$[^$]{1,200}\$|-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s*(?:[a-zA-Z ]{0,30})?[.!]?\s*$")
+
+
+def _named_then_value(ans: str, first_math: str) -> Optional[str]:
+    """The value a sentence states about a formula it names first (`The largest $n$ is 34.`:
+    34): only when that formula has no digit (a name, not a value)."""
+    if re.search(r"\d", first_math):
+        return None
+    m = _STATED_VALUE.search(ans)
+    if not m:
+        return None
+    return m.group(1).strip("$ ").strip()
+
+
 def _clean_tail(ans: str) -> str:
-    """The answer part of 'The answer is ...' / '#### ...': the boxed or first `$...$` span,
-    else the text without trailing punctuation (Minerva's 'I hope it is correct.' dropped)."""
+    """The answer part of 'The answer is ...' / '#### ...': the boxed or first `$...$` span
+    (or the value the sentence states about a formula it names first), else the text without
+    trailing punctuation (Minerva's 'I hope it is correct.' dropped)."""
     ans = _HOPE.sub("", ans.strip())
     while _LEAD_ANSWER.match(ans):  # "Final Answer: The final answer is $x$"
         ans = _LEAD_ANSWER.sub("", ans, count=1)
@@ -66,45 +64,14 @@ def _clean_tail(ans: str) -> str:
             return inner
     m = _MATH_SPAN.search(ans)
     if m:
-        return m.group(1).strip()
+        stated = _named_then_value(ans[m.end():], m.group(1)) if m.start() > 0 else None
+        return stated or m.group(1).strip()
     return re.sub(r"[\s.。]+$", "", ans).strip()
 
 
 def last_output_block(text: str) -> Optional[str]:
     blocks = _OUTPUT_BLOCK.findall(text)
     return blocks[-1].strip() if blocks else None
-
-
-def _boxes(text: str) -> List[Tuple[int, int, str]]:
-    """Every complete `\\boxed{...}` / `\\fbox{...}`: (start, end, content), in order."""
-    out = []
-    i = 0
-    while True:
-        starts = [(j, c) for c in _BOX_CMDS if (j := text.find(c, i)) >= 0]
-        if not starts:
-            return out
-        j, cmd = min(starts)
-        k = j + len(cmd)
-        while k < len(text) and text[k] == " ":
-            k += 1
-        if k < len(text) and text[k] == "{":
-            depth = 0
-            for e in range(k, len(text)):
-                if text[e] == "{":
-                    depth += 1
-                elif text[e] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        out.append((j, e + 1, text[k + 1: e].strip()))
-                        break
-            else:
-                return out  # unbalanced: cut off inside the box
-            i = out[-1][1] if out and out[-1][0] == j else k
-        else:
-            m = re.match(r"[^\s$]+", text[k:])
-            if m:
-                out.append((j, k + m.end(), m.group(0)))
-            i = k + 1
 
 
 _BOX_GAP = re.compile(
@@ -115,7 +82,7 @@ _BOX_GAP = re.compile(
 def joined_boxed(text: str) -> Optional[str]:
     """The last box, joined with the boxes just before it when only separators stand between
     them (`\\boxed{2} and \\boxed{3}`, `x=\\boxed{1}, y=\\boxed{2}`) -> "2, 3"."""
-    boxes = _boxes(text)
+    boxes = boxed_spans(text)
     if not boxes:
         return last_boxed(text)  # an unclosed last box = no answer
     last = last_boxed(text)
@@ -204,6 +171,10 @@ def last_math_expression(text: str) -> Optional[Tuple[int, str]]:
     if not spans:
         return None
     start, end, content = spans[-1]
+    tail = text[end:]
+    stated = _named_then_value(tail[:80], content) if "\n" not in tail[:80] else None
+    if stated:  # "The largest $n$ is 34."
+        return start, stated
     if re.fullmatch(r"\s*[a-zA-Z]\s*", content) and len(spans) > 1:
         prev = spans[-2]
         if not re.search(r"[.!?]\s", text[prev[1]: start]):
@@ -213,22 +184,50 @@ def last_math_expression(text: str) -> Optional[Tuple[int, str]]:
     if digit and re.search(r"[.!?](?:\s|$)", tail[: digit.start()]):
         return None  # a later sentence ends on a number: the last number is the better guess
     # the last line of a multi-line display; rows of a matrix are not lines
-    masked = _MATRIX_ENV.sub(lambda m: m.group(0).replace("\\\\", "\x00"), content)
-    lines = [x.replace("\x00", "\\\\") for x in re.split(r"\\\\(?:\[[^\]]*\])?", masked)
-             if x.strip()]
-    ans = lines[-1] if lines else content
+    masked = _MATRIX_ENV.sub(lambda m: m.group(0).replace("\\\\", "\x00").replace("&", "\x01"),
+                             content)
+    lines = [x for x in re.split(r"\\\\(?:\[[^\]]*\])?", masked) if x.strip()]
+    ans = lines[-1] if lines else masked
     ans = re.sub(r"\\(?:tag|label)\{[^{}]*\}|\\nonumber", "", ans).replace("&", " ").strip()
+    ans = ans.replace("\x00", "\\\\").replace("\x01", "&")
     ans = re.sub(r"^=\s*", "", ans)
     ans = _TRAIL_PUNCT.sub("", ans)
     return (start, ans) if ans else None
 
 
+_BARE_OK = re.compile(r"[\\^\d]")
+_LONE_WORD = re.compile(r"(?:^|\s)[a-zA-Z]{2,}(?:\s|$)")
+
+
+def bare_expression(text: str) -> Optional[str]:
+    """The whole output when it is one formula without delimiters (`\\frac{10}{9}`,
+    `3\\sqrt{5}`, `2^{10}`): no prose words, one line, a command, power or digit in it."""
+    s = text.strip()
+    if not s or len(s) > 300 or "\n" in s or "$" in s or not _BARE_OK.search(s):
+        return None
+    plain = _CMD_ARG.sub("", s)
+    if _PROSE_WORD.search(plain) or _LONE_WORD.search(plain) or "#" in s or ":" in s:
+        return None
+    if _LAST_NUMBER.fullmatch(s):
+        return None  # a plain number: the usual path strips its separators
+    return _TRAIL_PUNCT.sub("", s) or None
+
+
 def extract_math(text: str) -> str:
-    """Boxed (several boxes in a row joined) > 'The answer is' > '#### N' > the final sentence's
-    formula / last ```output``` line > last number."""
+    """Boxed (several boxes in a row joined; a later 'The final answer is' wins) > a whole
+    output that is one formula > 'The answer is' > '#### N' > the final sentence's formula
+    (or the value it states about a named formula) / last ```output``` line > last number."""
     boxed = joined_boxed(text)
     if boxed is not None:
+        spans = boxed_spans(text)
+        after = text[spans[-1][1]:] if spans else ""
+        later = [h for h in _FINAL_STATEMENT.finditer(after) if re.search(r"[\d$\\]", h.group(1))]
+        if later:  # a boxed intermediate result, then "The final answer is ..." : the latter
+            return _clean_tail(later[-1].group(1))
         return boxed
+    bare = bare_expression(text)
+    if bare is not None:
+        return bare
     if "[asy]" in text:  # Asymptote figures: labels and coordinates are not answers
         text = _ASY.sub(" ", text)
     last_expr = last_math_expression(text) if ("$" in text or "\\" in text) else None

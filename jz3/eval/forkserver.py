@@ -89,17 +89,20 @@ def _spawn(fn: Callable[[], Any]) -> Any:
 
 class ForkServer:
     """One jailed fork server. `jailed=False` (the loudly logged `unsafe` mode) runs the same
-    server without bwrap and without per-program namespaces: rlimits and timeouts only."""
+    server without bwrap and without per-program namespaces: rlimits and timeouts only.
+    `warmup`: extra code the server runs once after its imports (e.g. to register a module that
+    every program then finds in `sys.modules`)."""
 
     def __init__(self, preload: Sequence[str] = DEFAULT_PRELOAD, jailed: bool = True,
                  uid: Optional[int] = None, python: str = sys.executable,
-                 sys_path: Sequence[str] = (), tag: str = "", tmp_root: Optional[str] = None):
+                 sys_path: Sequence[str] = (), tag: str = "", tmp_root: Optional[str] = None,
+                 warmup: str = ""):
         self.jailed = jailed
         self.unsafe_root: Optional[str] = None
         self.cgroups = JailCgroups()
         cfg: Dict[str, Any] = {"preload": list(preload), "namespaces": jailed,
                                "sys_path": list(sys_path), "tag": tag,
-                               "warmup": WARMUP if "sympy" in preload else ""}
+                               "warmup": (WARMUP if "sympy" in preload else "") + warmup}
         if jailed:
             # the whole jail in cgroups of its own (limits set per program)
             self.cgroups = JailCgroups.create()

@@ -14,6 +14,8 @@ import re
 from fractions import Fraction
 from typing import Optional
 
+from jz3.braces import balanced
+
 _SPACING = re.compile(r"(?<!\\)\\[!,;:> ]|\\quad|\\qquad|~")
 _LEFT_RIGHT = re.compile(r"\\(left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\s*")
 _TEXT_CMD = re.compile(
@@ -69,6 +71,7 @@ _NE = re.compile(r"\\(?:neq|ne)(?![a-zA-Z])|\\not\s*=|(?<![\w)!}])\s*!=|≠")  #
 _LT_GT = re.compile(r"\\(lt|gt)(?![a-zA-Z])")
 _OR_AND = re.compile(r"\s+(or|and)\s+|\\(lor|vee|land|wedge)(?![a-zA-Z])\s*", re.IGNORECASE)
 _REALS = re.compile(r"\\mathbb\s*\{?\s*R\s*\}?|\\R(?![a-zA-Z])")
+_BRACED_COMMA = re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)|\{,\}")
 _GROUPED_IN_BRACES = re.compile(r"\{(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?)\}")
 _SUB_BRACES = re.compile(r"_\{([a-zA-Z0-9])\}")
 _CHOICE_THEN_VALUE = re.compile(r"^\(([A-E])\)\s+\S.*$")
@@ -126,7 +129,7 @@ def _normalize(ans: str) -> str:
     s = strip_dollar_math(ans)
     s = s.replace("\n", " ").replace("\\displaystyle", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
-    s = s.replace("{,}", ",")  # `32{,}349`
+    s = _BRACED_COMMA.sub(",", s)  # `32{,}349`, `14 {, }916`
     s = _LEFT_RIGHT.sub("", s)
     s = _SPACING.sub("", s)
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
@@ -162,7 +165,7 @@ def _normalize(ans: str) -> str:
     s = _GROUPED_IN_BRACES.sub(lambda m: "{" + m.group(1).replace(",", "") + "}", s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
-    if s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
+    if s.startswith("{") and s.endswith("}") and balanced(s[1:-1]):
         s = s[1:-1]
     m = _CHOICE.match(s)  # `\\text{(C)}` -> `C`
     if m:
@@ -171,16 +174,6 @@ def _normalize(ans: str) -> str:
     if s.startswith("+") and _NUMBER.match(s):
         s = s[1:]
     return s
-
-
-def _balanced(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += ch == "{"
-        depth -= ch == "}"
-        if depth < 0:
-            return False
-    return depth == 0
 
 
 def _dec(s: str) -> Fraction:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from jz3.benchmarks import EvalItem, find_file, load_benchmark, parse_benchmark, spec
 from jz3.config.enums import EvalSetting, GenBackend, Precision
-from jz3.config.eval import EvalConfig, ShotMode
+from jz3.config.eval import EvalConfig, GradingMode, ShotMode
 from jz3.config.validate import check
 from jz3.data.records import AtomicJsonlWriter, atomic_write_text, count_lines, read_records
 from jz3.eval.grading import answers_match, choice_letter, extract_answer, majority_vote
@@ -69,6 +69,8 @@ def generation_hash(cfg: EvalConfig, shots: int) -> str:
             "chat_template")
     blob = {k: getattr(cfg, k) for k in keys}
     blob.update(shots=shots, sandbox=dataclasses.asdict(cfg.sandbox))
+    if GradingMode(cfg.grading) != GradingMode.strict:  # strict runs keep their earlier hashes
+        blob["grading"] = GradingMode(cfg.grading).value
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -127,15 +129,16 @@ def generate_outputs(gen: Generator, items: List[EvalItem], benchmark: str,
     return outs
 
 
-def grade_item(item: EvalItem, outputs: List[str], benchmark: str, setting: EvalSetting) -> Dict:
+def grade_item(item: EvalItem, outputs: List[str], benchmark: str, setting: EvalSetting,
+               mode: GradingMode = GradingMode.strict) -> Dict:
     """The prediction record; with several samples, `pred` is the majority vote (maj@k)."""
-    preds = [extract_answer(o, benchmark) for o in outputs]
+    preds = [extract_answer(o, benchmark, mode) for o in outputs]
     if item.choices:  # a model that writes the option's text instead of its letter
         preds = [p or choice_letter(o, item.choices) for p, o in zip(preds, outputs, strict=True)]
-    pred = preds[0] if len(preds) == 1 else majority_vote(preds, benchmark)
+    pred = preds[0] if len(preds) == 1 else majority_vote(preds, benchmark, mode)
     rec = {"benchmark": benchmark, "idx": item.idx, "question": item.question, "gold": item.gold,
            "output": outputs[0] if outputs else "", "pred": pred,
-           "correct": bool(pred) and answers_match(pred, item.gold, benchmark),
+           "correct": bool(pred) and answers_match(pred, item.gold, benchmark, mode),
            "setting": EvalSetting(setting).value}
     if len(outputs) > 1:
         rec["samples"] = outputs
@@ -226,7 +229,7 @@ def run_evaluation(cfg: EvalConfig, model_path: Union[str, Path, None], out_dir:
                     outs = generate_outputs(gen, items, bench, setting, cfg, shots, pool)
                     with AtomicJsonlWriter(pred) as w:
                         for item, o in zip(items, outs, strict=True):
-                            w.write(grade_item(item, o, bench, setting))
+                            w.write(grade_item(item, o, bench, setting, cfg.grading))
                     atomic_write_text(stamp, ghash)
                     counts["generated"] += len(items)
                 written.append(pred)

@@ -41,6 +41,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from jz3.braces import boxed_spans
 from jz3.config.enums import PromptType
 
 
@@ -81,24 +82,13 @@ _S_HEADER = re.compile(
     r"^[ \t]*#{1,4}[ \t]*(code[ \t]+solution|(?:step[- ]by[- ]step[ \t]+)?solution)[ \t]*:?[ \t]*$",
     re.I | re.M)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[ \t]*$", re.M)
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _PHRASE = re.compile(r"(?:answer is|####)\s*:?\s*(\$[^$\n]+\$|[^\n]+?)\s*\.?\s*$", re.I)
 
 
 def extract_boxed(text: str) -> Optional[str]:
     """Content of the last `\\boxed{...}` in `text` with balanced braces, else None."""
-    for m in reversed(list(_BOXED.finditer(text))):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\" and i + 1 < len(text):
-                i += 2
-                continue
-            depth += (c == "{") - (c == "}")
-            i += 1
-        if depth == 0:
-            return text[m.end():i - 1].strip()
-    return None
+    spans = boxed_spans(text)
+    return spans[-1][2] if spans else None
 
 
 def _code_blocks(solution: str) -> list[tuple[str, str, int]]:
