@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import re
 import time
 from typing import Any, Dict, Mapping, Optional
 
@@ -110,7 +111,8 @@ class OpenAIBackend:
             if code in RETRYABLE_STATUS or code >= 500:
                 raise TransientError(f"http_{code}",
                                      retry_after=parse_retry_after(e.response.headers)) from None
-            raise PermanentError(f"http_{code}: {str(e.message)[:200]}",
+            msg = re.sub(r"^Error code: \d+ - ", "", str(e.message))[:200]
+            raise PermanentError(f"http_{code}: {msg}",
                                  fatal=code in FATAL_STATUS) from None
         return _parse_body(body)
 

@@ -187,13 +187,18 @@ class TeacherRunner:
                 unsent = isinstance(e, TransientError) and e.billing == Billing.never_sent
                 await self.budget.settle(worst, tok, cost, calls=0 if unsent else 1)
                 self.journal.settle_error(key, e.reason, tok, cost, unsent=unsent)
+                self.report.book(Billing.lost if lost else Billing.never_sent if unsent
+                                 else Billing.answered, tok, cost)
                 self.journal.mark_probe(key)
                 self._note_fatal(e)
                 return f"failed: {e.reason}"
             tok, cost = self._usage_charge(resp.usage, worst)
+            if ids and resp.id and resp.id == ids[0]:
+                tok, cost = 0, 0.0  # the first answer replayed: one generation, billed once
             await self.budget.settle(worst, tok, cost)
             self.journal.settle_ok(key, resp.text, resp.model or self.backend.name,
                                    resp.finish_reason, resp.usage, tok, cost)
+            self.report.book(Billing.answered, tok, cost)
             ids.append(resp.id)
         self.journal.mark_probe(key)
         if ids[0] and ids[0] == ids[1]:
