@@ -272,7 +272,8 @@ class TeacherRunner:
         self._sem = asyncio.Semaphore(self.cfg.concurrency)
         self.report.requests += len(requests)
         unique: Dict[str, asyncio.Task] = {}
-        known = self.journal.get_many(list(dict.fromkeys(r.key for r in requests)))
+        keys = list(dict.fromkeys(r.key for r in requests))
+        known = self.journal.get_many(keys)
 
         def will_send(e: Optional[JournalEntry]) -> bool:
             return e is None or e.status == "pending" or (e.status == "failed" and
@@ -285,6 +286,7 @@ class TeacherRunner:
                                                    for r in requests))
                 self._reconcile()
                 self.budget = self._budget_from_journal()
+                known = self.journal.get_many(keys)  # with the dead run's attempts reconciled
             else:
                 self.report.idempotency = {"mode": self.mode.value, "probe": None,
                                            "honoured": self.honoured}
