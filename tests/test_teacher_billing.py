@@ -189,3 +189,79 @@ def test_trust_and_none_skip_the_probe(tmp_path):
             assert server.requests - before == 2 and all(o.status == OutcomeStatus.ok
                                                          for o in outs)
             assert runner.report.idempotency["honoured"] is (mode == IdempotencyMode.trust)
+
+
+def _root(**kd):
+    from jz3.config.root import JZ3Config
+
+    cfg = JZ3Config()
+    for k, v in kd.items():
+        setattr(cfg.stages.kd_seed, k, v)
+    return cfg
+
+
+@pytest.mark.parametrize("kd,env,msg", [
+    (dict(count=0), {}, r"stages\.kd_seed\.count must be >= 1 for a stage that asks"),
+    (dict(teacher=TeacherConfig(kind=TeacherKind.openai)), {"OPENAI_API_KEY": "k"},
+     r"stages\.kd_seed\.teacher\.base_url is required for teacher\.kind=openai"),
+    (dict(teacher=TeacherConfig(kind=TeacherKind.openai, base_url="localhost:8000")),
+     {"OPENAI_API_KEY": "k"}, r"stages\.kd_seed\.teacher\.base_url must start with http"),
+    (dict(teacher=TeacherConfig(kind=TeacherKind.openai, base_url="http://h/v1")),
+     {"OPENAI_API_KEY": ""}, r"stages\.kd_seed\.teacher\.api_key is not set and the "
+                             r"environment variable OPENAI_API_KEY is empty"),
+    (dict(teacher=TeacherConfig(kind=TeacherKind.openai, base_url="http://h/v1",
+                                budget=BudgetConfig(max_cost_usd=0.0))),
+     {"OPENAI_API_KEY": "k"}, r"stages\.kd_seed\.teacher\.budget\.max_cost_usd must be > 0"),
+])
+def test_selected_stages_are_checked_before_any_runs(monkeypatch, kd, env, msg):
+    from jz3.config.validate import ConfigValueError, check_stages
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = _root(**kd)
+    with pytest.raises(ConfigValueError, match=f"^{msg}"):
+        check_stages(cfg, ["snippets", "kd_seed"])
+    check_stages(cfg, ["snippets"])  # a stage not selected is not checked
+    check_stages(_root(count=0, from_file="kd.jsonl"), ["kd_seed"])  # no teacher: no count
+
+
+@pytest.mark.slow
+def test_launch_kd_fails_loudly_and_a_rerun_after_the_fix_retries(tmp_path, project_root):
+    """Config errors: one line, exit 2, before the snippets stage. A refused endpoint: non-zero
+    exit, the cause and URL on stderr, no manifest; the same command after the server is up
+    sends the requests again and succeeds."""
+    import os
+    import subprocess
+
+    run_dir = tmp_path / "run"
+    t = "stages.kd_seed.teacher"
+    port = _closed_port()
+    cmd = [sys.executable, "launch/kd.py", "+exp=tiny_kd", f"run_dir={run_dir}",
+           f"teacher@{t}=openai", f"{t}.base_url=http://127.0.0.1:{port}/v1",
+           f"{t}.model=teacher-x", f"{t}.max_tokens=64", f"{t}.backoff_base_s=0.01",
+           "stages.snippets.snippets.max_snippets=30", "stages.kd_seed.count=12"]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    bad = subprocess.run(cmd + ["stages.kd_seed.count=0"], cwd=project_root, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and not (run_dir / "snippets").exists()
+    assert bad.stderr.strip().splitlines() == [
+        "config error: stages.kd_seed.count must be >= 1 for a stage that asks the teacher, "
+        "got 0 (or set stages.kd_seed.from_file to import a KD set)"]
+
+    first = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode != 0
+    assert (f"kd_seed: 0 of 12 requests succeeded: 12 × connect_failed: ConnectionRefusedError "
+            f"from http://127.0.0.1:{port}/v1") in first.stderr
+    assert not (run_dir / "kd_seed" / "manifest.json").exists()
+    server = ChatServer()
+    server.start(port)  # the fix: the endpoint is up
+    try:
+        second = subprocess.run(cmd, cwd=project_root, env=env, capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        server.stop()
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads(second.stdout.strip().splitlines()[-1])["written"] == 12
+    assert server.requests >= 12
