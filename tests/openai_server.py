@@ -162,6 +162,7 @@ class ChatServer:
             nb = self._retry_not_before.pop(idem or prompt, None)
             if nb is not None and now < nb - 0.005:
                 self.early_retries += 1
+        done: Optional[asyncio.Future] = None
         if idem:
             while True:
                 with self._lock:
@@ -169,9 +170,21 @@ class ChatServer:
                         self.replays += 1
                         return web.json_response(self._by_key[idem])
                     pending = self._in_progress.get(idem)
-                if pending is None:
-                    break
-                await asyncio.shield(pending)  # another request generates this key: wait
+                    if pending is None:  # this request owns the key until it is done
+                        done = asyncio.get_running_loop().create_future()
+                        self._in_progress[idem] = done
+                        break
+                await asyncio.shield(pending)  # another request has this key: wait for it
+        try:
+            return await self._generate(request, body, prompt, max_tokens, idem)
+        finally:
+            if done is not None:
+                with self._lock:
+                    self._in_progress.pop(idem, None)
+                done.set_result(None)
+
+    async def _generate(self, request: web.Request, body: Dict[str, Any], prompt: str,
+                        max_tokens: int, idem: Optional[str]) -> web.StreamResponse:
         if self.plan.latency_s:
             await asyncio.sleep(self.plan.latency_s)
         fault = self._draw(prompt)
@@ -204,35 +217,24 @@ class ChatServer:
             self._bill(usage)
             return web.json_response({"id": "x", "object": "chat.completion", "choices": [],
                                       "usage": usage})
-        done: Optional[asyncio.Future] = None
-        if idem:
-            with self._lock:
-                done = self._in_progress[idem] = asyncio.get_running_loop().create_future()
-        try:
-            if fault == "slow":
-                await asyncio.sleep(self.plan.slow_s)
-            with self._lock:
-                self._gen_id += 1
-                gen = self._gen_id
-            payload = {
-                "id": f"chatcmpl-{gen:08d}",
-                "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": completion}}],
-                "usage": usage,
-            }
-            # generated: billed, and kept under its key, whether or not the client still listens
-            self._bill(usage)
-            with self._lock:
-                self.answered[prompt] += 1
-                if idem:
-                    self._by_key[idem] = payload
-        finally:
+        if fault == "slow":
+            await asyncio.sleep(self.plan.slow_s)
+        with self._lock:
+            self._gen_id += 1
+            gen = self._gen_id
+        payload = {
+            "id": f"chatcmpl-{gen:08d}",
+            "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": completion}}],
+            "usage": usage,
+        }
+        # generated: billed, and kept under its key, whether or not the client still listens
+        self._bill(usage)
+        with self._lock:
+            self.answered[prompt] += 1
             if idem:
-                with self._lock:
-                    self._in_progress.pop(idem, None)
-                assert done is not None
-                done.set_result(None)
+                self._by_key[idem] = payload
         if request.transport is None or request.transport.is_closing():
             with self._lock:
                 self.faults["undelivered"] += 1

@@ -80,6 +80,7 @@ def test_never_sent_attempts_book_nothing_and_are_no_calls(tmp_path):
     never = runner.report.billing["never_sent"]
     assert never["attempts"] == 9 + 1  # and the probe's one try
     assert never["booked_tokens"] == 0 and never["booked_cost_usd"] == 0
+    assert never["billed_cost_usd"] == 0 and runner.report.billing["lost"]["billed_cost_usd"] is None
     assert (totals.calls, totals.tokens, totals.cost, totals.unsent) == (0, 0, 0.0, 10)
     assert runner.budget.spent_calls == 0 and runner.report.budget_exhausted == 0
 

@@ -77,8 +77,14 @@ def sampling_params(cfg: TeacherConfig, prompt_type: Optional[str] = None) -> Di
 
 
 def _class_stats() -> Dict[str, Dict[str, Any]]:
-    return {b.value: {"attempts": 0, "booked_tokens": 0, "booked_cost_usd": 0.0}
-            for b in Billing}
+    """Per billing class: attempts, booked, and billed as far as the client can know (never
+    sent: 0; answered: the reported usage, = booked; lost: unknown, at most booked)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for b in Billing:
+        billed = None if b == Billing.lost else 0.0
+        out[b.value] = {"attempts": 0, "booked_tokens": 0, "booked_cost_usd": 0.0,
+                        "billed_cost_usd": billed}
+    return out
 
 
 @dataclass
@@ -113,6 +119,8 @@ class RunReport:
         c["attempts"] += 1
         c["booked_tokens"] += int(tokens)
         c["booked_cost_usd"] = round(c["booked_cost_usd"] + cost, 9)
+        if billing == Billing.answered:
+            c["billed_cost_usd"] = c["booked_cost_usd"]
 
     def release_lost(self, tokens: int, cost: float) -> None:
         c = self.billing[Billing.lost.value]
