@@ -105,10 +105,14 @@ def test_kill_9_mid_run_and_rerun_complete_the_set(tmp_path, project_root):
     assert manifest["counts"] == {"in": N, "out": N, "rejected": 0}
     usage = manifest["result"]["stats"]["usage"]
     assert 0 < usage["cached"] < N  # the rerun reused the journal
-    # the kill's in-flight attempts were reconciled (teacher.reconcile=estimate), in the report
+    # the kill's in-flight attempts were reconciled (teacher.reconcile=estimate: the probe said
+    # keys are honoured); the keys whose lost attempts (in flight at the kill, or timed out
+    # before it) were answered now had those bookings given back
     rec = usage["reconcile"]
     assert rec["policy"] == "estimate" and rec["attempts"] >= 1
-    assert rec["booked_tokens"] <= rec["worst_tokens"] and rec["released"] <= rec["attempts"]
+    assert rec["booked_tokens"] <= rec["worst_tokens"]
+    assert 1 <= rec["released"] <= rec["orphaned_before"] + rec["attempts"]
+    assert usage["idempotency"] == {"mode": "probe", "probe": "honoured", "honoured": True}
 
 
 _DRIVER = r"""

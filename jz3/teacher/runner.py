@@ -169,49 +169,68 @@ class TeacherRunner:
         self._fatal_streak = 0
         self._tripped: Optional[str] = None
         self._bar: Optional[tqdm] = None
+        self._probe_first_id: Optional[str] = None
 
     # ------------------------------------------------------------ before the first request
     async def _probe(self) -> str:
         """Send one tiny request twice under one fresh key: `honoured` when the second answer
-        replays the first (same response id), `ignored` when it does not, `failed: <why>`."""
+        replays the first (same response id), `ignored` when it does not, `failed: <why>`
+        (a fatal error, or transient ones past a few retries). Every attempt is booked."""
         key = f"idempotency-probe-{uuid.uuid4().hex}"
         params = {**self.params, "max_tokens": PROBE_MAX_TOKENS}
         params.pop("stop", None)
         req = TeacherRequest(key, PROBE_PROMPT, "probe", params=params)
         b = self.cfg.budget
         p_tok = prompt_token_bound(PROBE_PROMPT, b.chars_per_token, b.prompt_overhead_tokens)
-        ids = []
-        for _ in range(2):
+        ids: List[Optional[str]] = []
+        try:
+            while len(ids) < 2:
+                ok, value = await self._probe_send(req, params, p_tok)
+                if not ok:
+                    return f"failed: {value}"
+                ids.append(value)
+        finally:
+            self.journal.mark_probe(key)
+        return "honoured" if ids[0] and ids[0] == ids[1] else "ignored"
+
+    async def _probe_send(self, req: TeacherRequest, params: Dict[str, Any],
+                          p_tok: int) -> Tuple[bool, Optional[str]]:
+        """(True, one probe answer's response id) retrying transient errors, or (False, why
+        it failed)."""
+        tries = 1 + min(self.cfg.max_retries, 4)
+        reason = "no attempt"
+        for attempt in range(tries):
             worst = self.budget.worst_case(p_tok, PROBE_MAX_TOKENS)
-            if not self.budget.can_ever_fit(worst):
-                return "failed: no budget for the probe"
-            self.journal.begin_attempt(key, self.backend.name, PROBE_PROMPT, params,
+            if not self.budget.try_reserve(worst):
+                return False, "no budget for the probe"
+            self.journal.begin_attempt(req.key, self.backend.name, req.prompt, params,
                                        worst.tokens, worst.cost)
             try:
                 resp = await self.backend.send(req, params, self.cfg.timeout_s)
             except (TransientError, PermanentError) as e:
-                lost = isinstance(e, TransientError) and e.billing == Billing.lost
-                tok, cost = (worst.tokens, worst.cost) if lost else (0, 0.0)
-                unsent = isinstance(e, TransientError) and e.billing == Billing.never_sent
+                billing = e.billing if isinstance(e, TransientError) else Billing.answered
+                tok, cost = (worst.tokens, worst.cost) if billing == Billing.lost else (0, 0.0)
+                unsent = billing == Billing.never_sent
                 await self.budget.settle(worst, tok, cost, calls=0 if unsent else 1)
-                self.journal.settle_error(key, e.reason, tok, cost, unsent=unsent)
-                self.report.book(Billing.lost if lost else Billing.never_sent if unsent
-                                 else Billing.answered, tok, cost)
-                self.journal.mark_probe(key)
+                self.journal.settle_error(req.key, e.reason, tok, cost, unsent=unsent)
+                self.report.book(billing, tok, cost)
                 self._note_fatal(e)
-                return f"failed: {e.reason}"
+                reason = e.reason
+                if isinstance(e, PermanentError) or e.fatal:
+                    return False, reason
+                await asyncio.sleep(self.backoff(attempt, e.retry_after))
+                continue
             tok, cost = self._usage_charge(resp.usage, worst)
-            if ids and resp.id and resp.id == ids[0]:
+            if resp.id and resp.id == self._probe_first_id:
                 tok, cost = 0, 0.0  # the first answer replayed: one generation, billed once
             await self.budget.settle(worst, tok, cost)
-            self.journal.settle_ok(key, resp.text, resp.model or self.backend.name,
+            self.journal.settle_ok(req.key, resp.text, resp.model or self.backend.name,
                                    resp.finish_reason, resp.usage, tok, cost)
             self.report.book(Billing.answered, tok, cost)
-            ids.append(resp.id)
-        self.journal.mark_probe(key)
-        if ids[0] and ids[0] == ids[1]:
-            return "honoured"
-        return "ignored"
+            if self._probe_first_id is None:
+                self._probe_first_id = resp.id or ""
+            return True, resp.id
+        return False, f"{tries} attempts, last error {reason}"
 
     async def _decide_idempotency(self, to_send: bool) -> None:
         verdict = None
