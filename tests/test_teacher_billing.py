@@ -266,3 +266,29 @@ def test_launch_kd_fails_loudly_and_a_rerun_after_the_fix_retries(tmp_path, proj
     assert second.returncode == 0, second.stderr[-2000:]
     assert json.loads(second.stdout.strip().splitlines()[-1])["written"] == 12
     assert server.requests >= 12
+
+
+def test_progress_bar_and_per_request_lines_only_at_debug(tmp_path, capsys, caplog):
+    import logging
+
+    with ChatServer() as server:
+        cfg = _cfg(f"http://127.0.0.1:{server.port}/v1", tmp_path)
+        reqs = _requests(cfg, 6, tag="bar")
+        with caplog.at_level(logging.INFO):
+            with Journal(cfg.journal) as journal:
+                TeacherRunner(OpenAIBackend(cfg), journal, cfg).run_sync(reqs, progress=True)
+        err = capsys.readouterr().err
+        assert "answered=6 failed=0 booked=$" in err and " billed=$" in err
+        info = [r.getMessage() for r in caplog.records]
+        assert len(info) == 2 and "probe: honoured" in info[0]  # the probe, the summary:
+        assert "6 requests: 6 answered" in info[1]  # no per-request line
+        assert not any("HTTP Request" in m for m in info)
+        assert logging.getLogger("httpx").level == logging.WARNING
+        caplog.clear()
+        cfg2 = _cfg(f"http://127.0.0.1:{server.port}/v1", tmp_path / "debug")
+        with caplog.at_level(logging.DEBUG, logger="jz3"):
+            with Journal(cfg2.journal) as journal:
+                TeacherRunner(OpenAIBackend(cfg2), journal, cfg2).run_sync(reqs, progress=False)
+        debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG
+                 and r.name == "jz3.teacher.runner"]
+        assert len([m for m in debug if "attempt 1: answered" in m]) == 6

@@ -314,7 +314,8 @@ class TeacherRunner:
                 self._reconcile()
                 self.budget = self._budget_from_journal()
                 known = self.journal.get_many(keys)  # with the dead run's attempts reconciled
-            else:
+            else:  # a budget from the caller: no probe, no reconciliation
+                self.honoured = self.mode == IdempotencyMode.trust
                 self.report.idempotency = {"mode": self.mode.value, "probe": None,
                                            "honoured": self.honoured}
             held: Dict[str, tuple] = {}
