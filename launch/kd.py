@@ -17,7 +17,10 @@ from jz3.config import JZ3Config, hydra_entry
 
 @hydra_entry
 def main(cfg: JZ3Config) -> None:
+    from jz3.config.validate import check_stages
     from jz3.pipeline.pipeline import run_single
+
+    check_stages(cfg, ["snippets", "kd_seed"])  # before the first stage runs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if cfg.pipeline.plan:

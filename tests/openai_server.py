@@ -12,6 +12,14 @@ Counters: `answered[prompt]` = fresh 200 answers actually delivered for that pro
 "answered twice" check), `replays` = requests whose `Idempotency-Key` was already answered
 (served from the server's cache, not generated or billed again), `billed_tokens`,
 `early_retries` = requests that came back before a 429's Retry-After had passed.
+
+Billing is on generation: a completion the server generated is billed even when its client is
+gone (timed out, killed) before it is delivered. With `honour_keys` (the default) the server
+keeps every generation under its `Idempotency-Key` and answers a later request with that key
+from it (a request arriving while the key is being generated waits for it): a key is billed
+once. With `honour_keys=False` every request generates and bills anew. Response ids are
+unique per generation. `api_key` set: requests without `Authorization: Bearer <api_key>` get
+401 `Incorrect API key`.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class FaultPlan:
     retry_after_s: float = 0.1
     seed: int = 0
     poison: str = "POISON"
+    honour_keys: bool = True
+    api_key: Optional[str] = None
 
 
 def expected_answer(prompt: str) -> int:
@@ -70,6 +80,11 @@ class ChatServer:
         self.requests = 0
         self.replays = 0
         self.billed_tokens = 0
+        self.billed_prompt_tokens = 0
+        self.billed_completion_tokens = 0
+        self.unauthorized = 0
+        self._gen_id = 0
+        self._in_progress: Dict[str, asyncio.Future] = {}
         self.early_retries = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -96,8 +111,21 @@ class ChatServer:
                     "answered_total": sum(self.answered.values()),
                     "answered_twice": sum(1 for v in self.answered.values() if v > 1),
                     "replays": self.replays, "faults": dict(self.faults),
-                    "billed_tokens": self.billed_tokens, "early_retries": self.early_retries,
+                    "billed_tokens": self.billed_tokens,
+                    "billed_prompt_tokens": self.billed_prompt_tokens,
+                    "billed_completion_tokens": self.billed_completion_tokens,
+                    "unauthorized": self.unauthorized, "early_retries": self.early_retries,
                     "max_in_flight": self.max_in_flight}
+
+    def billed_cost(self, input_per_1m: float, output_per_1m: float) -> float:
+        return (self.billed_prompt_tokens * input_per_1m
+                + self.billed_completion_tokens * output_per_1m) / 1e6
+
+    def _bill(self, usage: Dict[str, int]) -> None:
+        with self._lock:
+            self.billed_tokens += usage["total_tokens"]
+            self.billed_prompt_tokens += usage["prompt_tokens"]
+            self.billed_completion_tokens += usage["completion_tokens"]
 
     def _draw(self, prompt: str) -> Optional[str]:
         if self.plan.poison in prompt:
@@ -120,18 +148,43 @@ class ChatServer:
                 self.in_flight -= 1
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
+        if self.plan.api_key and request.headers.get("Authorization") != f"Bearer {self.plan.api_key}":
+            with self._lock:
+                self.unauthorized += 1
+            return web.json_response({"error": {"message": "Incorrect API key provided",
+                                                "type": "invalid_request_error"}}, status=401)
         body = await request.json()
         prompt = body["messages"][-1]["content"]
         max_tokens = int(body.get("max_tokens") or 256)
-        idem = request.headers.get("Idempotency-Key")
+        idem = request.headers.get("Idempotency-Key") if self.plan.honour_keys else None
         now = time.monotonic()
         with self._lock:
             nb = self._retry_not_before.pop(idem or prompt, None)
             if nb is not None and now < nb - 0.005:
                 self.early_retries += 1
-            if idem and idem in self._by_key:
-                self.replays += 1
-                return web.json_response(self._by_key[idem])
+        done: Optional[asyncio.Future] = None
+        if idem:
+            while True:
+                with self._lock:
+                    if idem in self._by_key:
+                        self.replays += 1
+                        return web.json_response(self._by_key[idem])
+                    pending = self._in_progress.get(idem)
+                    if pending is None:  # this request owns the key until it is done
+                        done = asyncio.get_running_loop().create_future()
+                        self._in_progress[idem] = done
+                        break
+                await asyncio.shield(pending)  # another request has this key: wait for it
+        try:
+            return await self._generate(request, body, prompt, max_tokens, idem)
+        finally:
+            if done is not None:
+                with self._lock:
+                    self._in_progress.pop(idem, None)
+                done.set_result(None)
+
+    async def _generate(self, request: web.Request, body: Dict[str, Any], prompt: str,
+                        max_tokens: int, idem: Optional[str]) -> web.StreamResponse:
         if self.plan.latency_s:
             await asyncio.sleep(self.plan.latency_s)
         fault = self._draw(prompt)
@@ -157,37 +210,42 @@ class ChatServer:
                  "completion_tokens": len(completion.split(" "))}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if fault == "malformed":
-            with self._lock:
-                self.billed_tokens += usage["total_tokens"]
+            self._bill(usage)
             return web.Response(text='{"id": "x", "choices": [{"message": {"content": "## Qu',
                                 content_type="application/json")
         if fault == "empty_choices":
-            with self._lock:
-                self.billed_tokens += usage["total_tokens"]
+            self._bill(usage)
             return web.json_response({"id": "x", "object": "chat.completion", "choices": [],
                                       "usage": usage})
         if fault == "slow":
             await asyncio.sleep(self.plan.slow_s)
-            if request.transport is None or request.transport.is_closing():
-                with self._lock:
-                    self.faults["slow_abandoned"] += 1
-                    self.billed_tokens += usage["total_tokens"]  # generated, never delivered
-                return web.Response(status=200)
+        with self._lock:
+            self._gen_id += 1
+            gen = self._gen_id
         payload = {
-            "id": "chatcmpl-" + hashlib.sha1(prompt.encode()).hexdigest()[:12],
+            "id": f"chatcmpl-{gen:08d}",
             "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": completion}}],
             "usage": usage,
         }
-        resp = web.json_response(payload)
-        await resp.prepare(request)
-        await resp.write_eof()
+        # generated: billed, and kept under its key, whether or not the client still listens
+        self._bill(usage)
         with self._lock:
             self.answered[prompt] += 1
-            self.billed_tokens += usage["total_tokens"]
             if idem:
                 self._by_key[idem] = payload
+        if request.transport is None or request.transport.is_closing():
+            with self._lock:
+                self.faults["undelivered"] += 1
+            return web.Response(status=200)
+        resp = web.json_response(payload)
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):
+            with self._lock:
+                self.faults["undelivered"] += 1
         return resp
 
     # ---------------------------------------------------------------- lifecycle
@@ -235,9 +293,11 @@ def main() -> None:
     ap.add_argument("--slow", type=float, default=1.0)
     ap.add_argument("--retry-after", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ignore-keys", action="store_true", help="bill every request anew")
     a = ap.parse_args()
     server = ChatServer(FaultPlan(fault_rate=a.fault_rate, latency_s=a.latency, slow_s=a.slow,
-                                  retry_after_s=a.retry_after, seed=a.seed))
+                                  retry_after_s=a.retry_after, seed=a.seed,
+                                  honour_keys=not a.ignore_keys))
     url = server.start(a.port)
     print(f"READY {url}", flush=True)
     try:

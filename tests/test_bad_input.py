@@ -223,16 +223,19 @@ class _Backend:
         pass
 
 
-def test_kd_that_yields_nothing_warns_and_flags_and_a_crash_leaves_no_temp_file(tmp_path):
+def test_kd_that_yields_nothing_fails_and_a_crash_leaves_no_temp_file(tmp_path):
     from jz3.teacher.kd import run_kd
 
     snippets = tmp_path / "snippets.jsonl"
     write_jsonl(snippets, [_snippet(i) for i in range(4)])
     tcfg = TeacherConfig(journal=str(tmp_path / "journal.sqlite"), concurrency=2)
-    res = run_kd(tcfg, snippets, tmp_path / "kd", ["s0", "s1", "s2", "s3"], backend=_Backend())
-    assert res.written == 0 and res.rejected_count == 4
-    assert len(res.warnings) == 1 and res.warnings[0].startswith(
-        "kd: 0 of 4 requested snippets gave a kd record ({'parse_")
+    from jz3.errors import StageFailed
+
+    with pytest.raises(StageFailed, match=r"^kd: 0 of 4 requested snippets gave a kd record "
+                                          r"\(4 answered by the offline teacher; rejected "
+                                          r"\{'parse_"):
+        run_kd(tcfg, snippets, tmp_path / "kd", ["s0", "s1", "s2", "s3"], backend=_Backend())
+    assert len((tmp_path / "kd" / "rejected.jsonl").read_text().splitlines()) == 4
     tcfg = dataclasses.replace(tcfg, journal=str(tmp_path / "journal2.sqlite"))
     with pytest.raises(RuntimeError, match="injected teacher crash"):
         run_kd(tcfg, snippets, tmp_path / "kd2", ["s0", "s1", "s2", "s3"],

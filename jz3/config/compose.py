@@ -160,8 +160,17 @@ def hydra_entry(fn: Callable[[JZ3Config], Any]) -> Callable[[], Any]:
         @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
         def _inner(cfg: DictConfig) -> Any:
             from hydra.core.hydra_config import HydraConfig
+            from omegaconf.errors import ValidationError
 
-            return fn(to_object(cfg, list(HydraConfig.get().overrides.task)))
+            from jz3.config.validate import ConfigValueError
+
+            try:
+                return fn(to_object(cfg, list(HydraConfig.get().overrides.task)))
+            except (ConfigValueError, ValidationError) as e:  # one line, no traceback
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"config error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+                sys.exit(2)
 
         return _inner()
 

@@ -80,6 +80,14 @@ class ReconcilePolicy(str, Enum):
     estimate = "estimate"  # book an estimate; release it when the key is answered (idempotent)
 
 
+class IdempotencyMode(str, Enum):
+    """Whether the teacher endpoint honours `Idempotency-Key` (one bill per key)."""
+
+    probe = "probe"  # send one tiny request twice under one key at start-up and compare
+    trust = "trust"  # the user says it does
+    none = "none"  # send no key; assume every attempt that may have been billed was
+
+
 class GenBackend(str, Enum):
     hf = "hf"
     vllm = "vllm"

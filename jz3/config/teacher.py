@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import JournalSync, ReconcilePolicy, TeacherKind
+from jz3.config.enums import IdempotencyMode, JournalSync, ReconcilePolicy, TeacherKind
 
 
 @dataclass
@@ -37,9 +37,21 @@ class TeacherConfig:
     temperature: float = 0.7
     top_p: float = 1.0
     max_tokens: int = 2048
-    # Send the journal key as an `Idempotency-Key` header (servers that honour it never bill
-    # twice for a request that was in flight when the client died).
-    idempotency_header: bool = True
+    # strings that end a completion (the release's CoT teacher: ["```output", "---"])
+    stop: List[str] = field(default_factory=list)
+    # the tool prompt's sampling (null: as above); the release's tool teacher sends none of
+    # them (the API defaults: temperature 1, top_p 1, no stop)
+    tool_temperature: Optional[float] = None
+    tool_top_p: Optional[float] = None
+    tool_max_tokens: Optional[int] = None
+    tool_stop: Optional[List[str]] = None
+    # Every attempt carries the journal key as `Idempotency-Key` (except with `none`); whether
+    # the endpoint honours it decides what a lost attempt may cost (jz3/teacher/runner.py):
+    # `probe` asks it at start-up, `trust` assumes it, `none` assumes not.
+    idempotency: IdempotencyMode = IdempotencyMode.probe
+    # stop after this many consecutive fatal errors (refused connection, DNS, TLS, 401, 403,
+    # 404): every remaining request fails with the cause; 0 = never
+    breaker_fatal_errors: int = 5
     retry_failed: bool = True  # on a rerun, try journal entries that failed before again
     aiohttp_transport: bool = True  # openai's aiohttp HTTP transport (faster than httpx's pool)
     budget: BudgetConfig = field(default_factory=BudgetConfig)

@@ -6,15 +6,19 @@
 functions that take a section directly (tests, notebooks) call it with their own prefix.
 Rules are declared per dataclass below (a subclass inherits its bases' rules); `None` always
 passes (an optional limit left unset). Cross-field rules (`min <= max`) follow the table.
+`check_stages(cfg, names)` adds what the selected stages need to run at all (a teacher's
+endpoint, key and budget); the pipeline calls it before its first stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from jz3.config.data import DataConfig, DataSource, SnippetConfig, TokenizerConfig
 from jz3.config.deepspeed import DeepSpeedConfig
+from jz3.config.enums import TeacherKind
 from jz3.config.eval import EvalConfig, SandboxConfig
 from jz3.config.influence import InfluenceConfig, LoraConfig
 from jz3.config.launcher import StageResources
@@ -104,7 +108,9 @@ RULES: Dict[type, Dict[str, str]] = {
     TeacherConfig: {"concurrency": ">= 1", "max_retries": ">= 0", "timeout_s": "> 0",
                     "backoff_base_s": ">= 0", "backoff_max_s": ">= 0", "max_tokens": ">= 1",
                     "temperature": ">= 0", "top_p": "(0, 1]", "offline_top_k": ">= 1",
-                    "offline_max_chars": ">= 1"},
+                    "offline_max_chars": ">= 1", "tool_temperature": ">= 0",
+                    "tool_top_p": "(0, 1]", "tool_max_tokens": ">= 1",
+                    "breaker_fatal_errors": ">= 0"},
     TrainerConfig: {"lr": ">= 0", "weight_decay": ">= 0", "eps": "> 0", "warmup_ratio": "[0, 1]",
                     "stable_ratio": "[0, 1]", "min_lr_ratio": "[0, 1]", "max_steps": ">= -1",
                     "epochs": "> 0", "global_batch_size": ">= 1", "micro_batch_size": ">= 1",
@@ -172,3 +178,38 @@ def _walk(obj: Any, pre: str) -> None:
     elif isinstance(obj, dict):
         for k, v in obj.items():
             _walk(v, f"{pre}{k}.")
+
+
+def check_stages(cfg: Any, names: Sequence[str]) -> None:
+    """What the selected stages need before the first of them runs (the range checks above
+    have run on the whole config already): a teacher stage's count, endpoint, API key and
+    budget. Raises `ConfigValueError` naming the full key, e.g.
+    `stages.kd_seed.teacher.base_url is required for teacher.kind=openai`."""
+    stages = getattr(cfg, "stages", None)
+    for name in names:
+        sec = getattr(stages, name, None)
+        if isinstance(sec, KDStage) and not sec.from_file:
+            _check_kd(sec, f"stages.{name}.")
+
+
+def _check_kd(sec: KDStage, pre: str) -> None:
+    if sec.count < 1:
+        raise ConfigValueError(f"{pre}count must be >= 1 for a stage that asks the teacher, got "
+                               f"{sec.count} (or set {pre}from_file to import a KD set)")
+    t, tp = sec.teacher, f"{pre}teacher."
+    if t.kind != TeacherKind.openai:
+        return
+    if not t.base_url:
+        raise ConfigValueError(f"{tp}base_url is required for teacher.kind=openai (e.g. "
+                               f"{tp}base_url=http://host:8000/v1)")
+    if not t.base_url.startswith(("http://", "https://")):
+        raise ConfigValueError(f"{tp}base_url must start with http:// or https://, got "
+                               f"{t.base_url!r}")
+    if not t.api_key and not os.environ.get(t.api_key_env or ""):
+        raise ConfigValueError(f"{tp}api_key is not set and the environment variable "
+                               f"{t.api_key_env or '(teacher.api_key_env unset)'} is empty "
+                               f"(a server that needs no key: {tp}api_key=EMPTY)")
+    for limit in ("max_calls", "max_tokens", "max_cost_usd"):
+        if getattr(t.budget, limit) <= 0:
+            raise ConfigValueError(f"{tp}budget.{limit} must be > 0 for a paid teacher, got "
+                                   f"{getattr(t.budget, limit)!r}")

@@ -18,6 +18,7 @@ log = logging.getLogger("jz3.pipeline")
 
 def run(cfg: JZ3Config) -> Dict[str, Any]:
     """Run (or submit) the pipeline; prints a JSON summary as the last stdout line."""
+    from jz3.config.validate import check_stages
     from jz3.pipeline.report import write_report
     from jz3.pipeline.runner import (
         plan_lines,
@@ -38,6 +39,8 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
         return {"plan": lines}
     if problems and not (cfg.launcher.kind == LauncherKind.slurm and cfg.launcher.dry_run):
         raise ValueError("; ".join(problems))
+    if not (cfg.launcher.kind == LauncherKind.slurm and cfg.launcher.dry_run):
+        check_stages(cfg, [s.name for s in STAGES if s.enabled(section(cfg, s))])
     if cfg.launcher.kind == LauncherKind.slurm:
         from jz3.pipeline.slurm import submit_pipeline
 

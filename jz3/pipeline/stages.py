@@ -97,7 +97,8 @@ def run_snippets(ctx: StageContext) -> StageResult:
 def _kd(ctx: StageContext, ids: List[str], tag: str) -> StageResult:
     from jz3.teacher.kd import run_kd
 
-    res = run_kd(ctx.cfg.teacher, snippets_file(ctx.inputs["snippets"]), ctx.out, ids)
+    res = run_kd(ctx.cfg.teacher, snippets_file(ctx.inputs["snippets"]), ctx.out, ids,
+                 stage=ctx.name)
     return StageResult(counts={"in": len(ids), "out": res.written, "rejected": res.rejected_count},
                        outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
                        metrics={"kd_records": res.written, "requested": len(ids),

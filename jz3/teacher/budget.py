@@ -137,6 +137,16 @@ class Budget:
         usage is the key's one charge; see jz3.teacher.journal)."""
         await self._unhold(tokens, cost, spend=False)
 
+    async def refund(self, tokens: int, cost: float) -> None:
+        """Un-book lost attempts of this run whose key was then answered idempotently."""
+        self.spent_tokens -= tokens
+        self.spent_cost -= cost
+        self.released_tokens += tokens
+        self.released_cost += cost
+        if self._cond is not None:
+            async with self._cond:
+                self._cond.notify_all()
+
     async def keep(self, tokens: int, cost: float) -> None:
         """A held attempt's key ended unanswered in this run: book it as spent again."""
         await self._unhold(tokens, cost, spend=True)

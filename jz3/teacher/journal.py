@@ -1,23 +1,27 @@
 """Durable call journal (SQLite in WAL mode): never pay twice for the same teacher prompt.
 
 One row per request key = sha256 of (model, prompt, sampling params) (`request_key`):
-`status` pending | ok | failed, the completion and usage once answered, every attempt's error
+`status` pending | ok | failed (| probe: an idempotency probe), the completion and usage once answered, every attempt's error
 reason, and the money/tokens/calls charged to it. An attempt is charged its worst case *before*
 it is sent (`begin_attempt`) and settled to its real usage after (`settle_*`), so a run killed
 with requests in flight keeps their reservations on the books and the budget still holds after
 a rerun. `synchronous=NORMAL` in WAL mode survives a killed process (kill -9); `full` also
 survives power loss at one fsync per commit.
 
+Attempts by billing class (`jz3.teacher.types.Billing`): one that was never sent is settled at
+0 and counted in `unsent` (it is no call either); one that was lost is settled at its worst case
+and that charge is also kept in `orphan_*`: "releasable once the key is answered".
+
 Budget after a kill (`reconcile`, policy `teacher.reconcile`): a rerun moves every attempt
 still reserved by a dead run to `orphan_*` and books it at
-- `strict`: its worst case (prompt-token bound + `max_tokens`), forever;
-- `estimate` (default): the prompt-token bound + the largest completion this journal has seen
-  answered (`max_tokens` if none), and, when requests carry their key as an `Idempotency-Key`,
-  nothing once that key is answered again: a server that honours the key either replays the
-  answer it produced for the dead run's attempt (billed once, booked by the new attempt at its
-  real usage) or never acknowledged that attempt and produces it now (billed once too). The
-  residual risk, documented: a server that bills a generation whose client vanished *without*
-  keeping it under the key is under-booked by that generation; use `strict` there.
+- `strict`: its worst case (prompt-token bound + `max_tokens`);
+- `estimate`: the prompt-token bound + the largest completion this journal has seen answered
+  (`max_tokens` if none); the runner uses it only where the endpoint honours keys.
+Where the endpoint honours `Idempotency-Key` (probed, or trusted), a key's `orphan_*` is given
+back once the key is answered (`settle_ok(release_orphan=True)`): the server either replays the
+answer it produced for the lost attempt (billed once, booked by the new attempt at its real
+usage) or never produced it and produces it now (billed once too). Where it does not, lost
+attempts stay booked at their worst case: the server's bill never exceeds what is booked.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ CREATE TABLE IF NOT EXISTS calls (
     pending_cost REAL NOT NULL DEFAULT 0,
     orphan_tokens INTEGER NOT NULL DEFAULT 0,
     orphan_cost REAL NOT NULL DEFAULT 0,
+    unsent INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -84,7 +89,7 @@ class JournalEntry:
 class Totals:
     """What the journal has charged so far, across every run."""
 
-    calls: int = 0
+    calls: int = 0  # attempts that left the client (never-sent ones excluded)
     tokens: int = 0
     cost: float = 0.0
     ok: int = 0
@@ -94,6 +99,7 @@ class Totals:
     orphaned: int = 0  # reconciled attempts of dead runs still booked (orphan_* > 0)
     orphan_tokens: int = 0
     orphan_cost: float = 0.0
+    unsent: int = 0  # attempts that never left the client (refused, DNS, TLS): not billed
 
 
 @dataclass
@@ -120,7 +126,8 @@ class Journal:
         self._db.executescript(_SCHEMA)
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(calls)")}
         for col, decl in (("orphan_tokens", "INTEGER NOT NULL DEFAULT 0"),
-                          ("orphan_cost", "REAL NOT NULL DEFAULT 0")):
+                          ("orphan_cost", "REAL NOT NULL DEFAULT 0"),
+                          ("unsent", "INTEGER NOT NULL DEFAULT 0")):
             if col not in cols:  # a journal written before reconciliation existed
                 self._db.execute(f"ALTER TABLE calls ADD COLUMN {col} {decl}")
 
@@ -160,15 +167,17 @@ class Journal:
 
     def totals(self) -> Totals:
         r = self._db.execute(
-            "SELECT COALESCE(SUM(attempts),0), COALESCE(SUM(charged_tokens),0),"
+            "SELECT COALESCE(SUM(attempts - unsent),0), COALESCE(SUM(charged_tokens),0),"
             " COALESCE(SUM(charged_cost),0), COALESCE(SUM(status='ok'),0),"
             " COALESCE(SUM(status='failed'),0), COALESCE(SUM(status='pending'),0),"
             " COALESCE(SUM(pending_tokens > 0 OR pending_cost > 0),0),"
             " COALESCE(SUM(orphan_tokens > 0 OR orphan_cost > 0),0),"
-            " COALESCE(SUM(orphan_tokens),0), COALESCE(SUM(orphan_cost),0) FROM calls").fetchone()
+            " COALESCE(SUM(orphan_tokens),0), COALESCE(SUM(orphan_cost),0),"
+            " COALESCE(SUM(unsent),0) FROM calls").fetchone()
         return Totals(calls=int(r[0]), tokens=int(r[1]), cost=float(r[2]), ok=int(r[3]),
                       failed=int(r[4]), pending=int(r[5]), unsettled=int(r[6]),
-                      orphaned=int(r[7]), orphan_tokens=int(r[8]), orphan_cost=float(r[9]))
+                      orphaned=int(r[7]), orphan_tokens=int(r[8]), orphan_cost=float(r[9]),
+                      unsent=int(r[10]))
 
     def max_completion_tokens(self) -> Optional[int]:
         """The largest `completion_tokens` among answered requests (None: none answered)."""
@@ -254,18 +263,30 @@ class Journal:
              int(tokens), orphan[0], float(cost), orphan[1], orphan[0], orphan[1], key))
         return orphan
 
-    def settle_error(self, key: str, reason: str, tokens: int, cost: float) -> None:
-        """Record a failed attempt (the request stays pending) with what it is charged."""
+    def settle_error(self, key: str, reason: str, tokens: int, cost: float,
+                     unsent: bool = False, releasable: bool = False) -> None:
+        """Record a failed attempt (the request stays pending) with what it is charged;
+        `unsent`: it never left the client (no call); `releasable`: a lost attempt whose
+        charge is given back if the key is answered idempotently (kept in `orphan_*`)."""
         row = self._db.execute("SELECT errors FROM calls WHERE key=?", (key,)).fetchone()
         errors = json.loads(row[0]) if row else []
         errors.append(reason)
+        rel_t, rel_c = (int(tokens), float(cost)) if releasable else (0, 0.0)
         self._db.execute(
-            f"UPDATE calls SET errors=?, reason=?, updated=?, {self._SETTLE} WHERE key=?",
-            (json.dumps(errors), reason, time.time(), int(tokens), float(cost), key))
+            f"UPDATE calls SET errors=?, reason=?, updated=?, unsent=unsent+?,"
+            f" orphan_tokens=orphan_tokens+?, orphan_cost=orphan_cost+?, {self._SETTLE}"
+            " WHERE key=?",
+            (json.dumps(errors), reason, time.time(), int(unsent), rel_t, rel_c, int(tokens),
+             float(cost), key))
 
     def mark_failed(self, key: str, reason: str) -> None:
         self._db.execute("UPDATE calls SET status='failed', reason=?, updated=? WHERE key=?",
                          (reason, time.time(), key))
+
+    def mark_probe(self, key: str) -> None:
+        """An idempotency probe's row: its calls and charges count, it is no request."""
+        self._db.execute("UPDATE calls SET status='probe', updated=? WHERE key=?",
+                         (time.time(), key))
 
     def count_answered(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM calls WHERE status='ok'").fetchone()[0])

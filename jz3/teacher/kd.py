@@ -14,8 +14,11 @@ completion with `jz3.synth.parse.parse_completion`, and writes atomically:
   (`parse: <ParseFailure>`), failed requests (`teacher_failed: ...`), requests the budget
   refused (`budget_exhausted: ...`) and unknown `ids` (`unknown_snippet_id`).
 `run_kd` returns a `KDResult` (paths, counts, usage, journal totals, budget report), which the
-pipeline runner records in the stage manifest.
-A rerun after a crash re-sends only what the journal does not hold as answered.
+pipeline runner records in the stage manifest; when no snippet gave a kd record it raises
+`jz3.errors.StageFailed` with the cause in one line (`kd_seed: 0 of 20 requests succeeded:
+20 × http_401 'Incorrect API key' from http://127.0.0.1:8000/v1`).
+A rerun after a crash re-sends only what the journal does not hold as answered, and first
+removes the temp files a killed run of the stage left in `out_dir` (only the names it writes).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from jz3.config.enums import TeacherKind
 from jz3.config.teacher import TeacherConfig
 from jz3.data.records import AtomicJsonlWriter, RecordError, RecordKind, read_records
+from jz3.errors import StageFailed
 from jz3.prompts import render
 from jz3.synth.parse import ParseError, parse_completion
 from jz3.teacher.journal import Journal, request_key
@@ -39,7 +43,21 @@ from jz3.teacher.types import OutcomeStatus, TeacherBackend, TeacherRequest
 
 log = logging.getLogger(__name__)
 
-KD_FILE, REJECTED_FILE = "kd.jsonl", "rejected.jsonl"
+KD_FILE, REJECTED_FILE, IDS_FILE = "kd.jsonl", "rejected.jsonl", "requested_ids.json"
+
+
+def remove_stale_temps(out_dir: str | Path) -> List[str]:
+    """Delete the temp files of this stage's outputs that a killed run left in `out_dir`
+    (`.kd.jsonl.*.tmp`, `.rejected.jsonl.*.tmp`, `.requested_ids.json.tmp*`); returns them."""
+    out = Path(out_dir)
+    gone = []
+    for pattern in (f".{KD_FILE}.*.tmp", f".{REJECTED_FILE}.*.tmp", f".{IDS_FILE}.tmp*"):
+        for p in out.glob(pattern):
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+    if gone:
+        log.info("kd: removed %d temp files of a killed run from %s", len(gone), out)
+    return gone
 
 
 @dataclass
@@ -113,6 +131,7 @@ def build_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     stats = KDStats()
     rejected = AtomicJsonlWriter(out / REJECTED_FILE)
     kd = AtomicJsonlWriter(out / KD_FILE)
@@ -121,12 +140,12 @@ def build_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path
         stats.snippets = len(snippets)
         backend = backend or make_backend(tcfg)
         stats.model = backend.name
-        params = sampling_params(tcfg)
         requests = []
         for s in snippets:
             prompt = render(s["prompt_type"], s["text"])
+            params = sampling_params(tcfg, s["prompt_type"])
             requests.append(TeacherRequest(request_key(backend.name, prompt, params), prompt,
-                                           s["prompt_type"], s["text"]))
+                                           s["prompt_type"], s["text"], params=params))
         stats.requests = len(requests)
         with Journal(tcfg.journal, tcfg.journal_sync) as journal:
             runner = TeacherRunner(backend, journal, tcfg)
@@ -184,26 +203,44 @@ class KDResult:
     warnings: List[str] = field(default_factory=list)  # e.g. no usable record (the manifest's)
 
 
+def failure_line(stage: str, tcfg: TeacherConfig, st: KDStats, requested: int,
+                 out: Path) -> str:
+    """The one-line cause of a KD stage that gave no record."""
+    where = tcfg.base_url if tcfg.kind == TeacherKind.openai else f"the {tcfg.kind.value} teacher"
+    usage = st.usage or {}
+    answered = int(usage.get("ok", 0))
+    causes = usage.get("causes") or {}
+    if answered == 0 and causes:
+        top = "; ".join(f"{n} × {c}" for c, n in sorted(causes.items(), key=lambda kv: -kv[1])[:3])
+        line = f"{stage}: 0 of {st.requests} requests succeeded: {top} from {where}"
+        if usage.get("breaker"):
+            line += f" (stopped after {usage['breaker'].split(' from ')[0]})"
+        return line
+    return (f"{stage}: 0 of {requested} requested snippets gave a kd record "
+            f"({answered} answered by {where}; rejected {st.reasons}); see {out / REJECTED_FILE}")
+
+
 def run_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path,
-           ids: Sequence[str], backend: Optional[TeacherBackend] = None) -> KDResult:
-    """The kd_seed / kd_boost stage body: teacher answers for the snippets `ids`."""
+           ids: Sequence[str], backend: Optional[TeacherBackend] = None,
+           stage: str = "kd") -> KDResult:
+    """The kd_seed / kd_boost stage body: teacher answers for the snippets `ids`; raises
+    `StageFailed` (named `stage`) when none gives a kd record."""
     import json
 
     from jz3.data.records import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     ids = list(ids)
     if not ids:
-        raise ValueError(f"kd: no snippet ids to send to the teacher (a count of 0 or an empty "
-                         f"selection); snippets: {snippets_path}")
-    atomic_write_text(out / "requested_ids.json", json.dumps(ids))
+        raise ValueError(f"{stage}: no snippet ids to send to the teacher (a count of 0 or an "
+                         f"empty selection); snippets: {snippets_path}")
+    atomic_write_text(out / IDS_FILE, json.dumps(ids))
     st = build_kd(tcfg, snippets_path, out, ids=ids, backend=backend)
-    warnings = []
     if st.written == 0:
-        warnings.append(f"kd: 0 of {len(ids)} requested snippets gave a kd record "
-                        f"({st.reasons}); see {out / REJECTED_FILE}")
-        log.warning("%s", warnings[-1])
+        raise StageFailed(failure_line(stage, tcfg, st, len(ids), out))
+    warnings: List[str] = []
     return KDResult(kd=str(out / KD_FILE), rejected=str(out / REJECTED_FILE),
                     ids=str(out / "requested_ids.json"), requested=len(ids),
                     written=st.written, rejected_count=st.rejected, stats=st.as_dict(),

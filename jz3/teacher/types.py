@@ -13,6 +13,7 @@ class TeacherRequest:
     prompt: str
     prompt_type: str
     snippet: str = ""  # the snippet inside the prompt (the offline teacher matches on it)
+    params: Optional[Dict[str, Any]] = None  # sampling params (None: the runner's defaults)
 
 
 @dataclass
@@ -21,26 +22,48 @@ class TeacherResponse:
     model: str
     usage: Dict[str, Any] = field(default_factory=dict)
     finish_reason: Optional[str] = None
+    id: Optional[str] = None  # the provider's response id (the idempotency probe compares it)
+
+
+class Billing(str, Enum):
+    """What an attempt can have cost, by how far it got.
+
+    - `never_sent`: refused, DNS, TLS or connect timeout before the request left: not billed;
+    - `answered`: the server answered (a completion, or an error status): its reported usage
+      (0 for an error status);
+    - `lost`: sent, then no usable answer (timeout after send, dropped connection, malformed
+      body): maybe billed, booked at its worst case until its key is answered idempotently.
+    """
+
+    never_sent = "never_sent"
+    answered = "answered"
+    lost = "lost"
 
 
 class TransientError(Exception):
-    """A failed attempt worth retrying (429, 5xx, timeout, dropped connection, bad body)."""
+    """A failed attempt worth retrying (429, 5xx, timeout, dropped or refused connection, bad
+    body); `billing` says what it can have cost, `fatal` that the endpoint itself is unusable
+    (a refused connection: the circuit breaker counts it)."""
 
-    def __init__(self, reason: str, retry_after: Optional[float] = None, billed: bool = False,
-                 usage: Optional[Dict[str, Any]] = None):
+    def __init__(self, reason: str, retry_after: Optional[float] = None,
+                 billing: Billing = Billing.answered, usage: Optional[Dict[str, Any]] = None,
+                 fatal: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-        self.billed = billed  # the provider may have charged for it (charge the worst case)
+        self.billing = billing
         self.usage = usage  # what the provider said it charged, when it said so
+        self.fatal = fatal
 
 
 class PermanentError(Exception):
-    """A failed attempt that retrying cannot fix (400, 401, 403, 404, 422)."""
+    """A failed attempt that retrying cannot fix (400, 401, 403, 404, 422); `fatal` when it
+    condemns every request to the endpoint (401, 403, 404: key, permission, model or URL)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, fatal: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.fatal = fatal
 
 
 class OutcomeStatus(str, Enum):
