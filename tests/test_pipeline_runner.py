@@ -25,6 +25,7 @@ from jz3.pipeline.runner import (
     Stage,
     StageContext,
     StageResult,
+    read_manifest,
     run_pipeline,
     run_stage,
 )
@@ -155,7 +156,7 @@ def test_typed_result_and_inputs_the_section_names(tmp_path):
               Stage("b", consume, inputs=["a"], section="synthesize",
                     needs=lambda sec: [] if sec.synth.input else ["a"])]
     run_pipeline(_cfg(tmp_path), stages)
-    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    m = read_manifest(tmp_path / "b")
     assert m["counts"]["src"] == str(tmp_path / "a" / "out" / "s.jsonl")
     assert list(m["inputs"]) == ["a"]
     cfg = _cfg(tmp_path / "alone", "stages.synthesize.synth.input=/data/own.jsonl",

@@ -2,18 +2,20 @@
 
 A `Stage` is a function of (its typed config section `cfg.stages.<section>`, its inputs' typed
 results, its output folder) -> a `StageResult`. The runner alone owns provenance:
-  1. the stage's cache key is the hash of exactly its config section (resolved dataclass ->
-     JSON, plus the stage's code version) and the manifest hashes of the inputs it uses;
+  1. the stage's cache key is the hash of its config section (resolved dataclass -> JSON, paths
+     under `run_dir` relative to it), of the code it runs (`jz3.provenance.code`: the source of
+     the jz3 modules its functions reach) and the manifest hashes of the inputs it uses;
   2. it skips the stage when `<stage>/manifest.json` carries the same key (unless forced);
   3. otherwise it wipes outputs written under a *different* key (stale), keeps outputs written
      by an interrupted attempt under the *same* key (the stage functions resume from them),
      records the attempt in `<stage>/attempt.json`, runs the stage, and writes `manifest.json`
      last (config section, input hashes, counts, typed result, and `used`: what the stage
      actually built and ran, read back from its records; `used_evidence`).
-So a run killed anywhere and re-run redoes no finished stage, and a stage never looks complete
-before its manifest exists. Changing one stage's section changes its key and, through the
-manifest hashes, the keys of everything downstream of it, and nothing upstream; a setting no
-stage receives changes no key.
+A stage that fails (any exception; `jz3.errors.StageFailed` when it ran but produced nothing
+useful) writes no manifest, so the next run retries it. A run killed anywhere and re-run redoes
+no finished stage, and a stage never looks complete before its manifest exists. Changing one
+stage's section or code changes its key and, through the manifest hashes, the keys of
+everything downstream of it, and nothing upstream; a setting no stage receives changes no key.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from jz3.config.root import JZ3Config
 from jz3.data.records import atomic_write_text
+from jz3.errors import StageFailed
 from jz3.provenance import (
     MANIFEST,
     config_hash,
     jsonable,
     manifest_hash,
     read_manifest,
+    relativize,
     write_manifest,
 )
+from jz3.provenance.code import code_hash
 
 log = logging.getLogger("jz3.pipeline")
 ATTEMPT = "attempt.json"
@@ -133,7 +138,6 @@ class Stage:
     # The inputs the stage uses given its section (default: all); e.g. pretrain with its own
     # `data.sources` needs no filter stage. Only those are loaded and hashed into the key.
     needs: Optional[Callable[[Any], Sequence[str]]] = None
-    version: str = "1"  # bump when the stage's code changes what it writes
     # Sharded stages (SLURM arrays): `shard_fn` for each shard, then `fn` merges; the shard
     # count is the section value at the dotted `shards_key` (cluster mode sets it to the array).
     shard_fn: Optional[Callable[[StageContext], None]] = None
@@ -146,6 +150,11 @@ class Stage:
     @property
     def section_path(self) -> str:
         return "stages." + (self.section or self.name)
+
+    @property
+    def functions(self) -> List[Callable[..., Any]]:
+        """The functions the stage runs (their code is part of its cache key)."""
+        return [self.fn] + ([self.shard_fn] if self.shard_fn is not None else [])
 
 
 @dataclass
@@ -220,16 +229,18 @@ def _finished_input(cfg: JZ3Config, stage: Stage, dep: str) -> StageOutput:
     return StageOutput(dep, d, m)
 
 
-def section_key(stage: Stage, sec: Any) -> str:
-    """Hash of exactly the stage's config section (as JSON) and its code version."""
-    return config_hash(stage.version, stage.section_path, sec)
+def section_key(stage: Stage, sec: Any, run_dir: str | Path) -> str:
+    """Hash of the stage's config section (as JSON; paths under `run_dir` relative to it, so a
+    moved run folder keeps its keys) and of the code the stage runs."""
+    rel, _ = relativize(jsonable(sec), run_dir)
+    return config_hash(code_hash(stage.functions), stage.section_path, rel)
 
 
 def plan_stage(cfg: JZ3Config, stage: Stage) -> tuple[Any, str, Dict[str, StageOutput]]:
     """The stage's config section, its key and its finished inputs."""
     sec = section(cfg, stage)
     inputs = {dep: _finished_input(cfg, stage, dep) for dep in used_inputs(stage, sec)}
-    return sec, section_key(stage, sec), inputs
+    return sec, section_key(stage, sec, cfg.run_dir), inputs
 
 
 def _input_hashes(inputs: Dict[str, StageOutput]) -> Dict[str, str]:
@@ -247,7 +258,7 @@ def is_current(cfg: JZ3Config, stage: Stage) -> tuple[bool, str]:
     except PipelineError as e:
         return False, str(e)
     if m.get("config_hash") != key:
-        return False, "config changed"
+        return False, "config or code changed"
     if m.get("inputs") != _input_hashes(inputs):
         return False, "inputs changed"
     return True, "cached"
@@ -428,6 +439,8 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
     if current and not force:
         log.info("stage %-14s cached (%s)", stage.name, d / MANIFEST)
         return StageStatus(stage.name, "cached", reason="manifest matches")
+    if force:
+        why = "forced"
     if _rank() > 0:
         wait_for_attempt(cfg, stage)
         sec, _, inputs = plan_stage(cfg, stage)
@@ -439,13 +452,17 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
     if old is not None:
         (d / MANIFEST).unlink()  # from here on the stage is incomplete
     prepare_dir(d, key, hashes, fresh=force or (old is not None and run_shards))
-    log.info("stage %-14s running (%s) in %s", stage.name, "forced" if force else why, d)
+    log.info("stage %-14s running (%s) in %s", stage.name, why, d)
     t0 = time.time()
     n = num_shards(cfg, stage)
-    if stage.shard_fn is not None and run_shards:
-        for shard in range(n):
-            stage.shard_fn(_ctx(cfg, stage, section(cfg, stage), inputs, shard, n))
-    res = stage.fn(_ctx(cfg, stage, sec, inputs, n=n))
+    try:
+        if stage.shard_fn is not None and run_shards:
+            for shard in range(n):
+                stage.shard_fn(_ctx(cfg, stage, section(cfg, stage), inputs, shard, n))
+        res = stage.fn(_ctx(cfg, stage, sec, inputs, n=n))
+    except StageFailed as e:
+        log.error("stage %-14s failed (no manifest written; a rerun retries): %s", stage.name, e)
+        raise
     wall = time.time() - t0
     write_manifest(d, stage.name, key, hashes, counts=res.counts, outputs=res.outputs,
                    wall_s=round(wall, 3), extra=_manifest_extra(res, sec))

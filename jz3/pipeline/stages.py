@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterable, List, Optional
 from jz3.config.data import DataSource
 from jz3.config.enums import TokenizerKind, TrainMode
 from jz3.data.records import AtomicJsonlWriter, count_lines, read_records, write_jsonl
+from jz3.errors import StageFailed
 from jz3.pipeline.runner import Stage, StageContext, StageOutput, StageResult
 
 log = logging.getLogger("jz3.pipeline.stages")
@@ -94,10 +95,29 @@ def run_snippets(ctx: StageContext) -> StageResult:
                        metrics={"snippets": res.count, **_scalars(res.stats)}, result=res)
 
 
+def _top_reasons(rejected: Path, k: int = 3) -> str:
+    """`5 × teacher_failed: ... ClientConnectorError; 2 × ...`: the commonest full reasons."""
+    n: Dict[str, int] = {}
+    if rejected.exists():
+        for r in _read_jsonl(rejected):
+            reason = str(r.get("reason", "unknown"))[:160]
+            n[reason] = n.get(reason, 0) + 1
+    top = sorted(n.items(), key=lambda kv: -kv[1])[:k]
+    return "; ".join(f"{c} × {r}" for r, c in top) or "no reason recorded"
+
+
+def _no_kd_record(ctx: StageContext, requested: int, rejected: str, source: str) -> StageFailed:
+    return StageFailed(f"{ctx.name}: 0 of {requested} requests gave a kd record: "
+                       f"{_top_reasons(Path(rejected))} from {source}")
+
+
 def _kd(ctx: StageContext, ids: List[str], tag: str) -> StageResult:
     from jz3.teacher.kd import run_kd
 
-    res = run_kd(ctx.cfg.teacher, snippets_file(ctx.inputs["snippets"]), ctx.out, ids)
+    t = ctx.cfg.teacher
+    res = run_kd(t, snippets_file(ctx.inputs["snippets"]), ctx.out, ids)
+    if res.written == 0:
+        raise _no_kd_record(ctx, len(ids), res.rejected, t.base_url or f"the {t.kind.value} teacher")
     return StageResult(counts={"in": len(ids), "out": res.written, "rejected": res.rejected_count},
                        outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
                        metrics={"kd_records": res.written, "requested": len(ids),
@@ -110,6 +130,8 @@ def _kd_from_file(ctx: StageContext, tag: str) -> StageResult:
     from jz3.teacher.kd import import_kd
 
     res = import_kd(ctx.cfg.from_file, ctx.out, keep_prompts=ctx.cfg.keep_prompts)
+    if res.written == 0:
+        raise _no_kd_record(ctx, res.requested, res.rejected, ctx.cfg.from_file)
     return StageResult(counts={"in": res.requested, "out": res.written,
                                "rejected": res.rejected_count},
                        outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
