@@ -3,6 +3,7 @@ stages that run the edited code (and what follows them), and run folders can be 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -239,3 +241,61 @@ def test_manifest_has_the_mode_of_the_other_outputs(tmp_path):
     mode = stat.S_IMODE((tmp_path / "a" / "manifest.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "a" / "out" / "s.jsonl").stat().st_mode)
     assert mode & 0o044  # readable by others under the usual umask, not 0600
+
+
+# ---------------------------------------------------------------- typed results, schema, graph
+@dataclasses.dataclass
+class PathResult:
+    out: Path
+    files: List[Path]
+    n: int = 0
+
+
+def _typed(ctx: StageContext) -> StageResult:
+    return StageResult(result=PathResult(ctx.out, [ctx.out / "x.jsonl"], 2))
+
+
+def _reads_typed(ctx: StageContext) -> StageResult:
+    r = ctx.inputs["a"].result
+    assert isinstance(r, PathResult) and isinstance(r.files[0], Path) and r.n == 2
+    return StageResult(counts={"n": r.n})
+
+
+TYPED = [Stage("a", _typed, section="snippets"),
+         Stage("b", _reads_typed, inputs=["a"], section="distill")]
+
+
+def test_results_come_back_typed_and_a_mismatch_fails_loudly(tmp_path):
+    from jz3.pipeline.runner import PipelineError, StageOutput
+
+    assert _statuses(_cfg(tmp_path), TYPED) == {"a": "ran", "b": "ran"}
+    path = tmp_path / "a" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["result"]["renamed"] = 1  # a field the result type does not have
+    path.write_text(json.dumps(m))
+    with pytest.raises(TypeError, match=r"unknown fields \['renamed'\]"):
+        _ = StageOutput("a", tmp_path / "a", read_manifest(tmp_path / "a")).result
+    del m["result"]["renamed"], m["result"]["out"]
+    path.write_text(json.dumps(m))
+    with pytest.raises(TypeError, match=r"missing fields \['out'\]"):
+        _ = StageOutput("a", tmp_path / "a", read_manifest(tmp_path / "a")).result
+    # a manifest of another layout: its own stage reruns, a reader of it stops
+    m = json.loads(path.read_text())
+    m["schema"] = 1
+    path.write_text(json.dumps(m))
+    with pytest.raises(PipelineError, match="manifest schema 1"):
+        run_pipeline(_cfg(tmp_path, "pipeline.stages=[b]", "pipeline.force=[b]"), TYPED)
+    # a reruns and writes what it wrote the first time: b, keyed on that, stays cached
+    assert _statuses(_cfg(tmp_path), TYPED) == {"a": "ran", "b": "cached"}
+
+
+def test_slurm_plans_from_the_inputs_the_section_uses(tmp_path):
+    from jz3.pipeline.slurm import plan_jobs
+
+    stages = [Stage("a", _produce, section="snippets"),
+              Stage("b", _consume, inputs=["a"], section="synthesize",
+                    needs=lambda sec: [] if sec.synth.input else ["a"])]
+    jobs = plan_jobs(_cfg(tmp_path), stages)
+    assert [(j.name, j.after) for j in jobs] == [("a", []), ("b", ["a"])]
+    jobs = plan_jobs(_cfg(tmp_path, "stages.synthesize.synth.input=/data/own.jsonl"), stages)
+    assert [(j.name, j.after) for j in jobs] == [("a", []), ("b", [])]

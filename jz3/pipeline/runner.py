@@ -21,7 +21,6 @@ everything downstream of it, and nothing upstream; a setting no stage receives c
 from __future__ import annotations
 
 import copy
-import dataclasses
 import fcntl
 import importlib
 import json
@@ -38,6 +37,7 @@ from jz3.data.records import atomic_write_text
 from jz3.errors import StageFailed
 from jz3.provenance import (
     MANIFEST,
+    SCHEMA,
     config_hash,
     jsonable,
     manifest_hash,
@@ -46,6 +46,7 @@ from jz3.provenance import (
     write_manifest,
 )
 from jz3.provenance.code import code_hash
+from jz3.provenance.manifest import from_jsonable
 
 log = logging.getLogger("jz3.pipeline")
 ATTEMPT = "attempt.json"
@@ -91,13 +92,12 @@ class StageOutput:
 
     @property
     def result(self) -> Any:
-        """The stage's typed result (the dataclass its function returned), from the manifest."""
+        """The stage's typed result (the dataclass its function returned), from the manifest:
+        a field the type does not have, or lacks, is an error (the writer ran other code)."""
         raw, name = self.manifest.get("result"), self.manifest.get("result_type")
         if raw is None or name is None:
             raise KeyError(f"{self.dir / MANIFEST}: no typed result recorded")
-        t = _load_type(name)
-        names = {f.name for f in dataclasses.fields(t)}
-        return t(**{k: v for k, v in raw.items() if k in names})
+        return from_jsonable(_load_type(name), raw, f"{self.dir / MANIFEST}: result")
 
 
 @dataclass
@@ -226,6 +226,10 @@ def _finished_input(cfg: JZ3Config, stage: Stage, dep: str) -> StageOutput:
         raise PipelineError(f"stage {stage.name!r} needs {dep!r}, which has not finished "
                             f"(no {d / MANIFEST}); run it first, or give the stage its input in "
                             f"its config section ({stage.section_path})")
+    if m.get("schema") != SCHEMA:
+        raise PipelineError(f"{d / MANIFEST}: manifest schema {m.get('schema')!r}, this code "
+                            f"reads schema {SCHEMA}; rerun stage {dep!r} "
+                            f"(pipeline.force=[{dep}])")
     return StageOutput(dep, d, m)
 
 
@@ -253,6 +257,8 @@ def is_current(cfg: JZ3Config, stage: Stage) -> tuple[bool, str]:
     m = read_manifest(d)
     if m is None:
         return False, "no manifest"
+    if m.get("schema") != SCHEMA:
+        return False, f"manifest schema {m.get('schema')!r}, expected {SCHEMA}"
     try:
         _, key, inputs = plan_stage(cfg, stage)
     except PipelineError as e:

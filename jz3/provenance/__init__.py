@@ -5,6 +5,7 @@ Only the pipeline runner (jz3.pipeline.runner) writes manifests; stage modules n
 
 from jz3.provenance.manifest import (
     MANIFEST,
+    SCHEMA,
     absolutize,
     config_hash,
     jsonable,
@@ -14,5 +15,5 @@ from jz3.provenance.manifest import (
     write_manifest,
 )
 
-__all__ = ["MANIFEST", "absolutize", "config_hash", "jsonable", "manifest_hash", "read_manifest",
+__all__ = ["MANIFEST", "SCHEMA", "absolutize", "config_hash", "jsonable", "manifest_hash", "read_manifest",
            "relativize", "write_manifest"]

@@ -104,9 +104,10 @@ def _function_closure(fn: Callable[..., object], roots: Tuple[str, ...]
     """The source of the top-level definitions `fn` uses in its module (itself included,
     transitively) and the modules those definitions import or name."""
     mod = fn.__module__
-    f = _module_file(mod, roots)
-    if f is None:
-        raise ValueError(f"{fn!r}: module {mod} is not a file under the packages {roots}")
+    loaded = getattr(sys.modules.get(mod), "__file__", None)  # also a script's `__main__`
+    f = Path(loaded) if loaded else _module_file(mod, roots)
+    if f is None or f.suffix != ".py":
+        raise ValueError(f"{fn!r}: the source of module {mod} is not a file under {roots}")
     src, tree = _parse(f)
     defs: Dict[str, ast.AST] = {}
     imported: Dict[str, str] = {}  # module-level name -> the module it comes from

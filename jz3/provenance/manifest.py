@@ -18,9 +18,11 @@ import tempfile
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
 
 MANIFEST = "manifest.json"
+# The layout of manifest.json; a reader refuses another one (bump it when the layout changes).
+SCHEMA = 2
 
 
 def jsonable(obj: Any) -> Any:
@@ -35,6 +37,42 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def from_jsonable(t: Any, raw: Any, where: str) -> Any:
+    """`raw` (as `jsonable` wrote it) back as type `t`: dataclasses field by field (an unknown
+    or a missing required field is an error naming `where`), `Path`, enums, lists, dicts and
+    Optionals of them; other values as they are."""
+    origin, args = get_origin(t), get_args(t)
+    if origin is Union:
+        if raw is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return from_jsonable(inner[0], raw, where) if len(inner) == 1 else raw
+    if dataclasses.is_dataclass(t) and isinstance(t, type):
+        if not isinstance(raw, dict):
+            raise TypeError(f"{where}: expected a {t.__name__} object, got {type(raw).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(t)}
+        unknown = sorted(set(raw) - set(fields))
+        missing = sorted(n for n, f in fields.items() if n not in raw
+                         and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)  # type: ignore[misc]
+        if unknown or missing:
+            raise TypeError(f"{where}: does not match {t.__module__}.{t.__qualname__} "
+                            f"(unknown fields {unknown}, missing fields {missing}); the stage "
+                            "that wrote it ran older code: rerun it")
+        hints = get_type_hints(t)
+        return t(**{k: from_jsonable(hints.get(k, Any), v, f"{where}.{k}")
+                    for k, v in raw.items()})
+    if t is Path and isinstance(raw, str):
+        return Path(raw)
+    if isinstance(t, type) and issubclass(t, Enum):
+        return t(raw)
+    if origin in (list, List) and isinstance(raw, list) and args:
+        return [from_jsonable(args[0], v, f"{where}[{i}]") for i, v in enumerate(raw)]
+    if origin in (dict, Dict) and isinstance(raw, dict) and len(args) == 2:
+        return {k: from_jsonable(args[1], v, f"{where}.{k}") for k, v in raw.items()}
+    return raw
 
 
 def _file_mode() -> int:
@@ -109,10 +147,14 @@ def absolutize(m: Dict[str, Any], root: Path | str, pointers: List[Pointer]) -> 
     base = os.path.abspath(str(root))
     for ptr in pointers:
         cur: Any = m
-        for k in ptr[:-1]:
-            cur = cur[k]
-        rel = cur[ptr[-1]]
-        cur[ptr[-1]] = base if rel == "." else os.path.join(base, rel)
+        try:
+            for k in ptr[:-1]:
+                cur = cur[k]
+            rel = cur[ptr[-1]]
+        except (KeyError, IndexError, TypeError):
+            continue  # a value edited out of the file by hand
+        if isinstance(rel, str):
+            cur[ptr[-1]] = base if rel == "." else os.path.join(base, rel)
     return m
 
 
@@ -125,6 +167,7 @@ def write_manifest(stage_dir: Path | str, stage: str, config_hash_: str,
     Paths under the run folder (the stage folder's parent) in `RELATIVE_KEYS` are stored
     relative to it. Returns the manifest as `read_manifest` reads it back."""
     m: Dict[str, Any] = {
+        "schema": SCHEMA,
         "stage": stage,
         "config_hash": config_hash_,
         "inputs": dict(inputs or {}),  # input stage name -> its manifest hash
