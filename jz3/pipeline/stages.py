@@ -536,7 +536,7 @@ def run_ablation(ctx: StageContext) -> StageResult:
     """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget."""
     from jz3.data.records import atomic_write_text
     from jz3.eval.loss import evaluate_losses
-    from jz3.pipeline.ablation import RAW, SYNTHETIC, compare_rows
+    from jz3.pipeline.ablation import RAW, SYNTHETIC, ItemLosses, compare_rows
 
     le = ctx.cfg.loss_eval
     raw_m = ctx.inputs["pretrain_raw"].metrics
@@ -551,21 +551,27 @@ def run_ablation(ctx: StageContext) -> StageResult:
                                                  "model": r["hf_export_dir"],
                                                  "tokens": r["tokens"], "steps": r["steps"]}
     out: Dict[str, Any] = {}
+    items: Dict[str, Dict[str, ItemLosses]] = {}  # model -> benchmark -> per-item losses
     for name, info in models.items():
         model = info.pop("model")
-        row: Dict[str, Any] = {**info,
-                               "loss": evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks,
-                                                       le.limit, le.max_len, le.batch_size)}
+        loss = evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks, le.limit,
+                               le.max_len, le.batch_size, per_item=True)
+        items[name] = {b: ItemLosses(v.pop("item_nll"), v.pop("item_tokens"))
+                       for b, v in loss.items()}
+        row: Dict[str, Any] = {**info, "loss": loss}
         if le.accuracy_limit > 0:
             ecfg = dataclasses.replace(ctx.cfg.eval, benchmarks=list(le.benchmarks),
                                        settings=["cot"], limit=le.accuracy_limit)
             row["accuracy"] = _evaluate(ecfg, model, ctx.out / f"acc_{name}",
                                         f"ablation-{name}").metrics
         out[name] = row
-    comparison = compare_rows(out)
+    comparison = compare_rows(out, items)
     atomic_write_text(ctx.out / "ablation.json",
                       json.dumps({"models": out, "comparison": comparison}, indent=2))
-    return StageResult(counts={"models": len(out)}, outputs=["out/ablation.json"],
+    atomic_write_text(ctx.out / "item_losses.json", json.dumps(
+        {n: {b: dataclasses.asdict(v) for b, v in per.items()} for n, per in items.items()}))
+    return StageResult(counts={"models": len(out)},
+                       outputs=["out/ablation.json", "out/item_losses.json"],
                        metrics={"ablation": out, "comparison": comparison},
                        result=AblationResult(str(ctx.out / "ablation.json"), out, comparison))
 
