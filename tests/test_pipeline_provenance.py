@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 
@@ -26,6 +26,7 @@ from jz3.pipeline.runner import (
     StageContext,
     StageResult,
     read_manifest,
+    required,
     run_pipeline,
     run_stage,
 )
@@ -117,22 +118,39 @@ PKG_FILES = {
     "__init__.py": "",
     "util.py": "def double(x):\n    return 2 * x\n",
     "sa.py": """
+        from dataclasses import dataclass
+        from typing import Optional
+
         from jz3.pipeline.runner import StageResult
+
+        @dataclass
+        class V:
+            v: int
+
+        @dataclass
+        class FromA:
+            a: Optional[V] = None
+
+        @dataclass
+        class FromB:
+            b: Optional[V] = None
 
         def run(ctx):
             (ctx.out / "v").write_text("1")
-            return StageResult(counts={"v": 1})
+            return StageResult(result=V(1))
         """,
     "sb.py": """
         from jz3.pipeline.runner import StageResult
+        from {pkg}.sa import V
 
         def run(ctx):
             from {pkg}.util import double
 
-            return StageResult(counts={"v": double(int((ctx.inputs["a"].out / "v").read_text()))})
+            return StageResult(result=V(double(ctx.inputs.a.v)))
         """,
     "sc.py": """
         from jz3.pipeline.runner import StageResult
+        from {pkg}.sa import V
 
         def helper():
             return 3
@@ -141,7 +159,7 @@ PKG_FILES = {
             return 4
 
         def run(ctx):
-            return StageResult(counts={"v": ctx.inputs["b"].manifest["counts"]["v"] + helper()})
+            return StageResult(result=V(ctx.inputs.b.v + helper()))
         """,
 }
 
@@ -159,8 +177,8 @@ def _package(tmp_path: Path, name: str):
     finally:
         sys.path.remove(str(tmp_path / "src"))
     return root, [Stage("a", mods[0].run, section="snippets"),
-                  Stage("b", mods[1].run, inputs=["a"], section="kd_seed"),
-                  Stage("c", mods[2].run, inputs=["b"], section="distill")]
+                  Stage("b", mods[1].run, mods[0].FromA, section="kd_seed"),
+                  Stage("c", mods[2].run, mods[0].FromB, section="distill")]
 
 
 def test_editing_a_stage_s_code_reruns_it_and_what_follows(tmp_path):
@@ -206,14 +224,19 @@ def _produce(ctx: StageContext) -> StageResult:
                        result=SnippetsResult(snippets=str(f), rejected="", count=1))
 
 
+@dataclasses.dataclass
+class SnippetsInput:
+    a: Optional[SnippetsResult] = None
+
+
 def _consume(ctx: StageContext) -> StageResult:
-    src = Path(ctx.inputs["a"].result.snippets)
+    src = Path(required(ctx.inputs.a, "a").snippets)
     (ctx.out / "copy.jsonl").write_text(src.read_text())
     return StageResult(counts={"src": str(src), "lr": ctx.cfg.trainer.lr})
 
 
 MOVE_STAGES = [Stage("a", _produce, section="snippets"),
-               Stage("b", _consume, inputs=["a"], section="distill")]
+               Stage("b", _consume, SnippetsInput, section="distill")]
 
 
 def test_a_copied_run_folder_reads_its_own_files(tmp_path):
@@ -255,14 +278,19 @@ def _typed(ctx: StageContext) -> StageResult:
     return StageResult(result=PathResult(ctx.out, [ctx.out / "x.jsonl"], 2))
 
 
+@dataclasses.dataclass
+class PathInput:
+    a: Optional[PathResult] = None
+
+
 def _reads_typed(ctx: StageContext) -> StageResult:
-    r = ctx.inputs["a"].result
+    r = ctx.inputs.a
     assert isinstance(r, PathResult) and isinstance(r.files[0], Path) and r.n == 2
     return StageResult(counts={"n": r.n})
 
 
 TYPED = [Stage("a", _typed, section="snippets"),
-         Stage("b", _reads_typed, inputs=["a"], section="distill")]
+         Stage("b", _reads_typed, PathInput, section="distill")]
 
 
 def test_results_come_back_typed_and_a_mismatch_fails_loudly(tmp_path):
@@ -293,7 +321,7 @@ def test_slurm_plans_from_the_inputs_the_section_uses(tmp_path):
     from jz3.pipeline.slurm import plan_jobs
 
     stages = [Stage("a", _produce, section="snippets"),
-              Stage("b", _consume, inputs=["a"], section="synthesize",
+              Stage("b", _consume, SnippetsInput, section="synthesize",
                     needs=lambda sec: [] if sec.synth.input else ["a"])]
     jobs = plan_jobs(_cfg(tmp_path), stages)
     assert [(j.name, j.after) for j in jobs] == [("a", []), ("b", ["a"])]

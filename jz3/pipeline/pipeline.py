@@ -34,9 +34,9 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
         section,
         write_plan,
     )
-    from jz3.pipeline.stages import STAGE_NAMES, STAGES
+    from jz3.pipeline.stages import STAGE_NAMES, STAGES, recipe_problems
 
-    problems = random_init_problems(cfg, STAGES)
+    problems = random_init_problems(cfg, STAGES) + recipe_problems(cfg)
     for p in problems:  # a plan or a dry run shows them; a run stops before its first stage
         print(f"warning: {p}", file=sys.stderr, flush=True)
     if cfg.pipeline.plan:

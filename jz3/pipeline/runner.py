@@ -21,16 +21,31 @@ everything downstream of it, and nothing upstream; a setting no stage receives c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fcntl
 import importlib
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from jz3.config.root import JZ3Config
 from jz3.data.records import atomic_write_text
@@ -101,11 +116,30 @@ class StageOutput:
 
 
 @dataclass
+class NoInputs:
+    """The inputs of a stage that reads no other stage's output."""
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def required(value: Optional[T], name: str) -> T:
+    """An input field the stage's section says it uses (the runner filled it)."""
+    if value is None:
+        raise PipelineError(f"input {name!r} was not filled: the stage's `needs` does not list "
+                            "it for this config section")
+    return value
+
+
+@dataclass
 class StageContext:
     name: str
     cfg: Any  # this stage's own config section (a copy); never the root config
     dir: Path  # runs/<exp>/<stage>
-    inputs: Dict[str, StageOutput]
+    # the stage's `Inputs` dataclass: one field per upstream stage, its typed result (None when
+    # the section does not use it)
+    inputs: Any
     shard: Optional[int] = None  # set for one shard of a sharded stage (SLURM array task)
     num_shards: Optional[int] = None
     seed: int = 0  # the run's root seed
@@ -119,11 +153,11 @@ class StageContext:
 
 
 @dataclass
-class StageResult:
+class StageResult(Generic[R]):
     counts: Dict[str, Any] = field(default_factory=dict)  # records in / out / rejected
     outputs: List[str] = field(default_factory=list)  # paths relative to the stage dir
     metrics: Dict[str, Any] = field(default_factory=dict)  # small numbers the report plots
-    result: Any = None  # the stage module's typed result (dataclass); downstream reads it
+    result: Optional[R] = None  # the stage's typed result (a dataclass); downstream reads it
     # legitimate but suspicious outcomes (e.g. a filter that kept nothing): logged, and put in
     # the manifest's `warnings` with those of `result.warnings`
     warnings: List[str] = field(default_factory=list)
@@ -133,10 +167,13 @@ class StageResult:
 class Stage:
     name: str
     fn: Callable[[StageContext], StageResult]
-    inputs: Sequence[str] = ()
+    # A dataclass with one `Optional[<upstream Result>] = None` field per stage it can read,
+    # named after that stage: the graph's edges. The runner fills it field by field.
+    inputs: type = NoInputs
     section: Optional[str] = None  # dotted path under `cfg.stages` (default: the stage name)
-    # The inputs the stage uses given its section (default: all); e.g. pretrain with its own
-    # `data.sources` needs no filter stage. Only those are loaded and hashed into the key.
+    # The input fields the stage uses given its section (default: all); e.g. pretrain with its
+    # own `data.sources` needs no filter stage. Only those are loaded and hashed into the key;
+    # local runs, SLURM jobs and the plan all follow them.
     needs: Optional[Callable[[Any], Sequence[str]]] = None
     # Sharded stages (SLURM arrays): `shard_fn` for each shard, then `fn` merges; the shard
     # count is the section value at the dotted `shards_key` (cluster mode sets it to the array).
@@ -150,6 +187,10 @@ class Stage:
     @property
     def section_path(self) -> str:
         return "stages." + (self.section or self.name)
+
+    @property
+    def input_names(self) -> List[str]:
+        return [f.name for f in dataclasses.fields(self.inputs)]
 
     @property
     def functions(self) -> List[Callable[..., Any]]:
@@ -192,8 +233,8 @@ def section(cfg: JZ3Config, stage: Stage) -> Any:
 
 
 def used_inputs(stage: Stage, sec: Any) -> List[str]:
-    use = list(stage.needs(sec)) if stage.needs else list(stage.inputs)
-    bad = [u for u in use if u not in stage.inputs]
+    use = list(stage.needs(sec)) if stage.needs else stage.input_names
+    bad = [u for u in use if u not in stage.input_names]
     if bad:
         raise PipelineError(f"stage {stage.name!r} needs {bad}, not among its inputs")
     return use
@@ -245,6 +286,35 @@ def plan_stage(cfg: JZ3Config, stage: Stage) -> tuple[Any, str, Dict[str, StageO
     sec = section(cfg, stage)
     inputs = {dep: _finished_input(cfg, stage, dep) for dep in used_inputs(stage, sec)}
     return sec, section_key(stage, sec, cfg.run_dir), inputs
+
+
+def _expected_type(hint: Any) -> Any:
+    if get_origin(hint) is Union:
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        return inner[0] if len(inner) == 1 else None
+    return hint
+
+
+def fill_inputs(stage: Stage, outputs: Dict[str, StageOutput]) -> Any:
+    """The stage's `Inputs`, each used field the typed result of that finished stage (checked
+    against the field's annotation); the other fields None."""
+    values = {name: out.result for name, out in outputs.items()}
+    module = sys.modules.get(stage.inputs.__module__)
+    ns = {**(vars(module) if module else {}), **{type(v).__name__: type(v) for v in values.values()}}
+    annotations = {f.name: f.type for f in dataclasses.fields(stage.inputs)}
+    for name, v in values.items():
+        # one field at a time: the unfilled ones may name types no module has loaded
+        probe = type("Field", (), {"__annotations__": {name: annotations[name]}})
+        try:
+            t = _expected_type(get_type_hints(probe, globalns=ns)[name])
+        except NameError as e:
+            raise PipelineError(f"stage {stage.name!r}: input {name!r} is a "
+                                f"{type(v).__name__}, {stage.inputs.__name__}.{name} expects "
+                                f"{annotations[name]}; rerun the upstream stage") from e
+        if isinstance(t, type) and not isinstance(v, t):
+            raise PipelineError(f"stage {stage.name!r}: input {name!r} is a {type(v).__name__}, "
+                                f"{stage.inputs.__name__}.{name} expects {t.__name__}")
+    return stage.inputs(**values)
 
 
 def _input_hashes(inputs: Dict[str, StageOutput]) -> Dict[str, str]:
@@ -325,8 +395,8 @@ def _prepare_dir_locked(d: Path, key: str, inputs: Dict[str, str], fresh: bool) 
 
 def _ctx(cfg: JZ3Config, stage: Stage, sec: Any, inputs: Dict[str, StageOutput],
          shard: Optional[int] = None, n: Optional[int] = None) -> StageContext:
-    return StageContext(stage.name, sec, stage_dir(cfg, stage.name), inputs, shard=shard,
-                        num_shards=n, seed=cfg.seed, run_dir=Path(cfg.run_dir))
+    return StageContext(stage.name, sec, stage_dir(cfg, stage.name), fill_inputs(stage, inputs),
+                        shard=shard, num_shards=n, seed=cfg.seed, run_dir=Path(cfg.run_dir))
 
 
 def _rank() -> int:
