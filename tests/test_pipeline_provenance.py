@@ -327,3 +327,13 @@ def test_slurm_plans_from_the_inputs_the_section_uses(tmp_path):
     assert [(j.name, j.after) for j in jobs] == [("a", []), ("b", ["a"])]
     jobs = plan_jobs(_cfg(tmp_path, "stages.synthesize.synth.input=/data/own.jsonl"), stages)
     assert [(j.name, j.after) for j in jobs] == [("a", []), ("b", [])]
+
+
+def test_an_input_of_the_wrong_result_type_is_an_error(tmp_path):
+    from jz3.pipeline.runner import PipelineError
+
+    stages = [TYPED[0], Stage("b", _consume, SnippetsInput, section="distill")]
+    with pytest.raises(PipelineError, match="input 'a' is a PathResult, SnippetsInput.a expects "
+                                            "SnippetsResult"):
+        run_pipeline(_cfg(tmp_path), stages)
+    assert not (tmp_path / "b" / "manifest.json").exists()
