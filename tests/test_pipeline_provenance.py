@@ -189,8 +189,8 @@ def test_editing_a_stage_s_code_reruns_it_and_what_follows(tmp_path):
     # a module only b imports (lazily, inside its function)
     (root / "util.py").write_text("def double(x):\n    return x + x  # same, rewritten\n")
     assert _statuses(cfg, stages) == {"a": "cached", "b": "ran", "c": "ran"}
-    # c's own module: a definition c does not use changes nothing, one it uses reruns c (the
-    # definitions of the stage's own module count as code: comments after them do not)
+    # c's own module: a definition c does not use changes nothing, one it uses reruns c (in the
+    # stage's own module only the definitions it uses count)
     sc = root / "sc.py"
     sc.write_text(sc.read_text().replace("return 4", "return 5"))
     assert _statuses(cfg, stages) == {"a": "cached", "b": "cached", "c": "cached"}

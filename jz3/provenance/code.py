@@ -81,6 +81,19 @@ def _parse(path: Path) -> Tuple[str, ast.Module]:
     return hit
 
 
+_MODULE_IMPORTS: Dict[Tuple[str, str], Tuple[str, Set[str]]] = {}
+
+
+def _module_imports(name: str, f: Path) -> Set[str]:
+    """Everything module `name` (file `f`) imports anywhere (cached while its text is the same)."""
+    src, tree = _parse(f)
+    hit = _MODULE_IMPORTS.get((name, str(f)))
+    if hit is None or hit[0] != src:
+        hit = (src, _imports([tree], name, f.name == "__init__.py"))
+        _MODULE_IMPORTS[(name, str(f))] = hit
+    return hit[1]
+
+
 def module_closure(names: Iterable[str], roots: Tuple[str, ...]) -> Dict[str, Path]:
     """Every module of `roots` reachable by imports from `names` (and their parent packages)."""
     seen: Dict[str, Path] = {}
@@ -93,10 +106,15 @@ def module_closure(names: Iterable[str], roots: Tuple[str, ...]) -> Dict[str, Pa
         if f is None:
             continue
         seen[name] = f
-        _, tree = _parse(f)
-        for imp in _imports([tree], name, f.name == "__init__.py"):
+        for imp in _module_imports(name, f):
             todo.extend(_with_parents(imp))
     return seen
+
+
+def _lines(lines: List[str], node: ast.AST) -> str:
+    """The whole source lines of a top-level definition (its decorators included)."""
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "".join(lines[start - 1:node.end_lineno])
 
 
 def _function_closure(fn: Callable[..., object], roots: Tuple[str, ...]
@@ -147,7 +165,8 @@ def _function_closure(fn: Callable[..., object], roots: Tuple[str, ...]
                     todo.append(n.id)
                 elif n.id in imported:
                     modules.add(imported[n.id])
-    sources = [ast.get_source_segment(src, defs[n]) or "" for n in sorted(used)]
+    lines = src.splitlines(keepends=True)
+    sources = [_lines(lines, defs[n]) for n in sorted(used)]
     modules.discard(mod)  # its other definitions do not count, only those used
     return sources, modules
 
