@@ -4,21 +4,9 @@
 `data.sources` when set, else the finished kd_seed stage in `run_dir`.
 """
 
-import json
-import logging
+from jz3.pipeline.pipeline import command
 
-from jz3.config import JZ3Config, hydra_entry
-
-
-@hydra_entry
-def main(cfg: JZ3Config) -> None:
-    from jz3.pipeline.pipeline import run_single
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = run_single(cfg, "distill")
-    if out is not None:  # None: pipeline.plan=true printed the plan
-        print(json.dumps(out, default=str))
-
+main = command("distill")
 
 if __name__ == "__main__":
     main()

@@ -3,21 +3,9 @@
 training examples and rejected.jsonl under `${run_dir}/filter/out/` (see jz3.synth.filter).
 """
 
-import json
-import logging
+from jz3.pipeline.pipeline import command
 
-from jz3.config import JZ3Config, hydra_entry
-
-
-@hydra_entry
-def main(cfg: JZ3Config) -> None:
-    from jz3.pipeline.pipeline import run_single
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = run_single(cfg, "filter")
-    if out is not None:  # None: pipeline.plan=true printed the plan
-        print(json.dumps(out, default=str))
-
+main = command("filter")
 
 if __name__ == "__main__":
     main()

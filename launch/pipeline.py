@@ -5,21 +5,12 @@ config section each stage will run with) and exits. Locally (launcher=local) the
 one after another in this process, cached stages are skipped, the plan goes to
 `runs/<exp>/plan.txt` and `runs/<exp>/report.md` is written at the end. With `launcher=slurm`
 every stage is submitted as a submitit job (`launcher.dry_run=true` prints the plan and the jobs).
+A failed stage ends the command with exit status 1 and its cause as the last line.
 """
 
-import logging
+from jz3.pipeline.pipeline import command
 
-from jz3.config import JZ3Config, hydra_entry
-
-
-@hydra_entry
-def main(cfg: JZ3Config) -> None:
-    from jz3.pipeline.pipeline import run
-
-    if not cfg.pipeline.plan:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run(cfg)
-
+main = command()
 
 if __name__ == "__main__":
     main()

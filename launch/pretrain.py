@@ -6,21 +6,9 @@ section's `data.sources` when set (e.g. `+exp=tiny_pretrain`), else the finished
 stages in `run_dir`. Writes `${run_dir}/pretrain/` (out/train/{checkpoints,hf}, manifest.json).
 """
 
-import json
-import logging
+from jz3.pipeline.pipeline import command
 
-from jz3.config import JZ3Config, hydra_entry
-
-
-@hydra_entry
-def main(cfg: JZ3Config) -> None:
-    from jz3.pipeline.pipeline import run_single
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = run_single(cfg, "pretrain")
-    if out is not None:  # None: pipeline.plan=true printed the plan
-        print(json.dumps(out, default=str))
-
+main = command("pretrain")
 
 if __name__ == "__main__":
     main()

@@ -9,21 +9,9 @@ Inputs: `stages.synthesize.synth.{model_path,input}` when set, else the finished
 snippets stages in `run_dir`. Inside a SLURM array the shard is SLURM_ARRAY_TASK_ID.
 """
 
-import json
-import logging
+from jz3.pipeline.pipeline import command
 
-from jz3.config import JZ3Config, hydra_entry
-
-
-@hydra_entry
-def main(cfg: JZ3Config) -> None:
-    from jz3.pipeline.pipeline import run_single
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = run_single(cfg, "synthesize")
-    if out is not None:  # None: pipeline.plan=true printed the plan
-        print(json.dumps(out, default=str))
-
+main = command("synthesize")
 
 if __name__ == "__main__":
     main()

@@ -56,3 +56,59 @@ def test_arms_must_differ_only_in_data_and_seed():
     with pytest.raises(ValueError, match=r"trainer\.lr: 1\.0 vs 0\.003") as e:
         check_same_recipe(other, pre)
     assert "trainer.seed" not in str(e.value) and "max_steps" not in str(e.value)
+
+
+def _items(losses, tokens=10):
+    """Per-item losses (nats/token) as ItemLosses with `tokens` scored tokens each."""
+    from jz3.pipeline.ablation import ItemLosses
+
+    return ItemLosses([x * tokens for x in losses], [tokens] * len(losses))
+
+
+def _noisy(n, mean, sd, seed):
+    import random
+
+    r = random.Random(seed)
+    return [mean + r.gauss(0, sd) for _ in range(n)]
+
+
+def test_paired_bootstrap_sees_a_consistent_item_gap_the_spread_rule_misses():
+    from jz3.pipeline.ablation import paired_bootstrap
+
+    base = _noisy(200, 5.0, 1.0, 0)  # item difficulty varies a lot, shared by both arms
+    pairs = [(_items([b + d for b, d in zip(base, _noisy(200, 0, 0.05, s), strict=True)]),
+              _items([b + 0.1 + d for b, d in zip(base, _noisy(200, 0, 0.05, 9 + s),
+                                                  strict=True)]))
+             for s in range(2)]
+    p = paired_bootstrap(pairs)
+    assert p.verdict is Verdict.synthetic_better and 0 < p.low < 0.1 < p.high < 0.2
+    assert (p.seed_pairs, p.items) == (2, 200) and p.gap == pytest.approx(0.1, abs=0.02)
+    assert paired_bootstrap(pairs) == p  # seeded: the same interval every time
+    swapped = paired_bootstrap([(r, s) for s, r in pairs])
+    assert swapped.verdict is Verdict.raw_better and swapped.high < 0
+
+
+def test_paired_bootstrap_without_a_gap_is_inconclusive():
+    from jz3.pipeline.ablation import paired_bootstrap
+
+    base = _noisy(100, 5.0, 1.0, 1)
+    pairs = [(_items([b + d for b, d in zip(base, _noisy(100, 0, 0.2, s), strict=True)]),
+              _items([b + d for b, d in zip(base, _noisy(100, 0, 0.2, 50 + s), strict=True)]))
+             for s in range(3)]
+    p = paired_bootstrap(pairs)
+    assert p.verdict is Verdict.inconclusive and p.low < 0 < p.high
+    with pytest.raises(ValueError, match="same items"):
+        paired_bootstrap([(_items([1.0, 2.0]), _items([1.0]))])
+
+
+def test_compare_rows_pairs_models_by_seed_and_reports_both_rules():
+    rows = {"pretrain": {"arm": "synthetic", "seed": 0, "loss": {"gsm8k": {"loss_per_token": 5.0}}},
+            "pretrain_raw": {"arm": "raw", "seed": 0, "loss": {"gsm8k": {"loss_per_token": 5.5}}}}
+    base = _noisy(50, 5.0, 1.0, 2)
+    items = {"pretrain": {"gsm8k": _items(base)},
+             "pretrain_raw": {"gsm8k": _items([b + 0.5 for b in base])}}
+    c = compare_rows(rows, items)["gsm8k"]
+    assert c["spread_verdict"] == "one_seed"  # one seed per arm: the spread rule says nothing
+    assert c["verdict"] == "synthetic_better"  # the item-level comparison still does
+    assert c["paired"]["seed_pairs"] == 1 and c["paired"]["low"] == pytest.approx(0.5)
+    assert compare_rows(rows)["gsm8k"]["verdict"] == "one_seed"  # no per-item losses

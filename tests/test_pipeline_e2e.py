@@ -67,7 +67,9 @@ def test_end_to_end_writes_every_stage_and_the_report(ref_run):
     for s, line in zip(STAGE_NAMES, plan, strict=True):
         m = _manifest(run, s)
         assert m["stage"] == s and m["config_hash"]
-        assert json.loads(line.split(" ", 2)[2])["config"] == m["config"]  # ran what it planned
+        planned = json.loads(line.split(" ", 2)[2])
+        assert planned["config"] == m["config"]  # ran what it planned
+        assert planned["inputs"] == list(m["inputs"])  # with the inputs it planned
     assert _manifest(run, "synthesize")["counts"]["out"] >= 1  # the synthesizer wrote parseable text
     assert _manifest(run, "filter")["counts"]["out"] >= 1
     kept = [json.loads(x) for x in (run / RECORD_FILES[6]).read_text().splitlines()]

@@ -8,6 +8,7 @@ stand-in pipeline in a subprocess, which the kill test SIGKILLs mid-stage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,16 +16,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 
 from jz3.config import compose
+from jz3.data.snippets import SnippetsResult
 from jz3.pipeline.runner import (
     PipelineError,
     Stage,
     StageContext,
     StageResult,
+    read_manifest,
+    required,
     run_pipeline,
     run_stage,
 )
@@ -57,35 +61,55 @@ def _read(path: Path) -> List[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
+@dataclasses.dataclass
+class Rows:
+    """A stand-in stage's typed result: the JSONL file it wrote."""
+
+    path: str
+
+
+@dataclasses.dataclass
+class FromA:
+    a: Optional[Rows] = None
+
+
+@dataclasses.dataclass
+class FromB:
+    b: Optional[Rows] = None
+
+
 def stage_a(ctx: StageContext) -> StageResult:
     seed = ctx.cfg.snippets.seed  # ctx.cfg is the section `stages.snippets`, not the root
     rows = [{"id": f"a{i}", "v": (i * 7 + seed) % 13} for i in range(N)]
     _resumable_write(ctx.out / "a.jsonl", rows)
-    return StageResult(counts={"out": N}, outputs=["out/a.jsonl"])
+    return StageResult(counts={"out": N}, outputs=["out/a.jsonl"],
+                       result=Rows(str(ctx.out / "a.jsonl")))
 
 
 def stage_b(ctx: StageContext) -> StageResult:
     t = ctx.cfg.teacher.temperature
-    src = _read(ctx.inputs["a"].out / "a.jsonl")
+    src = _read(Path(required(ctx.inputs.a, "a").path))
     rows = [{"id": r["id"] + "b", "v": r["v"] * t} for r in src]
     delay = float(os.environ.get("JZ3_TEST_STAGE_DELAY", "0"))
     _resumable_write(ctx.out / "b.jsonl", rows, delay=delay)
     return StageResult(counts={"in": len(src), "out": len(rows)}, outputs=["out/b.jsonl"],
-                       metrics={"mean_v": sum(r["v"] for r in rows) / len(rows)})
+                       metrics={"mean_v": sum(r["v"] for r in rows) / len(rows)},
+                       result=Rows(str(ctx.out / "b.jsonl")))
 
 
 def stage_c(ctx: StageContext) -> StageResult:
     lr = ctx.cfg.trainer.lr
-    src = _read(ctx.inputs["b"].out / "b.jsonl")
+    src = _read(Path(required(ctx.inputs.b, "b").path))
     rows = [{"id": r["id"] + "c", "v": r["v"] + lr} for r in src]
     _resumable_write(ctx.out / "c.jsonl", rows)
-    return StageResult(counts={"out": len(rows)}, outputs=["out/c.jsonl"])
+    return StageResult(counts={"out": len(rows)}, outputs=["out/c.jsonl"],
+                       result=Rows(str(ctx.out / "c.jsonl")))
 
 
 STAGES = [
     Stage("a", stage_a, section="snippets"),
-    Stage("b", stage_b, inputs=["a"], section="kd_seed"),
-    Stage("c", stage_c, inputs=["b"], section="distill"),
+    Stage("b", stage_b, FromA, section="kd_seed"),
+    Stage("c", stage_c, FromB, section="distill"),
 ]
 
 
@@ -137,25 +161,28 @@ def test_selected_stage_needs_finished_inputs(tmp_path):
         run_pipeline(_cfg(tmp_path, "pipeline.stages=[zz]"), STAGES)
 
 
+@dataclasses.dataclass
+class SnippetsInput:
+    a: Optional[SnippetsResult] = None
+
+
 def test_typed_result_and_inputs_the_section_names(tmp_path):
     """A stage whose section names its own input does not need (nor hash) the upstream one;
     downstream stages read an upstream stage's typed result from its manifest."""
-    from jz3.data.snippets import SnippetsResult
-
     def produce(ctx: StageContext) -> StageResult:
         (ctx.out / "s.jsonl").write_text("{}\n")
         return StageResult(counts={"out": 1}, result=SnippetsResult(
             snippets=str(ctx.out / "s.jsonl"), rejected="", count=1))
 
     def consume(ctx: StageContext) -> StageResult:
-        src = ctx.cfg.synth.input or ctx.inputs["a"].result.snippets
+        src = ctx.cfg.synth.input or required(ctx.inputs.a, "a").snippets
         return StageResult(counts={"src": src})
 
     stages = [Stage("a", produce, section="snippets"),
-              Stage("b", consume, inputs=["a"], section="synthesize",
+              Stage("b", consume, SnippetsInput, section="synthesize",
                     needs=lambda sec: [] if sec.synth.input else ["a"])]
     run_pipeline(_cfg(tmp_path), stages)
-    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    m = read_manifest(tmp_path / "b")
     assert m["counts"]["src"] == str(tmp_path / "a" / "out" / "s.jsonl")
     assert list(m["inputs"]) == ["a"]
     cfg = _cfg(tmp_path / "alone", "stages.synthesize.synth.input=/data/own.jsonl",
@@ -173,7 +200,7 @@ def test_failed_stage_leaves_no_manifest(tmp_path):
     cfg = _cfg(tmp_path)
     run_pipeline(cfg, STAGES[:1])
     with pytest.raises(RuntimeError):
-        run_stage(cfg, Stage("b", boom, inputs=["a"]))
+        run_stage(cfg, Stage("b", boom, FromA))
     assert not (tmp_path / "b" / "manifest.json").exists()
     assert _statuses(cfg)["b"] == "ran"  # same key: resumed in place and completed
 

@@ -3,10 +3,12 @@ stand-in stages to a local SLURM cluster (tests/slurm_cluster.py) runs an array 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -69,9 +71,19 @@ def test_per_stage_resources_are_typed(tmp_path):
 
 
 # ------------------------------------------------------------------ real submission (stand-ins)
+@dataclasses.dataclass
+class First:
+    path: str
+
+
+@dataclasses.dataclass
+class MergeInputs:
+    first: Optional[First] = None
+
+
 def _first(ctx: StageContext) -> StageResult:
     (ctx.out / "first.txt").write_text("1\n")
-    return StageResult(counts={"out": 1})
+    return StageResult(counts={"out": 1}, result=First(str(ctx.out / "first.txt")))
 
 
 def _shard(ctx: StageContext) -> None:
@@ -89,7 +101,7 @@ def _merge(ctx: StageContext) -> StageResult:
 
 STANDINS = [
     Stage("first", _first, section="snippets"),
-    Stage("synthesize", _merge, inputs=["first"], shard_fn=_shard, shards_key="shards"),
+    Stage("synthesize", _merge, MergeInputs, shard_fn=_shard, shards_key="shards"),
 ]
 
 

@@ -11,9 +11,9 @@ its `#### N` line kept).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,10 +28,16 @@ class SolutionLoss:
     ppl: float
     tokens: int
     items: int
+    # per item, in benchmark order: summed NLL (nats) and scored tokens (paired comparisons)
+    item_nll: List[float] = field(default_factory=list)
+    item_tokens: List[int] = field(default_factory=list)
 
-    def as_dict(self) -> Dict[str, float]:
-        return {"loss_per_token": self.loss_per_token, "ppl": self.ppl, "tokens": self.tokens,
-                "items": self.items}
+    def as_dict(self, per_item: bool = False) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"loss_per_token": self.loss_per_token, "ppl": self.ppl,
+                             "tokens": self.tokens, "items": self.items}
+        if per_item:
+            d.update(item_nll=self.item_nll, item_tokens=self.item_tokens)
+        return d
 
 
 def _batches(items: List[Tuple[List[int], int]], bs: int) -> Iterator[List[Tuple[List[int], int]]]:
@@ -56,7 +62,8 @@ def solution_loss(model, tokenizer, pairs: Sequence[Tuple[str, str]], max_len: i
         ids = (bos + p_ids + s_ids)[:max_len]
         items.append((ids, min(len(bos) + len(p_ids), len(ids))))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    total, count = 0.0, 0
+    item_nll: List[float] = []
+    item_tokens: List[int] = []
     for batch in _batches(items, batch_size):
         L = max(len(ids) for ids, _ in batch)
         inp = torch.full((len(batch), L), pad, dtype=torch.long)
@@ -69,18 +76,20 @@ def solution_loss(model, tokenizer, pairs: Sequence[Tuple[str, str]], max_len: i
         logits = model(input_ids=inp.to(dev), attention_mask=att.to(dev)).logits.float().cpu()
         lp = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.size(-1)), lab[:, 1:].reshape(-1),
-            ignore_index=-100, reduction="sum")
-        total += float(lp)
-        count += int((lab[:, 1:] != -100).sum())
-    loss = total / max(count, 1)
-    return SolutionLoss(loss, math.exp(min(loss, 50.0)), count, len(items))
+            ignore_index=-100, reduction="none").view(len(batch), -1)
+        item_nll += [float(x) for x in lp.sum(1)]
+        item_tokens += [int(x) for x in (lab[:, 1:] != -100).sum(1)]
+    count = sum(item_tokens)
+    loss = sum(item_nll) / max(count, 1)
+    return SolutionLoss(loss, math.exp(min(loss, 50.0)), count, len(items), item_nll, item_tokens)
 
 
 def evaluate_losses(model_dir: str | Path, data_dir: str | Path, benchmarks: Sequence[str],
                     limit: Optional[int] = None, max_len: int = 512,
-                    batch_size: int = 8) -> Dict[str, Dict[str, float]]:
+                    batch_size: int = 8, per_item: bool = False) -> Dict[str, Dict[str, Any]]:
     """Load an HF export (model + tokenizer) and score every benchmark's reference solutions;
-    returns benchmark -> {loss_per_token, ppl, tokens, items}."""
+    returns benchmark -> {loss_per_token, ppl, tokens, items} (`per_item`: and `item_nll`,
+    `item_tokens`, one value per item in benchmark order)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     names = [parse_benchmark(b, "loss_eval.benchmarks") for b in benchmarks]
@@ -91,5 +100,5 @@ def evaluate_losses(model_dir: str | Path, data_dir: str | Path, benchmarks: Seq
     unset_hf_deepspeed_config()  # a ZeRO-3 training earlier in this process must not partition it
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
                                                  dtype=torch.float32)
-    return {b: solution_loss(model, tok, p, max_len, batch_size).as_dict()
+    return {b: solution_loss(model, tok, p, max_len, batch_size).as_dict(per_item)
             for b, p in pairs.items()}

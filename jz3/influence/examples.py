@@ -165,7 +165,3 @@ def per_example_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     nll = nll.view(tgt.shape)
     m = batch.loss_mask[:, 1:]
     return (nll * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-def file_stem(path: PathLike) -> str:
-    return Path(path).stem

@@ -35,12 +35,6 @@ def lora_linears(model: nn.Module) -> Dict[str, nn.Linear]:
     return out
 
 
-def lora_state(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """LoRA weights keyed by `<module name>.weight` (the names the feature step reads)."""
-    return {f"{n}.weight": m.weight.detach().clone().contiguous()
-            for n, m in lora_linears(model).items()}
-
-
 def load_lora_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None:
     """Copy saved LoRA weights in; a missing or extra key is an error naming it."""
     mods = lora_linears(model)

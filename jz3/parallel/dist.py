@@ -135,10 +135,3 @@ def all_reduce_sum_async(x: torch.Tensor) -> Callable[[], torch.Tensor]:
         return x
 
     return wait
-
-
-def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
-    x = x.detach().clone()
-    if is_dist() and dist.get_world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.MAX)
-    return x

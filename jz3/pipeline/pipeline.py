@@ -1,5 +1,12 @@
 """Entry points behind `launch/*.py`: the whole pipeline (locally, then a report; or submitted
-to SLURM), its plan, or one stage through the same runner."""
+to SLURM), its plan, or one stage through the same runner.
+
+Every command is `command(...)`: Hydra composes the typed config, the stages run, a JSON summary
+is the last stdout line. A stage that failed (`jz3.errors.StageFailed`) ends the command with
+exit status 1 and its cause as the last line on stderr; nothing of it is cached.
+Only what a stage runs is imported (the stage functions import their domain modules), so a
+teacher-only command starts without torch.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,11 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 from jz3.config.enums import LauncherKind
 from jz3.config.root import JZ3Config
+from jz3.errors import StageFailed
 
 log = logging.getLogger("jz3.pipeline")
 
@@ -27,9 +35,9 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
         section,
         write_plan,
     )
-    from jz3.pipeline.stages import STAGE_NAMES, STAGES
+    from jz3.pipeline.stages import STAGE_NAMES, STAGES, recipe_problems
 
-    problems = random_init_problems(cfg, STAGES)
+    problems = random_init_problems(cfg, STAGES) + recipe_problems(cfg)
     for p in problems:  # a plan or a dry run shows them; a run stops before its first stage
         print(f"warning: {p}", file=sys.stderr, flush=True)
     if cfg.pipeline.plan:
@@ -93,15 +101,67 @@ def run_single(cfg: JZ3Config, name: str) -> Any:
         shard, n = shard_from_env(cfg.pipeline.shard, num_shards(cfg, stage))
         run_shard(cfg, stage, shard, n)
         return {"shard": shard, "num_shards": n}
-    from jz3.train.entry import TrainingPreempted
-
     try:
         st = run_stage(cfg, stage, force=name in cfg.pipeline.force,
                        run_shards=not cfg.pipeline.merge_only)
-    except TrainingPreempted as e:  # a clean exit: the batch script requeues, the rerun resumes
+    except Exception as e:
+        if not _preempted(e):
+            raise
+        # a clean exit: the batch script requeues, the rerun resumes
         log.warning("stage %s: %s", name, e)
         return {"stage": name, "status": "preempted", "reason": str(e)}
     m = read_manifest(stage_dir(cfg, name)) or {}
     log.info("stage %s: %s (%s)", name, st.status, st.reason)
     return {"stage": name, "status": st.status, "counts": m.get("counts", {}),
             "result": m.get("result")}
+
+
+def _preempted(e: BaseException) -> bool:
+    """Whether `e` is the trainer's preemption signal (only a stage that trains raises it, so
+    the trainer module is imported already if it can be)."""
+    train = sys.modules.get("jz3.train.entry")
+    return train is not None and isinstance(e, train.TrainingPreempted)
+
+
+def _fail(e: StageFailed) -> None:
+    logging.shutdown()  # flush every log line before the cause
+    sys.stdout.flush()
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def command(*names: str, prepare: Optional[Callable[[JZ3Config], None]] = None,
+            show: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Callable[[], Any]:
+    """The `main` of a `launch/<stage>.py` command: runs the stages `names` in order through
+    `run_single` (no names: the whole pipeline, `run`). `prepare(cfg)` runs first (not for a
+    plan); `show(summary)` turns the last stage's summary into what is printed (JSON) last."""
+    from jz3.config import hydra_entry
+
+    def main(cfg: JZ3Config) -> None:
+        if not cfg.pipeline.plan:
+            _logging()
+        try:
+            if not names:
+                run(cfg)
+                return
+            if not cfg.pipeline.plan:
+                from jz3.config.validate import check_stages
+
+                check_stages(cfg, list(names))  # before the first stage runs
+            if prepare is not None and not cfg.pipeline.plan:
+                prepare(cfg)
+            out = None
+            for name in names:
+                out = run_single(cfg, name)
+        except StageFailed as e:
+            _fail(e)
+        if out is not None:  # None: pipeline.plan=true printed the plan
+            print(json.dumps(show(out) if show else out, default=str), flush=True)
+
+    main.__doc__ = f"launch the stages {', '.join(names) or 'of the whole pipeline'}"
+    return hydra_entry(main)

@@ -68,11 +68,18 @@ def _quote(text: str) -> List[str]:
 
 
 EXAMPLES_PER_STAGE = 2
-VERDICT_TEXT = {"synthetic_better": "**synthetic better** (beyond the seed spread)",
-                "raw_better": "**raw better** (beyond the seed spread)",
+VERDICT_TEXT = {"synthetic_better": "**synthetic better**",
+                "raw_better": "**raw better**",
+                "inconclusive": "no difference (the 95% interval contains 0)",
                 "within_spread": "no difference (within the seed spread)",
                 "one_seed": "no verdict (one seed per arm: no spread measured)"}
 
+
+
+def _interval(p: Any) -> str:
+    if not p:
+        return "not scored per item"
+    return (f"[{p['low']:+.4f}, {p['high']:+.4f}] ({p['seed_pairs']} x {p['items']})")
 
 class Report:
     def __init__(self, run_dir: Path, stage_names: Sequence[str],
@@ -373,13 +380,18 @@ class Report:
                 self.add(f"Accuracy ({model}): {json.dumps(acc)}", "")
         if comp:
             self.add("Reference-solution loss in nats/token (lower is better); spread = max - "
-                     "min over an arm's seeds; the verdict needs |gap| > the larger spread.", "")
+                     "min over an arm's seeds (spread rule: |gap| > the larger spread). The "
+                     "verdict is the paired bootstrap: a 95% interval of the gap over benchmark "
+                     "items and seed pairs resampled together; it must exclude 0.", "")
             self.table(["benchmark", "synthetic mean (seeds)", "synthetic spread",
-                        "raw mean (seeds)", "raw spread", "gap raw - synthetic", "verdict"],
+                        "raw mean (seeds)", "raw spread", "gap raw - synthetic", "spread rule",
+                        "paired 95% interval (seed pairs x items)", "verdict"],
                        [[b, f"{c['synthetic_mean']:.4f} ({len(c['synthetic'])})",
                          f"{c['synthetic_spread']:.4f}", f"{c['raw_mean']:.4f} ({len(c['raw'])})",
-                         f"{c['raw_spread']:.4f}", f"{c['gap']:+.4f}", VERDICT_TEXT.get(
-                             c["verdict"], c["verdict"])] for b, c in comp.items()])
+                         f"{c['raw_spread']:.4f}", f"{c['gap']:+.4f}",
+                         VERDICT_TEXT.get(c["spread_verdict"], c["spread_verdict"]),
+                         _interval(c.get("paired")),
+                         VERDICT_TEXT.get(c["verdict"], c["verdict"])] for b, c in comp.items()])
             return
         syn = ab.get("pretrain", {}).get("loss", {})
         raw = ab.get("pretrain_raw", {}).get("loss", {})

@@ -2,18 +2,20 @@
 
 A `Stage` is a function of (its typed config section `cfg.stages.<section>`, its inputs' typed
 results, its output folder) -> a `StageResult`. The runner alone owns provenance:
-  1. the stage's cache key is the hash of exactly its config section (resolved dataclass ->
-     JSON, plus the stage's code version) and the manifest hashes of the inputs it uses;
+  1. the stage's cache key is the hash of its config section (resolved dataclass -> JSON, paths
+     under `run_dir` relative to it), of the code it runs (`jz3.provenance.code`: the source of
+     the jz3 modules its functions reach) and the manifest hashes of the inputs it uses;
   2. it skips the stage when `<stage>/manifest.json` carries the same key (unless forced);
   3. otherwise it wipes outputs written under a *different* key (stale), keeps outputs written
      by an interrupted attempt under the *same* key (the stage functions resume from them),
      records the attempt in `<stage>/attempt.json`, runs the stage, and writes `manifest.json`
      last (config section, input hashes, counts, typed result, and `used`: what the stage
      actually built and ran, read back from its records; `used_evidence`).
-So a run killed anywhere and re-run redoes no finished stage, and a stage never looks complete
-before its manifest exists. Changing one stage's section changes its key and, through the
-manifest hashes, the keys of everything downstream of it, and nothing upstream; a setting no
-stage receives changes no key.
+A stage that fails (any exception; `jz3.errors.StageFailed` when it ran but produced nothing
+useful) writes no manifest, so the next run retries it. A run killed anywhere and re-run redoes
+no finished stage, and a stage never looks complete before its manifest exists. Changing one
+stage's section or code changes its key and, through the manifest hashes, the keys of
+everything downstream of it, and nothing upstream; a setting no stage receives changes no key.
 """
 
 from __future__ import annotations
@@ -26,21 +28,40 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from jz3.config.root import JZ3Config
 from jz3.data.records import atomic_write_text
+from jz3.errors import StageFailed
 from jz3.provenance import (
     MANIFEST,
+    SCHEMA,
     config_hash,
     jsonable,
     manifest_hash,
     read_manifest,
+    relativize,
     write_manifest,
 )
+from jz3.provenance.code import code_hash
+from jz3.provenance.manifest import from_jsonable
 
 log = logging.getLogger("jz3.pipeline")
 ATTEMPT = "attempt.json"
@@ -86,13 +107,29 @@ class StageOutput:
 
     @property
     def result(self) -> Any:
-        """The stage's typed result (the dataclass its function returned), from the manifest."""
+        """The stage's typed result (the dataclass its function returned), from the manifest:
+        a field the type does not have, or lacks, is an error (the writer ran other code)."""
         raw, name = self.manifest.get("result"), self.manifest.get("result_type")
         if raw is None or name is None:
             raise KeyError(f"{self.dir / MANIFEST}: no typed result recorded")
-        t = _load_type(name)
-        names = {f.name for f in dataclasses.fields(t)}
-        return t(**{k: v for k, v in raw.items() if k in names})
+        return from_jsonable(_load_type(name), raw, f"{self.dir / MANIFEST}: result")
+
+
+@dataclass
+class NoInputs:
+    """The inputs of a stage that reads no other stage's output."""
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def required(value: Optional[T], name: str) -> T:
+    """An input field the stage's section says it uses (the runner filled it)."""
+    if value is None:
+        raise PipelineError(f"input {name!r} was not filled: the stage's `needs` does not list "
+                            "it for this config section")
+    return value
 
 
 @dataclass
@@ -100,7 +137,9 @@ class StageContext:
     name: str
     cfg: Any  # this stage's own config section (a copy); never the root config
     dir: Path  # runs/<exp>/<stage>
-    inputs: Dict[str, StageOutput]
+    # the stage's `Inputs` dataclass: one field per upstream stage, its typed result (None when
+    # the section does not use it)
+    inputs: Any
     shard: Optional[int] = None  # set for one shard of a sharded stage (SLURM array task)
     num_shards: Optional[int] = None
     seed: int = 0  # the run's root seed
@@ -114,11 +153,11 @@ class StageContext:
 
 
 @dataclass
-class StageResult:
+class StageResult(Generic[R]):
     counts: Dict[str, Any] = field(default_factory=dict)  # records in / out / rejected
     outputs: List[str] = field(default_factory=list)  # paths relative to the stage dir
     metrics: Dict[str, Any] = field(default_factory=dict)  # small numbers the report plots
-    result: Any = None  # the stage module's typed result (dataclass); downstream reads it
+    result: Optional[R] = None  # the stage's typed result (a dataclass); downstream reads it
     # legitimate but suspicious outcomes (e.g. a filter that kept nothing): logged, and put in
     # the manifest's `warnings` with those of `result.warnings`
     warnings: List[str] = field(default_factory=list)
@@ -128,12 +167,14 @@ class StageResult:
 class Stage:
     name: str
     fn: Callable[[StageContext], StageResult]
-    inputs: Sequence[str] = ()
+    # A dataclass with one `Optional[<upstream Result>] = None` field per stage it can read,
+    # named after that stage: the graph's edges. The runner fills it field by field.
+    inputs: type = NoInputs
     section: Optional[str] = None  # dotted path under `cfg.stages` (default: the stage name)
-    # The inputs the stage uses given its section (default: all); e.g. pretrain with its own
-    # `data.sources` needs no filter stage. Only those are loaded and hashed into the key.
+    # The input fields the stage uses given its section (default: all); e.g. pretrain with its
+    # own `data.sources` needs no filter stage. Only those are loaded and hashed into the key;
+    # local runs, SLURM jobs and the plan all follow them.
     needs: Optional[Callable[[Any], Sequence[str]]] = None
-    version: str = "1"  # bump when the stage's code changes what it writes
     # Sharded stages (SLURM arrays): `shard_fn` for each shard, then `fn` merges; the shard
     # count is the section value at the dotted `shards_key` (cluster mode sets it to the array).
     shard_fn: Optional[Callable[[StageContext], None]] = None
@@ -146,6 +187,15 @@ class Stage:
     @property
     def section_path(self) -> str:
         return "stages." + (self.section or self.name)
+
+    @property
+    def input_names(self) -> List[str]:
+        return [f.name for f in dataclasses.fields(self.inputs)]
+
+    @property
+    def functions(self) -> List[Callable[..., Any]]:
+        """The functions the stage runs (their code is part of its cache key)."""
+        return [self.fn] + ([self.shard_fn] if self.shard_fn is not None else [])
 
 
 @dataclass
@@ -183,8 +233,8 @@ def section(cfg: JZ3Config, stage: Stage) -> Any:
 
 
 def used_inputs(stage: Stage, sec: Any) -> List[str]:
-    use = list(stage.needs(sec)) if stage.needs else list(stage.inputs)
-    bad = [u for u in use if u not in stage.inputs]
+    use = list(stage.needs(sec)) if stage.needs else stage.input_names
+    bad = [u for u in use if u not in stage.input_names]
     if bad:
         raise PipelineError(f"stage {stage.name!r} needs {bad}, not among its inputs")
     return use
@@ -217,19 +267,54 @@ def _finished_input(cfg: JZ3Config, stage: Stage, dep: str) -> StageOutput:
         raise PipelineError(f"stage {stage.name!r} needs {dep!r}, which has not finished "
                             f"(no {d / MANIFEST}); run it first, or give the stage its input in "
                             f"its config section ({stage.section_path})")
+    if m.get("schema") != SCHEMA:
+        raise PipelineError(f"{d / MANIFEST}: manifest schema {m.get('schema')!r}, this code "
+                            f"reads schema {SCHEMA}; rerun stage {dep!r} "
+                            f"(pipeline.force=[{dep}])")
     return StageOutput(dep, d, m)
 
 
-def section_key(stage: Stage, sec: Any) -> str:
-    """Hash of exactly the stage's config section (as JSON) and its code version."""
-    return config_hash(stage.version, stage.section_path, sec)
+def section_key(stage: Stage, sec: Any, run_dir: str | Path) -> str:
+    """Hash of the stage's config section (as JSON; paths under `run_dir` relative to it, so a
+    moved run folder keeps its keys) and of the code the stage runs."""
+    rel, _ = relativize(jsonable(sec), run_dir)
+    return config_hash(code_hash(stage.functions), stage.section_path, rel)
 
 
 def plan_stage(cfg: JZ3Config, stage: Stage) -> tuple[Any, str, Dict[str, StageOutput]]:
     """The stage's config section, its key and its finished inputs."""
     sec = section(cfg, stage)
     inputs = {dep: _finished_input(cfg, stage, dep) for dep in used_inputs(stage, sec)}
-    return sec, section_key(stage, sec), inputs
+    return sec, section_key(stage, sec, cfg.run_dir), inputs
+
+
+def _expected_type(hint: Any) -> Any:
+    if get_origin(hint) is Union:
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        return inner[0] if len(inner) == 1 else None
+    return hint
+
+
+def fill_inputs(stage: Stage, outputs: Dict[str, StageOutput]) -> Any:
+    """The stage's `Inputs`, each used field the typed result of that finished stage (checked
+    against the field's annotation); the other fields None."""
+    values = {name: out.result for name, out in outputs.items()}
+    module = sys.modules.get(stage.inputs.__module__)
+    ns = {**(vars(module) if module else {}), **{type(v).__name__: type(v) for v in values.values()}}
+    annotations = {f.name: f.type for f in dataclasses.fields(stage.inputs)}
+    for name, v in values.items():
+        # one field at a time: the unfilled ones may name types no module has loaded
+        probe = type("Field", (), {"__annotations__": {name: annotations[name]}})
+        try:
+            t = _expected_type(get_type_hints(probe, globalns=ns)[name])
+        except NameError as e:
+            raise PipelineError(f"stage {stage.name!r}: input {name!r} is a "
+                                f"{type(v).__name__}, {stage.inputs.__name__}.{name} expects "
+                                f"{annotations[name]}; rerun the upstream stage") from e
+        if isinstance(t, type) and not isinstance(v, t):
+            raise PipelineError(f"stage {stage.name!r}: input {name!r} is a {type(v).__name__}, "
+                                f"{stage.inputs.__name__}.{name} expects {t.__name__}")
+    return stage.inputs(**values)
 
 
 def _input_hashes(inputs: Dict[str, StageOutput]) -> Dict[str, str]:
@@ -242,12 +327,14 @@ def is_current(cfg: JZ3Config, stage: Stage) -> tuple[bool, str]:
     m = read_manifest(d)
     if m is None:
         return False, "no manifest"
+    if m.get("schema") != SCHEMA:
+        return False, f"manifest schema {m.get('schema')!r}, expected {SCHEMA}"
     try:
         _, key, inputs = plan_stage(cfg, stage)
     except PipelineError as e:
         return False, str(e)
     if m.get("config_hash") != key:
-        return False, "config changed"
+        return False, "config or code changed"
     if m.get("inputs") != _input_hashes(inputs):
         return False, "inputs changed"
     return True, "cached"
@@ -308,8 +395,8 @@ def _prepare_dir_locked(d: Path, key: str, inputs: Dict[str, str], fresh: bool) 
 
 def _ctx(cfg: JZ3Config, stage: Stage, sec: Any, inputs: Dict[str, StageOutput],
          shard: Optional[int] = None, n: Optional[int] = None) -> StageContext:
-    return StageContext(stage.name, sec, stage_dir(cfg, stage.name), inputs, shard=shard,
-                        num_shards=n, seed=cfg.seed, run_dir=Path(cfg.run_dir))
+    return StageContext(stage.name, sec, stage_dir(cfg, stage.name), fill_inputs(stage, inputs),
+                        shard=shard, num_shards=n, seed=cfg.seed, run_dir=Path(cfg.run_dir))
 
 
 def _rank() -> int:
@@ -428,6 +515,8 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
     if current and not force:
         log.info("stage %-14s cached (%s)", stage.name, d / MANIFEST)
         return StageStatus(stage.name, "cached", reason="manifest matches")
+    if force:
+        why = "forced"
     if _rank() > 0:
         wait_for_attempt(cfg, stage)
         sec, _, inputs = plan_stage(cfg, stage)
@@ -439,13 +528,17 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
     if old is not None:
         (d / MANIFEST).unlink()  # from here on the stage is incomplete
     prepare_dir(d, key, hashes, fresh=force or (old is not None and run_shards))
-    log.info("stage %-14s running (%s) in %s", stage.name, "forced" if force else why, d)
+    log.info("stage %-14s running (%s) in %s", stage.name, why, d)
     t0 = time.time()
     n = num_shards(cfg, stage)
-    if stage.shard_fn is not None and run_shards:
-        for shard in range(n):
-            stage.shard_fn(_ctx(cfg, stage, section(cfg, stage), inputs, shard, n))
-    res = stage.fn(_ctx(cfg, stage, sec, inputs, n=n))
+    try:
+        if stage.shard_fn is not None and run_shards:
+            for shard in range(n):
+                stage.shard_fn(_ctx(cfg, stage, section(cfg, stage), inputs, shard, n))
+        res = stage.fn(_ctx(cfg, stage, sec, inputs, n=n))
+    except StageFailed as e:
+        log.error("stage %-14s failed (no manifest written; a rerun retries): %s", stage.name, e)
+        raise
     wall = time.time() - t0
     write_manifest(d, stage.name, key, hashes, counts=res.counts, outputs=res.outputs,
                    wall_s=round(wall, 3), extra=_manifest_extra(res, sec))

@@ -24,7 +24,9 @@ from jz3.pipeline.runner import (
     plan_lines,
     run_shard,
     run_stage,
+    section,
     select_stages,
+    used_inputs,
 )
 
 log = logging.getLogger("jz3.pipeline.slurm")
@@ -113,7 +115,7 @@ def plan_jobs(cfg: JZ3Config, stages: Sequence[Stage]) -> List[JobSpec]:
     jobs: List[JobSpec] = []
     last: Dict[str, str] = {}  # stage -> name of the job that finishes it
     for s in select_stages(cfg, stages):
-        deps = [last[i] for i in s.inputs if i in last]
+        deps = [last[i] for i in used_inputs(s, section(cfg, s)) if i in last]
         if not deps and s.name not in cfg.pipeline.force and is_current(cfg, s)[0]:
             continue
         n = cfg.launcher.for_stage(s.name).array if s.shard_fn is not None else 1

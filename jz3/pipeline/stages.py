@@ -5,10 +5,12 @@ snippets -> kd_seed -> distill -> influence -> kd_boost -> distill_boost -> synt
 The JiuZhang3.0 recipe (jz3_* experiments) disables sft: its SFT data is the end of the
 pretraining run (`stages.pretrain.data.tail_sources`), and evaluate takes pretrain's export.
 
-Each adapter here takes its stage's own section (`ctx.cfg`), reads the typed results of the
-finished stages before it (`ctx.inputs[name].result`), calls the stage module's function with
-those as arguments, and returns counts + small metrics (for the report) + the typed result (for
-the stages after it). No adapter writes into the config, guesses a file name, or computes a key.
+Each stage declares an `Inputs` dataclass (one field per upstream stage, typed with that stage's
+result; these fields are the graph) and returns a typed result. Each adapter here takes its
+stage's own section (`ctx.cfg`) and its filled `Inputs` (`ctx.inputs`), calls the stage
+module's function with those as arguments, and returns counts + small metrics (for the report)
++ the typed result (for the stages after it). No adapter writes into the config, guesses a file
+name, or computes a key.
 Snippet roles: kd_seed sends a seeded random sample of `stages.kd_seed.count` snippets (across
 all sources) to the teacher; influence draws `stages.influence.pool` other snippets at random for
 the seed synthesizer to write for, and ranks what it wrote; kd_boost sends the top
@@ -21,12 +23,20 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 
 from jz3.config.data import DataSource
 from jz3.config.enums import TokenizerKind, TrainMode
 from jz3.data.records import AtomicJsonlWriter, count_lines, read_records, write_jsonl
-from jz3.pipeline.runner import Stage, StageContext, StageOutput, StageResult
+from jz3.data.snippets import SnippetsResult
+from jz3.errors import StageFailed
+from jz3.pipeline.runner import Stage, StageContext, StageResult, required
+from jz3.train.result import TrainResult
+
+if TYPE_CHECKING:  # imported by the stages that produce them (jz3.synth.filter takes seconds)
+    from jz3.synth.filter import FilterResult
+    from jz3.synth.run import SynthResult
+    from jz3.teacher.kd import KDResult
 
 log = logging.getLogger("jz3.pipeline.stages")
 
@@ -74,13 +84,16 @@ def _reasons(rejected: Path) -> Dict[str, int]:
     return out
 
 
-def snippets_file(inp: StageOutput) -> Path:
-    return Path(inp.result.snippets)
+def snippets_file(snippets: Optional[SnippetsResult]) -> Path:
+    return Path(required(snippets, "snippets").snippets)
 
 
-def export_dir(inp: StageOutput) -> str:
-    """The HF export of a finished training stage (its typed TrainResult)."""
-    return str(inp.result.hf_export_dir)
+def export_dir(train: Optional[TrainResult], name: str) -> str:
+    """The HF export of a finished training stage."""
+    t = required(train, name)
+    if not t.hf_export_dir:
+        raise StageFailed(f"{name}: the training run exported no model (trainer.export_hf)")
+    return str(t.hf_export_dir)
 
 
 # ---------------------------------------------------------------- snippets, teacher
@@ -94,11 +107,35 @@ def run_snippets(ctx: StageContext) -> StageResult:
                        metrics={"snippets": res.count, **_scalars(res.stats)}, result=res)
 
 
-def _kd(ctx: StageContext, ids: List[str], tag: str) -> StageResult:
+def _top_reasons(rejected: Path, k: int = 3) -> str:
+    """`5 × teacher_failed: ... ClientConnectorError; 2 × ...`: the commonest full reasons."""
+    n: Dict[str, int] = {}
+    if rejected.exists():
+        for r in _read_jsonl(rejected):
+            reason = str(r.get("reason", "unknown"))[:160]
+            n[reason] = n.get(reason, 0) + 1
+    top = sorted(n.items(), key=lambda kv: -kv[1])[:k]
+    return "; ".join(f"{c} × {r}" for r, c in top) or "no reason recorded"
+
+
+def _no_kd_record(ctx: StageContext, requested: int, rejected: str, source: str) -> StageFailed:
+    return StageFailed(f"{ctx.name}: 0 of {requested} requests gave a kd record: "
+                       f"{_top_reasons(Path(rejected))} from {source}")
+
+
+@dataclasses.dataclass
+class KDSeedInputs:
+    snippets: Optional[SnippetsResult] = None
+
+
+def _kd(ctx: StageContext, snippets: Optional[SnippetsResult], ids: List[str],
+        tag: str) -> StageResult:
     from jz3.teacher.kd import run_kd
 
-    res = run_kd(ctx.cfg.teacher, snippets_file(ctx.inputs["snippets"]), ctx.out, ids,
-                 stage=ctx.name)
+    t = ctx.cfg.teacher
+    res = run_kd(t, snippets_file(snippets), ctx.out, ids, stage=ctx.name)
+    if res.written == 0:
+        raise _no_kd_record(ctx, len(ids), res.rejected, t.base_url or f"the {t.kind.value} teacher")
     return StageResult(counts={"in": len(ids), "out": res.written, "rejected": res.rejected_count},
                        outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
                        metrics={"kd_records": res.written, "requested": len(ids),
@@ -111,6 +148,8 @@ def _kd_from_file(ctx: StageContext, tag: str) -> StageResult:
     from jz3.teacher.kd import import_kd
 
     res = import_kd(ctx.cfg.from_file, ctx.out, keep_prompts=ctx.cfg.keep_prompts)
+    if res.written == 0:
+        raise _no_kd_record(ctx, res.requested, res.rejected, ctx.cfg.from_file)
     return StageResult(counts={"in": res.requested, "out": res.written,
                                "rejected": res.rejected_count},
                        outputs=["out/kd.jsonl", "out/rejected.jsonl", "out/requested_ids.json"],
@@ -126,18 +165,20 @@ def run_kd_seed(ctx: StageContext) -> StageResult:
 
     if ctx.cfg.from_file:
         return _kd_from_file(ctx, "seed")
-    ids = sample_ids(snippets_file(ctx.inputs["snippets"]), ctx.cfg.count, ctx.cfg.seed)
-    return _kd(ctx, ids, "seed")
+    inp: KDSeedInputs = ctx.inputs
+    ids = sample_ids(snippets_file(inp.snippets), ctx.cfg.count, ctx.cfg.seed)
+    return _kd(ctx, inp.snippets, ids, "seed")
 
 
 def run_kd_boost(ctx: StageContext) -> StageResult:
     if ctx.cfg.from_file:
         return _kd_from_file(ctx, "boost")
-    path = Path(ctx.inputs["influence"].result.selected_snippets)
+    inp: KDBoostInputs = ctx.inputs
+    path = Path(required(inp.influence, "influence").selected_snippets)
     sel = json.loads(path.read_text("utf-8"))
     if not sel:
-        raise ValueError(f"{path}: influence selected no snippet (empty input for kd_boost)")
-    return _kd(ctx, sel[: ctx.cfg.count], "boost")
+        raise StageFailed(f"kd_boost: influence selected no snippet ({path} is empty)")
+    return _kd(ctx, inp.snippets, sel[: ctx.cfg.count], "boost")
 
 
 # ---------------------------------------------------------------- training
@@ -163,25 +204,39 @@ def _train(ctx: StageContext, mode: TrainMode, sources: Optional[List[DataSource
                        result=res)
 
 
-def _kd_source(name: str, inp: StageOutput) -> DataSource:
-    return DataSource(name, inp.result.kd, 1.0)
+def _kd_source(name: str, kd: Optional[KDResult]) -> DataSource:
+    return DataSource(name, required(kd, name).kd, 1.0)
 
 
 def _own_sources(sec: Any) -> bool:
     return bool(sec.data.sources)
 
 
+@dataclasses.dataclass
+class DistillInputs:
+    kd_seed: Optional[KDResult] = None
+
+
 def run_distill(ctx: StageContext) -> StageResult:
-    srcs = None if _own_sources(ctx.cfg) else [_kd_source("kd_seed", ctx.inputs["kd_seed"])]
+    inp: DistillInputs = ctx.inputs
+    srcs = None if _own_sources(ctx.cfg) else [_kd_source("kd_seed", inp.kd_seed)]
     return _train(ctx, TrainMode.distill, srcs)
+
+
+@dataclasses.dataclass
+class DistillBoostInputs:
+    kd_seed: Optional[KDResult] = None
+    kd_boost: Optional[KDResult] = None
+    distill: Optional[TrainResult] = None
 
 
 def run_distill_boost(ctx: StageContext) -> StageResult:
     """The synthesizer on seed + boost KD: retrained from the base model (the paper), or
     continuing the seed synthesizer (`init_from_seed`)."""
+    inp: DistillBoostInputs = ctx.inputs
     srcs = None if _own_sources(ctx.cfg) else [
-        _kd_source(n, ctx.inputs[n]) for n in ("kd_seed", "kd_boost")]
-    init = export_dir(ctx.inputs["distill"]) if ctx.cfg.init_from_seed else None
+        _kd_source("kd_seed", inp.kd_seed), _kd_source("kd_boost", inp.kd_boost)]
+    init = export_dir(inp.distill, "distill") if ctx.cfg.init_from_seed else None
     return _train(ctx, TrainMode.distill, srcs, init_from=init)
 
 
@@ -233,6 +288,19 @@ def _influence_candidates(pool: Path, synth_records: Path, synth_rejected: Path,
     return n
 
 
+@dataclasses.dataclass
+class InfluenceInputs:
+    snippets: Optional[SnippetsResult] = None
+    kd_seed: Optional[KDResult] = None
+    distill: Optional[TrainResult] = None
+
+
+@dataclasses.dataclass
+class KDBoostInputs:
+    snippets: Optional[SnippetsResult] = None
+    influence: Optional[InfluenceStageResult] = None
+
+
 def _influence_needs(sec: Any) -> List[str]:
     return [] if sec.influence.candidates else ["snippets", "kd_seed", "distill"]
 
@@ -246,6 +314,7 @@ def run_influence(ctx: StageContext) -> StageResult:
     from jz3.synth.run import run_synthesize
 
     sec = ctx.cfg
+    inp: InfluenceInputs = ctx.inputs
     model = sec.model
     cn: Dict[str, int] = {}
     synth_stats: Dict[str, Any] = {}
@@ -254,13 +323,13 @@ def run_influence(ctx: StageContext) -> StageResult:
         pool_file = ctx.out / "pool_snippets.jsonl"
         write_jsonl(pool_file, [])
     else:
-        snip = snippets_file(ctx.inputs["snippets"])
-        seed_ids = json.loads(Path(ctx.inputs["kd_seed"].result.ids).read_text("utf-8"))
+        snip = snippets_file(inp.snippets)
+        seed_ids = json.loads(Path(required(inp.kd_seed, "kd_seed").ids).read_text("utf-8"))
         pool_file = ctx.out / "pool_snippets.jsonl"
         if not pool_file.exists():
             want = set(sample_ids(snip, sec.pool, sec.seed, exclude=seed_ids))
             write_jsonl(pool_file, (r for r in _read_jsonl(snip) if r["id"] in want))
-        synthesizer = export_dir(ctx.inputs["distill"])
+        synthesizer = export_dir(inp.distill, "distill")
         gen = dataclasses.replace(sec.synth, limit=None)  # the pool size is the limit here
         sres = run_synthesize(gen, pool_file, ctx.out / "pool_synth", 1, model_path=synthesizer)
         synth_stats = _scalars(sres.stats)
@@ -304,10 +373,17 @@ def _synth_needs(sec: Any) -> List[str]:
         ([] if sec.synth.model_path else ["distill_boost"])
 
 
+@dataclasses.dataclass
+class SynthesizeInputs:
+    snippets: Optional[SnippetsResult] = None
+    distill_boost: Optional[TrainResult] = None
+
+
 def _synth_args(ctx: StageContext) -> tuple[Path, Optional[str]]:
     s = ctx.cfg.synth
-    snippets = Path(s.input) if s.input else snippets_file(ctx.inputs["snippets"])
-    model = None if s.model_path else export_dir(ctx.inputs["distill_boost"])
+    inp: SynthesizeInputs = ctx.inputs
+    snippets = Path(s.input) if s.input else snippets_file(inp.snippets)
+    model = None if s.model_path else export_dir(inp.distill_boost, "distill_boost")
     return snippets, model
 
 
@@ -333,11 +409,17 @@ def run_synthesize_merge(ctx: StageContext) -> StageResult:
                                 **_scalars(res.stats)}, result=res)
 
 
+@dataclasses.dataclass
+class FilterInputs:
+    synthesize: Optional[SynthResult] = None
+
+
 def run_filter(ctx: StageContext) -> StageResult:
     from jz3.synth.filter import run_filter as filt
 
     fc = ctx.cfg.filter
-    src = fc.input or ctx.inputs["synthesize"].result.records
+    inp: FilterInputs = ctx.inputs
+    src = fc.input or required(inp.synthesize, "synthesize").records
     res = filt(fc, ctx.cfg.sandbox, src, ctx.out)
     rej = Path(res.rejected)
     return StageResult(counts={"in": res.read, "out": res.kept, "rejected": _count(rej)},
@@ -346,16 +428,16 @@ def run_filter(ctx: StageContext) -> StageResult:
                                 "reject_reasons": _reasons(rej)}, result=res)
 
 
-def filtered_sources(filt: StageOutput) -> List[DataSource]:
+def filtered_sources(filt: Optional[FilterResult]) -> List[DataSource]:
     """The filter's CoT and tool examples as two sources (weight 1 each; with
     `data.natural_mix` they mix by their sizes, as the release's concatenated corpus does)."""
-    r = filt.result
+    r = required(filt, "filter")
     srcs = [DataSource(name, path, 1.0) for name, path in (("synth_cot", r.cot),
                                                             ("synth_tool", r.tool))
             if _count(Path(path)) > 0]
     if not srcs:
-        raise FileNotFoundError(f"{filt.out}: the filter kept no cot/tool records; nothing to "
-                                "pretrain on (see its rejected.jsonl for the reasons)")
+        raise StageFailed(f"filter kept no cot/tool records: nothing to pretrain on (see "
+                          f"{r.rejected} for the reasons)")
     return srcs
 
 
@@ -370,13 +452,19 @@ class PackResult:
     counts: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class PackInputs:
+    filter: Optional[FilterResult] = None
+
+
 def run_pack(ctx: StageContext) -> StageResult:
     """Tokenize + pack the pretraining data (the section is `stages.pretrain.data`)."""
     from jz3.data.packing import pack_sources, read_pack_index
     from jz3.data.tokenizers import load_tokenizer
 
     data = ctx.cfg
-    srcs = list(data.sources) or filtered_sources(ctx.inputs["filter"])
+    inp: PackInputs = ctx.inputs
+    srcs = list(data.sources) or filtered_sources(inp.filter)
     data = dataclasses.replace(data, sources=srcs)
     out = pack_sources(data, load_tokenizer(data.tokenizer), ctx.out)
     index = read_pack_index(out) or {}
@@ -389,17 +477,24 @@ def _pretrain_needs(sec: Any) -> List[str]:
     return [] if sec.data.sources else ["filter", "pack"]
 
 
+@dataclasses.dataclass
+class PretrainInputs:
+    filter: Optional[FilterResult] = None
+    pack: Optional[PackResult] = None
+
+
 def run_pretrain(ctx: StageContext) -> StageResult:
     """Continued pretraining on the filtered synthetic data, reusing the pack stage's shards
     (the pack stage packs exactly this stage's data section)."""
     if _own_sources(ctx.cfg):
         return _train(ctx, TrainMode.pretrain)
-    return _train(ctx, TrainMode.pretrain, filtered_sources(ctx.inputs["filter"]),
-                  packed_dir=Path(ctx.inputs["pack"].result.packed_dir))
+    inp: PretrainInputs = ctx.inputs
+    return _train(ctx, TrainMode.pretrain, filtered_sources(inp.filter),
+                  packed_dir=Path(required(inp.pack, "pack").packed_dir))
 
 
 def _raw_needs(sec: Any) -> List[str]:
-    return ["snippets"] + (["pretrain"] if sec.match_pretrain_steps or sec.extra_seeds else []) \
+    return ["snippets"] + (["pretrain"] if sec.match_pretrain_steps else []) \
         + (["filter"] if sec.extra_seeds else [])
 
 
@@ -438,6 +533,35 @@ class SeedRun:
     final_loss: float
 
 
+@dataclasses.dataclass
+class PretrainRawResult(TrainResult):
+    """The raw arm at the section's seed, and both arms at each extra seed."""
+
+    seed_runs: List[SeedRun] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class PretrainRawInputs:
+    snippets: Optional[SnippetsResult] = None
+    pretrain: Optional[TrainResult] = None
+    filter: Optional[FilterResult] = None
+
+
+def recipe_problems(cfg: Any) -> List[str]:
+    """Before a run starts: the ablation arms (`stages.pretrain_raw` vs `stages.pretrain`)
+    must differ only in their data and seed (`check_same_recipe`)."""
+    raw = cfg.stages.pretrain_raw
+    if not raw.enabled or not (raw.match_pretrain_steps or raw.extra_seeds):
+        return []
+    from jz3.provenance import jsonable
+
+    try:
+        check_same_recipe(raw, jsonable(cfg.stages.pretrain))
+    except ValueError as e:
+        return [str(e)]
+    return []
+
+
 def run_pretrain_raw(ctx: StageContext) -> StageResult:
     """The ablation baseline: same model and trainer, raw snippet text instead of synthetic;
     with `match_pretrain_steps`, exactly pretrain's step count; with `extra_seeds`, both arms
@@ -446,31 +570,31 @@ def run_pretrain_raw(ctx: StageContext) -> StageResult:
     from jz3.train.entry import train_stage
 
     sec = ctx.cfg
-    if sec.match_pretrain_steps or sec.extra_seeds:
-        check_same_recipe(sec, ctx.inputs["pretrain"].manifest.get("config") or {})
+    inp: PretrainRawInputs = ctx.inputs
     if sec.match_pretrain_steps:
-        steps = int(ctx.inputs["pretrain"].metrics["steps"])
+        steps = required(inp.pretrain, "pretrain").steps
         sec = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, max_steps=steps))
     raw = ctx.out / "raw_text.jsonl"
     if not raw.exists():
-        write_jsonl(raw, ({"text": r["text"]} for r in _read_jsonl(
-            snippets_file(ctx.inputs["snippets"]))))
+        write_jsonl(raw, ({"text": r["text"]} for r in _read_jsonl(snippets_file(inp.snippets))))
     raw_src = [DataSource("raw_snippets", str(raw), 1.0)]
     res = _train(ctx, TrainMode.pretrain, raw_src, job=sec)
-    runs: List[Dict[str, Any]] = []
+    runs: List[SeedRun] = []
     for seed in sec.extra_seeds:
         job = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, seed=seed))
         for arm, srcs, packed in ((RAW, raw_src, ctx.out / "packed"),
-                                  (SYNTHETIC, filtered_sources(ctx.inputs["filter"]),
+                                  (SYNTHETIC, filtered_sources(inp.filter),
                                    ctx.out / "packed_synthetic")):
             log.info("pretrain_raw: %s arm, seed %d (%d steps)", arm, seed, job.trainer.max_steps)
             r = train_stage(job, ctx.out / f"seed{seed}_{arm}", TrainMode.pretrain, sources=srcs,
                             packed_dir=packed)
-            runs.append(dataclasses.asdict(SeedRun(arm, seed, str(r.hf_export_dir), r.steps,
-                                                   r.tokens_seen, r.final_loss)))
+            runs.append(SeedRun(arm, seed, str(r.hf_export_dir), r.steps, r.tokens_seen,
+                                r.final_loss))
     res.metrics["seed"] = sec.trainer.seed
-    res.metrics["seed_runs"] = runs
+    res.metrics["seed_runs"] = [dataclasses.asdict(r) for r in runs]
     res.counts["models"] = 1 + len(runs)
+    res.result = PretrainRawResult(**dataclasses.asdict(required(res.result, "pretrain_raw")),
+                                   seed_runs=runs)
     return res
 
 
@@ -478,10 +602,16 @@ def _sft_needs(sec: Any) -> List[str]:
     return [] if sec.trainer.init_from else ["pretrain"]
 
 
+@dataclasses.dataclass
+class SFTInputs:
+    pretrain: Optional[TrainResult] = None
+
+
 def run_sft(ctx: StageContext) -> StageResult:
     if not ctx.cfg.data.sources:
         raise ValueError("stages.sft.data.sources is empty: the sft stage needs instruction data")
-    init = None if ctx.cfg.trainer.init_from else export_dir(ctx.inputs["pretrain"])
+    inp: SFTInputs = ctx.inputs
+    init = None if ctx.cfg.trainer.init_from else export_dir(inp.pretrain, "pretrain")
     return _train(ctx, TrainMode.sft, init_from=init)
 
 
@@ -496,9 +626,17 @@ def _evaluate(ecfg: Any, model_dir: str, out_dir: Path, run_name: str) -> Any:
     return run_evaluation(ecfg, model_dir, out_dir, run_name=run_name)
 
 
+@dataclasses.dataclass
+class EvaluateInputs:
+    sft: Optional[TrainResult] = None
+    pretrain: Optional[TrainResult] = None
+
+
 def run_evaluate(ctx: StageContext) -> StageResult:
     e = ctx.cfg.eval
-    model = e.model_path or export_dir(ctx.inputs["sft" if ctx.cfg.after_sft else "pretrain"])
+    inp: EvaluateInputs = ctx.inputs
+    model = e.model_path or (export_dir(inp.sft, "sft") if ctx.cfg.after_sft
+                             else export_dir(inp.pretrain, "pretrain"))
     res = _evaluate(e, model, ctx.out, ctx.run_dir.name)
     return StageResult(counts={"benchmarks": len(e.benchmarks), **_scalars(res.counts)},
                        outputs=["out"], metrics={"eval": res.metrics}, result=res)
@@ -511,40 +649,52 @@ class AblationResult:
     comparison: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class AblationInputs:
+    pretrain: Optional[TrainResult] = None
+    pretrain_raw: Optional[PretrainRawResult] = None
+
+
 def run_ablation(ctx: StageContext) -> StageResult:
     """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget."""
     from jz3.data.records import atomic_write_text
     from jz3.eval.loss import evaluate_losses
-    from jz3.pipeline.ablation import RAW, SYNTHETIC, compare_rows
+    from jz3.pipeline.ablation import RAW, SYNTHETIC, ItemLosses, compare_rows
 
     le = ctx.cfg.loss_eval
-    raw_m = ctx.inputs["pretrain_raw"].metrics
+    inp: AblationInputs = ctx.inputs
+    raw = required(inp.pretrain_raw, "pretrain_raw")
     models: Dict[str, Dict[str, Any]] = {}  # name -> arm, seed, export, steps, tokens
-    for name, arm in (("pretrain", SYNTHETIC), ("pretrain_raw", RAW)):
-        m = ctx.inputs[name].metrics
-        seed = (ctx.inputs[name].manifest.get("config") or {}).get("trainer", {}).get("seed")
-        models[name] = {"arm": arm, "seed": seed, "model": export_dir(ctx.inputs[name]),
-                        "tokens": m.get("tokens"), "steps": m.get("steps")}
-    for r in raw_m.get("seed_runs") or []:
-        models[f"{r['arm']}_seed{r['seed']}"] = {"arm": r["arm"], "seed": r["seed"],
-                                                 "model": r["hf_export_dir"],
-                                                 "tokens": r["tokens"], "steps": r["steps"]}
+    for name, arm, t in (("pretrain", SYNTHETIC, required(inp.pretrain, "pretrain")),
+                         ("pretrain_raw", RAW, raw)):
+        models[name] = {"arm": arm, "seed": t.seed, "model": export_dir(t, name),
+                        "tokens": t.tokens_seen, "steps": t.steps}
+    for r in raw.seed_runs:
+        models[f"{r.arm}_seed{r.seed}"] = {"arm": r.arm, "seed": r.seed,
+                                           "model": r.hf_export_dir, "tokens": r.tokens,
+                                           "steps": r.steps}
     out: Dict[str, Any] = {}
+    items: Dict[str, Dict[str, ItemLosses]] = {}  # model -> benchmark -> per-item losses
     for name, info in models.items():
         model = info.pop("model")
-        row: Dict[str, Any] = {**info,
-                               "loss": evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks,
-                                                       le.limit, le.max_len, le.batch_size)}
+        loss = evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks, le.limit,
+                               le.max_len, le.batch_size, per_item=True)
+        items[name] = {b: ItemLosses(v.pop("item_nll"), v.pop("item_tokens"))
+                       for b, v in loss.items()}
+        row: Dict[str, Any] = {**info, "loss": loss}
         if le.accuracy_limit > 0:
             ecfg = dataclasses.replace(ctx.cfg.eval, benchmarks=list(le.benchmarks),
                                        settings=["cot"], limit=le.accuracy_limit)
             row["accuracy"] = _evaluate(ecfg, model, ctx.out / f"acc_{name}",
                                         f"ablation-{name}").metrics
         out[name] = row
-    comparison = compare_rows(out)
+    comparison = compare_rows(out, items)
     atomic_write_text(ctx.out / "ablation.json",
                       json.dumps({"models": out, "comparison": comparison}, indent=2))
-    return StageResult(counts={"models": len(out)}, outputs=["out/ablation.json"],
+    atomic_write_text(ctx.out / "item_losses.json", json.dumps(
+        {n: {b: dataclasses.asdict(v) for b, v in per.items()} for n, per in items.items()}))
+    return StageResult(counts={"models": len(out)},
+                       outputs=["out/ablation.json", "out/item_losses.json"],
                        metrics={"ablation": out, "comparison": comparison},
                        result=AblationResult(str(ctx.out / "ablation.json"), out, comparison))
 
@@ -555,30 +705,29 @@ def _enabled(sec: Any) -> bool:
 
 STAGES: List[Stage] = [
     Stage("snippets", run_snippets),
-    Stage("kd_seed", run_kd_seed, inputs=["snippets"],
+    Stage("kd_seed", run_kd_seed, KDSeedInputs,
           needs=lambda s: [] if s.from_file else ["snippets"]),
-    Stage("distill", run_distill, inputs=["kd_seed"],
+    Stage("distill", run_distill, DistillInputs,
           needs=lambda s: [] if _own_sources(s) else ["kd_seed"], own_weights=lambda s: True),
-    Stage("influence", run_influence, inputs=["snippets", "kd_seed", "distill"],
-          needs=_influence_needs),
-    Stage("kd_boost", run_kd_boost, inputs=["snippets", "influence"],
+    Stage("influence", run_influence, InfluenceInputs, needs=_influence_needs),
+    Stage("kd_boost", run_kd_boost, KDBoostInputs,
           needs=lambda s: [] if s.from_file else ["snippets", "influence"]),
-    Stage("distill_boost", run_distill_boost, inputs=["kd_seed", "kd_boost", "distill"],
+    Stage("distill_boost", run_distill_boost, DistillBoostInputs,
           needs=lambda s: ([] if _own_sources(s) else ["kd_seed", "kd_boost"])
           + (["distill"] if s.init_from_seed else []),
           own_weights=lambda s: not s.init_from_seed),
-    Stage("synthesize", run_synthesize_merge, inputs=["snippets", "distill_boost"],
+    Stage("synthesize", run_synthesize_merge, SynthesizeInputs,
           needs=_synth_needs, shard_fn=synthesize_one_shard, shards_key="shards"),
-    Stage("filter", run_filter, inputs=["synthesize"],
+    Stage("filter", run_filter, FilterInputs,
           needs=lambda s: [] if s.filter.input else ["synthesize"]),
-    Stage("pack", run_pack, inputs=["filter"], section="pretrain.data", needs=_data_needs),
-    Stage("pretrain", run_pretrain, inputs=["filter", "pack"], needs=_pretrain_needs,
+    Stage("pack", run_pack, PackInputs, section="pretrain.data", needs=_data_needs),
+    Stage("pretrain", run_pretrain, PretrainInputs, needs=_pretrain_needs,
           own_weights=lambda s: True),
-    Stage("pretrain_raw", run_pretrain_raw, inputs=["snippets", "pretrain", "filter"],
+    Stage("pretrain_raw", run_pretrain_raw, PretrainRawInputs,
           needs=_raw_needs, enabled=_enabled, own_weights=lambda s: True),
-    Stage("sft", run_sft, inputs=["pretrain"], needs=_sft_needs, enabled=_enabled),
-    Stage("evaluate", run_evaluate, inputs=["sft", "pretrain"], needs=_eval_needs),
-    Stage("ablation", run_ablation, inputs=["pretrain", "pretrain_raw"], enabled=_enabled),
+    Stage("sft", run_sft, SFTInputs, needs=_sft_needs, enabled=_enabled),
+    Stage("evaluate", run_evaluate, EvaluateInputs, needs=_eval_needs),
+    Stage("ablation", run_ablation, AblationInputs, enabled=_enabled),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 BY_NAME = {s.name: s for s in STAGES}

@@ -5,12 +5,15 @@ Only the pipeline runner (jz3.pipeline.runner) writes manifests; stage modules n
 
 from jz3.provenance.manifest import (
     MANIFEST,
+    SCHEMA,
+    absolutize,
     config_hash,
     jsonable,
     manifest_hash,
     read_manifest,
+    relativize,
     write_manifest,
 )
 
-__all__ = ["MANIFEST", "config_hash", "jsonable", "manifest_hash", "read_manifest",
-           "write_manifest"]
+__all__ = ["MANIFEST", "SCHEMA", "absolutize", "config_hash", "jsonable", "manifest_hash", "read_manifest",
+           "relativize", "write_manifest"]

@@ -19,7 +19,7 @@ data)::
     ```
     <sentence with \\boxed{answer}>
 
-API (engineer F's filter stage imports it):
+API (the filter stage imports it):
 - `parse_completion(text, prompt_type) -> Parsed`; raises `ParseError` whose `reason` is one of
   `ParseFailure` (a short code; `str(err)` = "code: detail").
 - `format_completion(problem, solution, tool=False) -> str` writes the format above.

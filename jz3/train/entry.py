@@ -31,7 +31,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -51,6 +51,7 @@ from jz3.train import checkpoint as ckpt
 from jz3.train.callbacks import Callback, CallbackList, TrainState
 from jz3.train.data import build_train_data, open_dataset, prepare_packed
 from jz3.train.engine import DeepSpeedEngine, TorchEngine
+from jz3.train.result import TrainResult
 from jz3.train.tracking import ConsoleCallback, MetricsFileCallback, WandbCallback
 from jz3.train.trainer import Trainer
 
@@ -67,19 +68,6 @@ GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "A800": 312.0, "
 
 class TrainingPreempted(RuntimeError):
     """The run stopped on a preemption signal after saving a checkpoint (rerun to resume)."""
-
-
-@dataclass
-class TrainResult:
-    output_dir: str
-    hf_export_dir: Optional[str]
-    final_loss: float
-    steps: int
-    log_file: str
-    checkpoint_dir: Optional[str]
-    tokens_seen: int
-    preempted: bool
-    wall_s: float
 
 
 def total_steps(cfg: TrainerConfig, num_sequences: int) -> int:
@@ -237,7 +225,8 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
         output_dir=str(out), hf_export_dir=str(hf_dir) if hf_dir else None,
         final_loss=float("nan") if final_loss is None else float(final_loss), steps=state.step,
         log_file=str(log_file), checkpoint_dir=str(latest) if latest else None,
-        tokens_seen=state.tokens_seen, preempted=state.stop_requested, wall_s=time.time() - t_start)
+        tokens_seen=state.tokens_seen, preempted=state.stop_requested, wall_s=time.time() - t_start,
+        seed=cfg.trainer.seed)
     if info.is_main:
         atomic_write_text(out / "train_result.json", json.dumps(asdict(result), indent=1))
         marker = os.environ.get(PREEMPT_MARKER_ENV)
