@@ -161,3 +161,32 @@ def test_evaluation_through_vllm_equals_the_hf_backend(engine, tmp_path, shared_
     assert all(r["output"] for r in preds[0])
     assert [r["output"] for r in preds[0]] == [r["output"] for r in preds[1]]
     assert got.metrics == want.metrics
+
+
+def test_watchdog_kills_the_helpers_of_a_sigkilled_process():
+    """What keeps a SIGKILLed synthesis task from leaving its engine core running: the helper
+    of a killed parent is killed after the grace period."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("import subprocess, sys, time\n"
+            "from jz3.generation.reaper import watch\n"
+            "watch()\n"
+            "time.sleep(1.5)\n"
+            "h = subprocess.Popen(['sleep', '300'])\n"
+            "time.sleep(3)\n"  # the watchdog polls its parent's new processes every second
+            "print(h.pid, flush=True)\n"
+            "time.sleep(300)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    helper = int(parent.stdout.readline())
+    assert psutil.pid_exists(helper)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(helper) and psutil.Process(helper).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the helper outlived its killed parent"
+        time.sleep(0.2)

@@ -4,7 +4,8 @@ SamplingParams per request, prompts encoded exactly as the HF backend encodes th
 Without CUDA the same engine runs on CPU with `cpu_engine_env()` defaults: a KV cache of
 `VLLM_CPU_KVCACHE_SPACE` GiB, vLLM's and inductor's caches under the project's `.cache/`, and eager
 mode (no torch.compile: start-up ~1 min instead of ~3.5). The engine core starts in a spawned
-process, so a script that builds one needs an `if __name__ == "__main__":` guard.
+process, so a script that builds one needs an `if __name__ == "__main__":` guard; a watchdog
+(`reaper`) stops it if the process that built it is killed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from jz3.generation.api import FinishReason, GenRequest, GenResult, cut_at_stop, encode_prompt
+from jz3.generation.reaper import watch
 from jz3.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -37,16 +39,22 @@ def visible_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def cpu_engine_env() -> Dict[str, str]:
-    """Set the CPU engine's environment defaults (a variable already set wins); returns what it
-    set. With fewer than 2 CPUs, vLLM's automatic thread binding (one core reserved for the
-    scheduler) would leave none for the model, so threads are not bound there."""
+def cpu_engine_defaults() -> Dict[str, str]:
+    """The CPU engine's environment (also for a `vllm serve` process): KV cache size, caches
+    under `.cache/`. With fewer than 2 CPUs, vLLM's automatic thread binding (one core reserved
+    for the scheduler) would leave none for the model, so threads are not bound there."""
     cache = PROJECT_ROOT / ".cache"
     want = {"VLLM_CPU_KVCACHE_SPACE": str(CPU_KVCACHE_GIB), "VLLM_CACHE_ROOT": str(cache / "vllm"),
             "TORCHINDUCTOR_CACHE_DIR": str(cache / "torchinductor")}
     if len(os.sched_getaffinity(0)) < 2:
         want["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    added = {k: v for k, v in want.items() if k not in os.environ}
+    return want
+
+
+def cpu_engine_env() -> Dict[str, str]:
+    """Apply `cpu_engine_defaults()` to this process (a variable already set wins); returns what
+    it set."""
+    added = {k: v for k, v in cpu_engine_defaults().items() if k not in os.environ}
     os.environ.update(added)
     return added
 
@@ -93,6 +101,8 @@ class VLLMGenerator:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         from vllm import LLM
 
+        # the engine core outlives a SIGKILLed front end (also mid start-up): a watchdog kills it
+        self.watchdog = watch()
         self.model_name = str(model_path)
         self.llm = LLM(model=str(model_path), tokenizer=tokenizer_path or str(model_path),
                        tensor_parallel_size=tensor_parallel_size,
