@@ -132,6 +132,21 @@ def test_sampling_parameters_are_honoured(engine):
 
 
 @pytest.mark.slow
+def test_seeded_batch_larger_than_one_prefill_step(engine):
+    """Ten ~600-token synthesis prompts, seeded: more prompt tokens than vLLM's default prefill
+    budget (4096), which it would split into partial prefills that crash seeded sampling on CPU
+    (`CPU Generator does not use offset`); each text is its text when run alone."""
+    from jz3.bench.synthesize import _prompts
+
+    reqs = [GenRequest(f"q{i}", p, 1.0, 0.95, 6, seed=i) for i, p in enumerate(_prompts(10))]
+    assert sum(len(engine.encode(r.prompt)) for r in reqs) > 4096
+    batch = engine.generate(reqs)
+    assert all(r.completion_tokens > 0 for r in batch)
+    assert [r.completion for r in engine.generate(reqs[7:9])] == \
+        [r.completion for r in batch[7:9]]
+
+
+@pytest.mark.slow
 def test_n_completions_per_prompt_each_seeded(engine):
     """`complete(..., n=3)` (evaluation's sampling path): three seeded samples per prompt, the
     same again on a rerun and when the prompt is run among others."""

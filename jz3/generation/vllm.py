@@ -97,6 +97,10 @@ class VLLMGenerator:
             if added:
                 log.info("vLLM on CPU: %s", " ".join(f"{k}={v}" for k, v in added.items()))
             kwargs["enforce_eager"] = True
+            # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which
+            # a CPU generator cannot do (`CPU Generator does not use offset`): prompts are
+            # prefilled whole
+            kwargs["enable_chunked_prefill"] = False
         else:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         from vllm import LLM
