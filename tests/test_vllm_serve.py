@@ -60,7 +60,8 @@ def server(tmp_path_factory):
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(SMOLLM2_DIR),
            "--host",
            "127.0.0.1", "--port", str(port), "--served-model-name", SERVED, "--dtype", "float32",
-           "--enforce-eager", "--max-model-len", "2048", "--seed", "0"]
+           "--enforce-eager", "--max-model-len", "2048", "--seed", "0",
+           "--no-enable-chunked-prefill"]  # as jz3's CPU engine: see jz3.generation.vllm
     t0 = time.perf_counter()
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
