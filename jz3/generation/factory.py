@@ -91,7 +91,8 @@ def make_generator(spec: BackendSpec,
         from jz3.generation.vllm import VLLMGenerator
 
         gen = VLLMGenerator(spec.model_path, spec.tokenizer_path,
-                            dtype=VLLM_DTYPES[spec.precision or Precision.bf16], seed=spec.seed,
+                            dtype=VLLM_DTYPES[spec.precision] if spec.precision else None,
+                            seed=spec.seed,
                             tensor_parallel_size=spec.tensor_parallel_size,
                             gpu_memory_utilization=spec.gpu_memory_utilization,
                             max_prompt_tokens=spec.max_prompt_tokens,

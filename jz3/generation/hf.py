@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from transformers import DynamicCache
 
-from jz3.generation.api import FinishReason, GenRequest, GenResult, cut_at_stop
+from jz3.generation.api import FinishReason, GenRequest, GenResult, cut_at_stop, encode_prompt
 from jz3.generation.sampling import row_uniforms, sample_next
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,7 @@ class HFGenerator:
 
     def encode(self, prompt: str) -> List[int]:
         """Token ids of a prompt: BOS + text, or the chat template's rendering of one user turn."""
-        if self.chat_template:
-            ids = self.tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                               add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return list(ids)
-        ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
-        bos = self.tok.bos_token_id
-        return ([bos] if bos is not None else []) + list(ids)
+        return encode_prompt(self.tok, prompt, self.chat_template)
 
     def generate(self, requests: Sequence[GenRequest]) -> List[GenResult]:
         results: List[Optional[GenResult]] = [None] * len(requests)
