@@ -37,6 +37,7 @@ setup(
         "sympy>=1.12",
         "openai[aiohttp]>=1.90",  # DefaultAioHttpClient (the teacher client transport)
         "tqdm>=4.66",
+        "psutil>=5.9",  # the vLLM engine's watchdog (jz3/generation/reaper.py)
         "matplotlib>=3.8",  # the ablation plot (docs/img/)
         "gguf>=0.10",  # SmolLM2 GGUF import (jz3/models/gguf_import.py)
     ],
