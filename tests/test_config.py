@@ -189,7 +189,7 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
     w, ic = inf["trainer"], inf["influence"]
     assert (w["lr"], w["epochs"], w["global_batch_size"], w["schedule"], w["warmup_ratio"],
             w["weight_decay"], w["betas"]) == (2e-5, 4.0, 32, "linear", 0.03, 0.0, [0.9, 0.999])
-    assert inf["data"]["seq_len"] == 2048 and inf["data"]["packing"] is False
+    assert inf["data"]["seq_len"] == 2048 and inf["data"]["packing"] == "none"
     assert ic["lora"] == {"r": 128, "alpha": 512, "dropout": 0.1,
                           "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     assert (ic["proj_dim"], ic["max_len"], ic["warmup_fraction"], ic["top_p"]) == (
@@ -209,7 +209,7 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
             t["grad_clip"], t["schedule"], t["warmup_ratio"], t["min_lr_ratio"],
             t["decay_clip"]) == (1e-5, 512, 1.0, 0.0, [0.9, 0.999], 1.0, "wsd", 0.03, 0.1, True)
     assert t["warmup_ratio"] + t["stable_ratio"] == pytest.approx(0.85)
-    assert d["seq_len"] == 2048 and d["natural_mix"] and d["packing"]
+    assert d["seq_len"] == 2048 and d["natural_mix"] and d["packing"] == "release"
     assert [s["name"] for s in d["tail_sources"]] == ["sft"] and d["tail_shuffle"] is True
     assert d["sources"] == []  # filled from the filter stage (synth_cot, synth_tool)
     assert plan["pretrain"]["inputs"] == ["filter", "pack"] and cfg["pack"] == d

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from jz3.config.enums import OnError, TokenizerKind
+from jz3.config.enums import OnError, Packing, TokenizerKind
 
 
 @dataclass
@@ -56,9 +56,11 @@ class DataConfig:
     # shuffled, concatenated and read in order). `weight` is not used for these.
     tail_sources: List[DataSource] = field(default_factory=list)
     tail_shuffle: bool = True  # a seeded permutation of the tail's sequences (else file order)
-    # False: one document per row, right-truncated to seq_len and padded (LESS / HF Trainer
-    # batches; steps = epochs x documents / global batch), instead of packing documents.
-    packing: bool = True
+    # release: whole documents (each cut to seq_len + EOS) packed greedily into padded rows of
+    # seq_len + 1 tokens; concat: documents concatenated and cut every seq_len tokens; none: one
+    # document per row, right-truncated and padded (LESS / HF Trainer batches; steps = epochs x
+    # documents / global batch). See docs/DATA.md.
+    packing: Packing = Packing.concat
     add_bos: bool = True
     add_eos: bool = True
     seed: int = 0

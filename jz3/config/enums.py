@@ -37,6 +37,16 @@ class TrainMode(str, Enum):
     distill = "distill"
 
 
+class Packing(str, Enum):
+    """How tokenized documents become fixed-length training rows (`data.packing`)."""
+
+    # whole documents, each cut to seq_len tokens + its EOS, greedily packed in order into
+    # padded rows of seq_len + 1 tokens; no document crosses a row (the release's train_pack.py)
+    release = "release"
+    concat = "concat"  # documents concatenated and cut every seq_len tokens (raw text streams)
+    none = "none"  # one document per row, right-truncated to seq_len and padded (LESS warmup)
+
+
 class OnError(str, Enum):
     raise_ = "raise"
     quarantine = "quarantine"

@@ -173,11 +173,14 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
     tokenizer = _load_tokenizer(cfg, info)
     if len(tokenizer) > cfg.model.vocab_size and cfg.model.path is None and tc.init_from is None:
         raise ValueError(f"model.vocab_size={cfg.model.vocab_size} < tokenizer size {len(tokenizer)}")
+    from jz3.data.packed_dataset import as_packing
+
     dataset = open_dataset(cfg.data, prepare_packed(cfg.data, tokenizer, info.rank))
     steps = total_steps(tc, len(dataset))
     layout = batch_layout(tc, info.world_size, dsc.autotp_size if dsc.enabled else 1)
-    log.info("mode=%s: %d sequences of %d tokens, %d steps, global batch %d = %d micro x %d accum x %d dp",
-             tc.mode.value, len(dataset), cfg.data.seq_len, steps, layout.global_batch,
+    log.info("mode=%s: %d sequences of %d tokens (packing %s), %d steps, global batch %d = %d "
+             "micro x %d accum x %d dp", tc.mode.value, len(dataset), dataset.row_len,
+             as_packing(cfg.data.packing).value, steps, layout.global_batch,
              layout.micro_batch, layout.grad_accum, layout.dp_world)
 
     ds_config = (build_ds_config(dsc, tc, info.world_size, hidden_size_of(cfg.model, tc.init_from))
@@ -215,7 +218,7 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
     cbs = CallbackList([MetricsFileCallback(log_file), ConsoleCallback(tc.log_every),
                         WandbCallback(tc.wandb, cfg), *(callbacks or [])])
     trainer = Trainer(engine, data, state, cbs, grad_accum=layout.grad_accum,
-                      global_batch=layout.global_batch, seq_len=cfg.data.seq_len,
+                      global_batch=layout.global_batch, seq_len=dataset.row_len,
                       attn_impl=resolve_attn_impl(cfg.model.attn_impl),
                       tp_size=dsc.autotp_size if dsc.enabled else 1, save_every=tc.save_every,
                       keep_last=tc.keep_last, flops_per_token=flops_per_token(cfg.model, cfg.data.seq_len),
