@@ -77,3 +77,37 @@ def test_mixtral_with_gradient_checkpointing_logs_router_aux_loss(tmp_path, tiny
     assert seen["tf32"] is False
     assert all(r["aux_loss"] > 0 for r in rows)  # Mixtral load-balancing loss is in the objective
     assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_loaded_mixtral_checkpoint_adds_its_router_aux_loss(tmp_path, tiny_tokenizer_dir):
+    """A Mixtral checkpoint saved with router logits off (as released checkpoints are) trains
+    with its load-balancing loss once loaded (`model.output_router_logits`, the release's
+    train_pack.py); with the knob off the loss has no aux term."""
+    from jz3.config.model import ModelConfig
+    from jz3.models.build import build_model, hf_config_from
+
+    mc = compose(["+exp=tiny_pretrain", "model@stages.pretrain.model=tiny_mixtral"]).stages.pretrain.model
+    hf = hf_config_from(ModelConfig(**{**mc.__dict__, "output_router_logits": False}))
+    ckpt = tmp_path / "mixtral"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_config(hf).save_pretrained(ckpt)
+    assert json.loads((ckpt / "config.json").read_text())["output_router_logits"] is False
+    loaded = build_model(mc, path=str(ckpt))
+    assert loaded.config.output_router_logits is True
+    assert loaded(input_ids=torch.tensor([[5, 6, 7, 8]])).aux_loss is not None
+
+    def run(flag: bool):
+        job = compose(["+exp=tiny_pretrain", "model@stages.pretrain.model=tiny_mixtral",
+                       f"stages.pretrain.model.output_router_logits={str(flag).lower()}",
+                       f"stages.pretrain.trainer.init_from={ckpt}",
+                       "deepspeed@stages.pretrain.deepspeed=none", f"run_dir={tmp_path / str(flag)}",
+                       f"stages.pretrain.data.tokenizer.path={tiny_tokenizer_dir}",
+                       "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0",
+                       "stages.pretrain.trainer.max_steps=1", "stages.pretrain.trainer.global_batch_size=2",
+                       "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.export_hf=false"]
+                      ).stages.pretrain
+        return [json.loads(x) for x in open(run_training(job).log_file)]
+
+    on, off = run(True), run(False)
+    assert on[0]["aux_loss"] > 0 and "aux_loss" not in off[0]

@@ -45,6 +45,7 @@ from jz3.config.validate import check
 from jz3.data.records import atomic_write_text
 from jz3.data.tokenizers import load_tokenizer
 from jz3.models import build_model, flops_per_token, hidden_size_of, resolve_attn_impl
+from jz3.models.build import router_aux_coef
 from jz3.parallel.dist import DistInfo, barrier, init_distributed
 from jz3.parallel.ds_config import batch_layout, build_ds_config
 from jz3.train import checkpoint as ckpt
@@ -186,6 +187,7 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
     ds_config = (build_ds_config(dsc, tc, info.world_size, hidden_size_of(cfg.model, tc.init_from))
                  if dsc.enabled else None)
     model = build_model(cfg.model, model_dtype(tc.precision, dsc.enabled), ds_config, path=tc.init_from)
+    aux_coef = router_aux_coef(model, cfg.model)
     if model_transform is not None:
         model = model_transform(model)
     model.train()
@@ -222,8 +224,7 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
                       attn_impl=resolve_attn_impl(cfg.model.attn_impl),
                       tp_size=dsc.autotp_size if dsc.enabled else 1, save_every=tc.save_every,
                       keep_last=tc.keep_last, flops_per_token=flops_per_token(cfg.model, cfg.data.seq_len),
-                      peak_flops=peak_flops(tc), aux_loss_coef=cfg.model.router_aux_loss_coef
-                      if cfg.model.num_local_experts > 0 else 0.0)
+                      peak_flops=peak_flops(tc), aux_loss_coef=aux_coef)
     if latest is not None:
         trainer.last_saved_step = state.step
     state = trainer.fit()
