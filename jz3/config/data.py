@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from jz3.config.enums import OnError, Packing, TokenizerKind
+from jz3.config.enums import CorpusKind, OnError, Packing, SnippetRule, TokenizerKind
 
 
 @dataclass
@@ -37,6 +37,12 @@ class SnippetConfig:
     max_snippets: Optional[int] = None
     source_weights: dict = field(default_factory=dict)  # source name -> weight
     seed: int = 0
+    # paragraphs: jz3's cut (size / min_size at paragraph and sentence boundaries); release: the
+    # release's builders, by each source's kind (`kinds`; see docs/DATA.md): at most `size`
+    # characters per snippet, no minimum, wiki snippets at all eight CoT levels.
+    rule: SnippetRule = SnippetRule.paragraphs
+    kinds: Dict[str, CorpusKind] = field(default_factory=dict)  # corpus source name -> kind
+    default_kind: Optional[CorpusKind] = None  # for sources not in `kinds` (None: an error)
 
 
 @dataclass

@@ -110,7 +110,7 @@ def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | P
     """Generate (or resume) one shard; returns its counts (also in `<shard>.done.json`).
 
     `shard`/`num_shards` None: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (or 0 / 1)."""
-    from jz3.prompts import PromptError, render
+    from jz3.prompts import PromptError, render_snippet
 
     check(s, "synth")
     t0 = time.time()
@@ -144,7 +144,7 @@ def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | P
         reqs, prompts, snips = [], [], []
         for sn in batch:
             try:
-                prompt = render(sn["prompt_type"], sn["text"])
+                prompt = render_snippet(sn)
             except PromptError as e:
                 envs.append(envelope(sn["id"], reason=f"render: {e}"))
                 continue
