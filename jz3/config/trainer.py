@@ -46,8 +46,10 @@ class TrainerConfig:
     seed: int = 42
     log_every: int = 10
     peak_tflops: Optional[float] = None  # per device, for MFU; None = look up the GPU (0 on CPU)
-    save_every: int = 1000
-    keep_last: int = 2
+    save_every: int = 1000  # a checkpoint every N optimizer steps (0: none by step count)
+    # also a checkpoint at the end of every epoch (the release's synthesizer: --save_strategy epoch)
+    save_every_epoch: bool = False
+    keep_last: int = 2  # newest complete checkpoints kept (0: all, the HF Trainer's default)
     resume: bool = True
     export_hf: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)

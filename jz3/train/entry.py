@@ -33,7 +33,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Set
 
 import torch
 
@@ -90,6 +90,13 @@ def total_steps(cfg: TrainerConfig, num_sequences: int) -> int:
     if steps <= 0:
         raise ValueError(f"trainer.epochs={cfg.epochs} over {num_sequences} sequences gives no step")
     return steps
+
+
+def epoch_end_steps(total: int, epochs: float) -> Set[int]:
+    """The optimizer steps that end each whole epoch of a `total`-step run over `epochs`."""
+    if epochs <= 0 or total <= 0:
+        return set()
+    return {min(total, max(1, round(total * e / epochs))) for e in range(1, int(epochs) + 1)}
 
 
 def peak_flops(cfg: TrainerConfig) -> Optional[float]:
@@ -223,6 +230,8 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
                       global_batch=layout.global_batch, seq_len=dataset.row_len,
                       attn_impl=resolve_attn_impl(cfg.model.attn_impl),
                       tp_size=dsc.autotp_size if dsc.enabled else 1, save_every=tc.save_every,
+                      save_steps=(epoch_end_steps(steps, tc.epochs if tc.max_steps <= 0 else 0)
+                                  if tc.save_every_epoch else set()),
                       keep_last=tc.keep_last, flops_per_token=flops_per_token(cfg.model, cfg.data.seq_len),
                       peak_flops=peak_flops(tc), aux_loss_coef=aux_coef)
     if latest is not None:
