@@ -43,7 +43,8 @@ class TrainerConfig:
     precision: Precision = Precision.bf16
     # fp32 matmuls and convolutions in TF32 on Ampere+ GPUs (the release's `--tf32 True`)
     tf32: bool = True
-    seed: int = 42
+    seed: int = 42  # model init, dropout and (unless data_seed) the data order
+    data_seed: Optional[int] = None  # the data order's seed (HF `--data_seed`); None: `seed`
     log_every: int = 10
     peak_tflops: Optional[float] = None  # per device, for MFU; None = look up the GPU (0 on CPU)
     save_every: int = 1000  # a checkpoint every N optimizer steps (0: none by step count)

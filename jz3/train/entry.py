@@ -220,7 +220,8 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
         state.step, state.tokens_seen, state.samples_seen = saved["step"], saved["tokens_seen"], saved["samples_seen"]
         sampler_state = saved["sampler"]
         log.info("resumed from %s (step %d, %d samples consumed)", latest, state.step, state.samples_seen)
-    data = build_train_data(cfg.data, dataset, layout.micro_batch, tc.seed, engine.data_parallel_rank,
+    data_seed = tc.seed if tc.data_seed is None else tc.data_seed
+    data = build_train_data(cfg.data, dataset, layout.micro_batch, data_seed, engine.data_parallel_rank,
                             engine.data_parallel_world, sampler_state)
 
     log_file = out / "metrics.jsonl"
