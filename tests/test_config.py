@@ -229,6 +229,7 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
     assert (e["shots"], e["temperature"], e["max_new_tokens"], e["tool_rounds"], e["settings"],
             e["backend"], e["top_p"], e["seed"]) == (
         "release", 0.0, 1024, 4, ["cot", "tool"], "vllm", 1.0, 0)
+    assert (e["shot_counts"], e["cot_exec_calls"]) == ({"aqua": 4}, 4)  # eval/examples.py, math_eval.py
 
 
 def test_sft_stage_stays_available(tmp_path):
