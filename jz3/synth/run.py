@@ -90,6 +90,7 @@ def make_request(s: SynthConfig, snippet: Dict[str, Any], prompt: str) -> GenReq
                       top_p=s.tool_top_p if tool else s.top_p,
                       max_new_tokens=s.tool_max_new_tokens if tool else s.max_new_tokens,
                       seed=record_seed(s.seed, snippet["id"]),
+                      stop=tuple(s.tool_stop if tool else s.stop),
                       frequency_penalty=s.frequency_penalty)
 
 
