@@ -89,8 +89,10 @@ SHRUNK: Tuple[str, ...] = (
     "*.data.num_workers", "pack.num_workers", "*.synth.batch_size", "*.synth.flush_every",
     # (4) projection dimension
     "influence.influence.proj_dim",
-    # (5) generation lengths
+    # (5) generation lengths; the synthesizer's rows (concat, 512: more optimizer steps)
     "*.synth.max_new_tokens", "*.synth.tool_max_new_tokens", "*.eval.max_new_tokens",
+    "distill.data.seq_len", "distill_boost.data.seq_len",
+    "distill.data.packing", "distill_boost.data.packing",
     # (6) bf16 -> fp32
     "*.trainer.precision", "*.synth.precision",
     # (7) vLLM -> HF generation
