@@ -166,7 +166,8 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
     # stage graph: no separate sft run, no ablation by default; evaluate takes pretrain's export
     assert "sft" not in plan and "pretrain_raw" not in plan and "ablation" not in plan
     assert plan["evaluate"]["inputs"] == ["pretrain"] and cfg["evaluate"]["after_sft"] is False
-    assert cfg["snippets"]["snippets"]["size"] == 1000
+    sn = cfg["snippets"]["snippets"]
+    assert (sn["size"], sn["rule"], sn["default_kind"]) == (1000, "release", "textbook")
     # teacher: 8,000 + 1,300 calls, CoT sampling of synthesis_cot/generate_oai.py
     assert (cfg["kd_seed"]["count"], cfg["kd_boost"]["count"]) == (8000, 1300)
     for kd in ("kd_seed", "kd_boost"):
@@ -182,6 +183,8 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
         assert (t["lr"], t["epochs"], t["global_batch_size"], t["schedule"], t["weight_decay"],
                 t["warmup_ratio"], t["betas"], t["min_lr_ratio"]) == (
             1e-5, 5.0, 32, "cosine", 0.1, 0.0, [0.9, 0.999], 0.0)
+        assert (t["save_every"], t["save_every_epoch"], t["keep_last"]) == (0, True, 5)
+        assert c["data"]["packing"] == "release"
         assert c["deepspeed"]["zero_stage"] == 3 and c["model"]["gradient_checkpointing"]
     assert cfg["distill_boost"]["init_from_seed"] is False
     # influence: LESS warmup and features
@@ -189,7 +192,8 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
     w, ic = inf["trainer"], inf["influence"]
     assert (w["lr"], w["epochs"], w["global_batch_size"], w["schedule"], w["warmup_ratio"],
             w["weight_decay"], w["betas"]) == (2e-5, 4.0, 32, "linear", 0.03, 0.0, [0.9, 0.999])
-    assert inf["data"]["seq_len"] == 2048 and inf["data"]["packing"] is False
+    assert inf["data"]["seq_len"] == 2048 and inf["data"]["packing"] == "none"
+    assert (w["seed"], w["data_seed"], ic["warmup_sample_seed"]) == (0, 3, 42)  # LESS seeds
     assert ic["lora"] == {"r": 128, "alpha": 512, "dropout": 0.1,
                           "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     assert (ic["proj_dim"], ic["max_len"], ic["warmup_fraction"], ic["top_p"]) == (
@@ -209,7 +213,9 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
             t["grad_clip"], t["schedule"], t["warmup_ratio"], t["min_lr_ratio"],
             t["decay_clip"]) == (1e-5, 512, 1.0, 0.0, [0.9, 0.999], 1.0, "wsd", 0.03, 0.1, True)
     assert t["warmup_ratio"] + t["stable_ratio"] == pytest.approx(0.85)
-    assert d["seq_len"] == 2048 and d["natural_mix"] and d["packing"]
+    assert (t["save_every"], t["keep_last"]) == (500, 0)  # --save_steps 500, all kept
+    assert p["model"]["output_router_logits"] is True
+    assert d["seq_len"] == 2048 and d["natural_mix"] and d["packing"] == "release"
     assert [s["name"] for s in d["tail_sources"]] == ["sft"] and d["tail_shuffle"] is True
     assert d["sources"] == []  # filled from the filter stage (synth_cot, synth_tool)
     assert plan["pretrain"]["inputs"] == ["filter", "pack"] and cfg["pack"] == d
@@ -223,6 +229,7 @@ def test_plan_matches_the_conformance_table(exp, tmp_path):
     assert (e["shots"], e["temperature"], e["max_new_tokens"], e["tool_rounds"], e["settings"],
             e["backend"], e["top_p"], e["seed"]) == (
         "release", 0.0, 1024, 4, ["cot", "tool"], "vllm", 1.0, 0)
+    assert (e["shot_counts"], e["cot_exec_calls"]) == ({"aqua": 4}, 4)  # eval/examples.py, math_eval.py
 
 
 def test_sft_stage_stays_available(tmp_path):

@@ -1,5 +1,5 @@
 """The release's data order: the synthetic mixture first, then the SFT data read once at the end
-(`data.tail_sources`); and `data.packing=false` (one padded document per row, LESS warmup)."""
+(`data.tail_sources`); and `data.packing=none` (one padded document per row, LESS warmup)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jz3.config.data import DataConfig, DataSource
+from jz3.config.enums import Packing
 from jz3.data.packed_dataset import IGNORE_INDEX, MixedPackedDataset, PackedDataset
 from jz3.data.packing import pack_sources, read_pack_index
 from jz3.data.records import write_jsonl
@@ -127,7 +128,7 @@ def test_pretraining_run_ends_with_every_sft_sequence(packed):
 
 def test_sft_rows_keep_the_loss_on_outputs(packed, tiny_tokenizer):
     cfg, out, sft = packed
-    ds = PackedDataset(out / "sft", 4096, packing=False)
+    ds = PackedDataset(out / "sft", 4096, packing=Packing.none)
     assert len(ds) == len(sft)
     x = ds[0]
     ids, lab = x["input_ids"], x["labels"]
@@ -149,7 +150,7 @@ def test_empty_tail_path_is_an_error_naming_the_key(packed, tiny_tokenizer, tmp_
 def test_no_packing_gives_one_truncated_document_per_row(packed):
     _, out, _ = packed
     L = 96
-    ds = PackedDataset(out / "synth_cot", L, packing=False)
+    ds = PackedDataset(out / "synth_cot", L, packing=Packing.none)
     off = np.load(out / "synth_cot" / "doc_offsets.npy")
     tokens = np.fromfile(out / "synth_cot" / "tokens.bin", np.uint16).astype(np.int64)
     assert len(ds) == len(off) - 1 == 60 < len(PackedDataset(out / "synth_cot", L))
@@ -159,7 +160,8 @@ def test_no_packing_gives_one_truncated_document_per_row(packed):
         assert np.array_equal(x["input_ids"][:n], tokens[off[i]:off[i] + n])  # its head
         assert x["attention_mask"].sum() == n and (x["labels"][n:] == IGNORE_INDEX).all()
         assert x["seq_lens"][0] == n and x["position_ids"][n - 1] == n - 1
-    mixed = MixedPackedDataset(out, L, names=["synth_cot", "synth_tool"], packing=False)
+    mixed = MixedPackedDataset(out, L, names=["synth_cot", "synth_tool"],
+                               packing=Packing.none)
     assert mixed.lengths == [60, 30]
 
 
@@ -172,7 +174,8 @@ def test_no_packing_sets_the_warmup_step_count(packed):
     from jz3.train.entry import total_steps
 
     cfg, out, _ = packed
-    one = replace(cfg, sources=cfg.sources[:1], tail_sources=[], packing=False, seq_len=2048)
+    one = replace(cfg, sources=cfg.sources[:1], tail_sources=[], packing=Packing.none,
+                  seq_len=2048)
     ds = open_dataset(one, out)
     t = TrainerConfig(epochs=4, global_batch_size=32, max_steps=-1)
     assert total_steps(t, len(ds)) == -(-4 * 60 // 32)

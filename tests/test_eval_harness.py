@@ -16,7 +16,7 @@ from jz3.config.enums import EvalSetting, GenBackend, TokenizerKind
 from jz3.config.eval import EvalConfig, SandboxConfig, ShotMode
 from jz3.config.model import ModelConfig
 from jz3.eval.grading import is_correct
-from jz3.eval.prompting import build_prompt, exemplars, load_fewshot, num_shots
+from jz3.eval.prompting import COT_STOPS, build_prompt, exemplars, load_fewshot, num_shots
 from jz3.eval.sandbox import SandboxPool
 from jz3.eval.tool_loop import run_tool_loop
 from jz3.generation import BackendSpec, GenParams, complete, cut_at_stop, make_generator
@@ -65,7 +65,10 @@ def test_protocol_shots_follow_the_release_scripts():
     from jz3.eval.runner import eval_plan
 
     plan = eval_plan(EvalConfig())
-    assert len(plan) == 12 and plan["aqua"] == {"cot": 5} and plan["gsm-hard"] == {"tool": 0}
+    assert len(plan) == 12 and plan["aqua"] == {"cot": 4} and plan["gsm-hard"] == {"tool": 0}
+    # eval.shot_counts: the release ships 4 AQuA exemplars, so its 5-shot AQuA runs 4
+    assert plan["sat_math"] == plan["mmlu_stem"] == {"cot": 5}
+    assert eval_plan(EvalConfig(shot_counts={}))["aqua"] == {"cot": 5}
     assert plan["gsm8k"] == {"cot": 0, "tool": 0} and plan["minerva_math"] == {"cot": 0}
     assert eval_plan(EvalConfig(few_shot=True, settings=[EvalSetting.cot]))["gsm8k"] == {"cot": 5}
 
@@ -128,6 +131,46 @@ def test_tool_loop_runs_code_in_sandbox_and_survives_bad_code():
     assert "PermissionError: sandbox: blocked os.system" in t2.completion
     assert t3.executions == [] and is_correct(t3.completion, "7", "math-oai")
     assert len(model.calls) == 2  # first turn, then one continuation for the three with code
+
+
+class CodeWriter:
+    """Stands in for a CoT model's text: prompt "loop" always ends with code to run; "once"
+    writes code, then boxes what the output printed; "plain" boxes at once."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, prompts: Sequence[str], stops: Sequence[str],
+                 params: GenParams) -> List[List[str]]:
+        self.calls += 1
+        out = []
+        for p in prompts:
+            if p.startswith("plain"):
+                text = "So it is $\\boxed{3}$.  "
+            elif p.startswith("once") and "```output" in p:
+                last = p.rsplit("```output\n", 1)[1].split("\n```", 1)[0].strip()
+                text = f"Hence $\\boxed{{{last}}}$."
+            else:
+                text = "Let me compute.\n```python\nprint(6 * 7)\n```\n"
+            out.append([text] * params.n)
+        return out
+
+
+def test_cot_exec_loop_runs_the_code_an_answer_ends_with():
+    """`eval.cot_exec_calls` (the release's `jiuzhang` CoT, max_func_call 4): an answer ending in
+    a code block without `boxed` gets the code's output and continues; at most 4 generations."""
+    from jz3.eval.tool_loop import LIMIT_NOTE, run_cot_exec_loop
+
+    model = CodeWriter()
+    with SandboxPool(SandboxConfig(wall_time_s=3.0, cpu_time_s=1, workers=2)) as pool:
+        traces = run_cot_exec_loop(model, ["once", "loop", "plain"], COT_STOPS, GenParams(n=1),
+                                   pool, calls=4)
+    once, loop, plain = (ts[0] for ts in traces)
+    assert len(once.executions) == 1 and "```output\n42\n```" in once.completion
+    assert once.completion.endswith("$\\boxed{42}$.") and is_correct(once.completion, "42", "gsm8k")
+    assert len(loop.executions) == 4 and loop.completion.endswith(LIMIT_NOTE)
+    assert plain.executions == [] and plain.completion == "So it is $\\boxed{3}$."
+    assert model.calls == 4  # the first generation + 3 continuations
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +263,7 @@ def test_run_evaluation_end_to_end_tiny_model(tmp_path, tiny_model_dir, shared_d
     assert res.metrics["tabmwp"]["cot"]["status"] == "unavailable"
     assert set(res.metrics["aqua"]) == {"cot"} and set(res.metrics["gsm-hard"]) == {"tool"}
     assert set(res.metrics["gsm8k"]) == {"cot", "tool"}
-    assert res.metrics["aqua"]["cot"]["shots"] == 5 and res.metrics["gsm8k"]["cot"]["shots"] == 0
+    assert res.metrics["aqua"]["cot"]["shots"] == 4 and res.metrics["gsm8k"]["cot"]["shots"] == 0
     assert res.counts["predictions"] == 32 == res.counts["generated"]
     assert len(res.predictions) == 16 and all(p.exists() for p in res.predictions)
     for bench, per in res.metrics.items():

@@ -115,3 +115,21 @@ def test_tool_prompt_worked_example_runs_and_prints_what_it_shows():
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == shown == boxed
     assert "## Question" in example and "## Code Solution" in example
+
+
+def test_templates_keep_the_release_constraints():
+    """The release's per-level constraints (prompts/cot/*.md), in jz3's own words."""
+    t = {k: load_template(k) for k in ("aime", "amc8", "amc10", "amc12", "high_school",
+                                        "middle_school", "grade_school", "college")}
+    assert "999" not in t["aime"] and "pre-calculus" in t["aime"]
+    for k in ("amc8", "amc10"):
+        assert "calculator" not in t[k]
+    for topic in ("algebra", "number theory", "probability", "geometry", "logic"):
+        assert topic in t["amc8"]
+    assert "prove" in t["amc10"] and "compute" in t["amc10"] and "no physics" in t["amc10"]
+    assert "at least two" in t["high_school"]
+    for subject in ("Pre-Calculus", "Calculus", "Statistics", "Trigonometry", "11th grade"):
+        assert subject in t["high_school"]
+    assert "simple shapes" in t["grade_school"] and "money" not in t["grade_school"]
+    for k in ("amc8", "amc10", "high_school", "middle_school", "grade_school"):
+        assert "no figure, picture or diagram" in t[k], k

@@ -89,9 +89,10 @@ SHRUNK: Tuple[str, ...] = (
     "*.data.num_workers", "pack.num_workers", "*.synth.batch_size", "*.synth.flush_every",
     # (4) projection dimension
     "influence.influence.proj_dim",
-    # (5) generation lengths; the synthesizer's packed rows (more optimizer steps per epoch)
+    # (5) generation lengths; the synthesizer's rows (concat, 512: more optimizer steps)
     "*.synth.max_new_tokens", "*.synth.tool_max_new_tokens", "*.eval.max_new_tokens",
     "distill.data.seq_len", "distill_boost.data.seq_len",
+    "distill.data.packing", "distill_boost.data.packing",
     # (6) bf16 -> fp32
     "*.trainer.precision", "*.synth.precision",
     # (7) vLLM -> HF generation
@@ -101,6 +102,8 @@ SHRUNK: Tuple[str, ...] = (
     "kd_*.teacher.base_url", "kd_*.teacher.api_key",
     # (9) synthesizer lr x 500 (a random-init tiny synthesizer must learn the format)
     "distill.trainer.lr", "distill_boost.trainer.lr",
+    # (10) paragraph snippets (the release rule on the shared corpus starves the tiny synthesizer)
+    "snippets.snippets.rule",
 )
 # Shrunk fields that must keep their relation to the full-size value: (full, scaled) -> ok.
 RELATIONS: Dict[str, Callable[[Any, Any], bool]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from jz3.config.data import SnippetConfig
 from jz3.data.records import RecordKind, read_records, write_jsonl
 from jz3.data.snippets import PROMPT_TYPES, cut_document, make_snippets, sample_ids
@@ -115,3 +117,64 @@ def test_sample_ids_is_seeded_random_across_sources_not_file_order(tmp_path):
     rest = sample_ids(path, 300, seed=1, exclude=ids)
     assert not set(rest) & set(ids) and len(rest) == 300
     assert len(sample_ids(path, 5000, seed=0)) == 1000  # fewer than asked: all of them
+
+
+# ------------------------------------------------------------------ the release's per-source rules
+def test_release_pieces_follow_each_builder():
+    from jz3.config.enums import CorpusKind
+    from jz3.data.snippets import release_pieces
+
+    md = "Preface text.\n\n## One\nalpha " + "a" * 1200 + "\n## Two\nbeta\n### Sub\nstill two"
+    tb = release_pieces({"text": md}, CorpusKind.textbook, 1000)
+    assert len(tb) == 2 and tb[0].startswith("## One") and len(tb[0]) == 1000  # preface left out
+    assert tb[1] == "## Two\nbeta\n### Sub\nstill two"  # a ### header does not cut
+    tex = r"\title{T} intro \section{A} first part \section{B} second part"
+    assert release_pieces({"text": tex}, CorpusKind.arxiv, 1000) == [
+        r"\title{T} intro", "first part", "second part"]
+    long = "  " + "w " * 900
+    for kind in (CorpusKind.web, CorpusKind.wiki):
+        (head,) = release_pieces({"text": long}, kind, 1000)
+        assert head == long.strip()[:1000]
+    qa = {"text": "ignored", "question": " Q? " + "q" * 1500, "answer": "A " + "b" * 1500}
+    (st,) = release_pieces(qa, CorpusKind.stack, 1000)
+    q, a = st.split("\n\n")
+    assert q.startswith("Q?") and len(q) == len(a) == 1000
+    assert release_pieces({"text": "plain post"}, CorpusKind.stack, 1000) == ["plain post"]
+
+
+def test_release_rule_levels_and_fences(tmp_path):
+    from jz3.config.enums import SnippetRule
+    from jz3.prompts import COT_TYPES, render_snippet
+
+    docs = [{"id": "tb1", "source": "books", "text": "## A\nFirst section text.\n## B\nSecond."},
+            {"id": "wk1", "source": "wiki", "text": "A group is a set with an operation."},
+            {"id": "web1", "source": "web", "text": "Short web page about primes."}]
+    corpus = tmp_path / "c.jsonl"
+    write_jsonl(corpus, docs)
+    cfg = SnippetConfig(corpus=[str(corpus)], rule=SnippetRule.release, seed=0,
+                        kinds={"books": "textbook", "wiki": "wiki", "web": "web"})
+    stats = make_snippets(cfg, None, tmp_path / "s.jsonl")
+    recs = list(read_records(tmp_path / "s.jsonl", RecordKind.snippet))
+    by_src = Counter(r["source"] for r in recs)
+    assert by_src == {"books": 2, "wiki": len(COT_TYPES), "web": 1} and stats.too_short == 0
+    assert sorted(r["prompt_type"] for r in recs if r["source"] == "wiki") == sorted(
+        t.value for t in COT_TYPES)  # a wiki snippet at every CoT level
+    book = next(r for r in recs if r["source"] == "books")
+    assert book["fence"] is True and f"```\n{book['text']}\n```" in render_snippet(book)
+    web = next(r for r in recs if r["source"] == "web")
+    assert "fence" not in web and "```" not in render_snippet(web)
+    cfg.kinds = {"books": "textbook"}
+    with pytest.raises(ValueError, match="no kind for corpus source 'wiki'"):
+        make_snippets(cfg, None, tmp_path / "s.jsonl")
+
+
+def test_release_rule_on_the_real_corpus(shared_data, tmp_path):
+    from jz3.config.enums import CorpusKind, SnippetRule
+
+    cfg = SnippetConfig(corpus=[str(shared_data / "corpus" / "levin-discrete.jsonl")],
+                        rule=SnippetRule.release, default_kind=CorpusKind.textbook, seed=0)
+    stats = make_snippets(cfg, None, tmp_path / "snippets.jsonl")
+    recs = list(read_records(tmp_path / "snippets.jsonl", RecordKind.snippet))
+    docs = list(read_records(shared_data / "corpus" / "levin-discrete.jsonl", RecordKind.corpus))
+    assert stats.written == len(recs) == len(docs)  # no `## ` headers: one head per document
+    assert all(r["text"] == d["text"].strip()[:1000] for r, d in zip(recs, docs, strict=True))

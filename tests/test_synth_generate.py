@@ -147,3 +147,18 @@ def test_frequency_penalty_matches_a_reference_loop(tiny_synthesizer):  # noqa: 
                 new.append(t)
                 counts[t] += 1
         assert res.completion == tok.decode(new, skip_special_tokens=True), req.prompt
+
+
+def test_synthesis_stop_strings_reach_the_requests():
+    """`synth.stop` for CoT prompts, `synth.tool_stop` for tool prompts (jz3_*: the release's
+    "<|endoftext|>" for CoT, none for tool, hydra_configs/synth/vllm.yaml)."""
+    from jz3.config import compose
+    from jz3.config.synth import SynthConfig
+    from jz3.synth.run import make_request
+
+    s = SynthConfig(stop=["<|endoftext|>"], tool_stop=[])
+    cot = make_request(s, {"id": "a", "prompt_type": "college"}, "p")
+    tool = make_request(s, {"id": "b", "prompt_type": "tool"}, "p")
+    assert cot.stop == ("<|endoftext|>",) and tool.stop == ()
+    syn = compose(["+exp=jz3_7b"]).stages.synthesize.synth
+    assert (syn.stop, syn.tool_stop) == (["<|endoftext|>"], [])

@@ -77,3 +77,63 @@ def test_mixtral_with_gradient_checkpointing_logs_router_aux_loss(tmp_path, tiny
     assert seen["tf32"] is False
     assert all(r["aux_loss"] > 0 for r in rows)  # Mixtral load-balancing loss is in the objective
     assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_loaded_mixtral_checkpoint_adds_its_router_aux_loss(tmp_path, tiny_tokenizer_dir):
+    """A Mixtral checkpoint saved with router logits off (as released checkpoints are) trains
+    with its load-balancing loss once loaded (`model.output_router_logits`, the release's
+    train_pack.py); with the knob off the loss has no aux term."""
+    from jz3.config.model import ModelConfig
+    from jz3.models.build import build_model, hf_config_from
+
+    mc = compose(["+exp=tiny_pretrain", "model@stages.pretrain.model=tiny_mixtral"]).stages.pretrain.model
+    hf = hf_config_from(ModelConfig(**{**mc.__dict__, "output_router_logits": False}))
+    ckpt = tmp_path / "mixtral"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_config(hf).save_pretrained(ckpt)
+    assert json.loads((ckpt / "config.json").read_text())["output_router_logits"] is False
+    loaded = build_model(mc, path=str(ckpt))
+    assert loaded.config.output_router_logits is True
+    assert loaded(input_ids=torch.tensor([[5, 6, 7, 8]])).aux_loss is not None
+
+    def run(flag: bool):
+        job = compose(["+exp=tiny_pretrain", "model@stages.pretrain.model=tiny_mixtral",
+                       f"stages.pretrain.model.output_router_logits={str(flag).lower()}",
+                       f"stages.pretrain.trainer.init_from={ckpt}",
+                       "deepspeed@stages.pretrain.deepspeed=none", f"run_dir={tmp_path / str(flag)}",
+                       f"stages.pretrain.data.tokenizer.path={tiny_tokenizer_dir}",
+                       "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0",
+                       "stages.pretrain.trainer.max_steps=1", "stages.pretrain.trainer.global_batch_size=2",
+                       "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.export_hf=false"]
+                      ).stages.pretrain
+        return [json.loads(x) for x in open(run_training(job).log_file)]
+
+    on, off = run(True), run(False)
+    assert on[0]["aux_loss"] > 0 and "aux_loss" not in off[0]
+
+
+def test_distill_checkpoints_at_every_epoch_and_keeps_five(tmp_path, tiny_tokenizer_dir):
+    """`trainer.save_every_epoch` (the release's synthesizer: --save_strategy epoch,
+    --save_total_limit 5): a checkpoint at each epoch's last step, the newest `keep_last` kept."""
+    from jz3.train.checkpoint import ckpt_root
+    from jz3.train.entry import epoch_end_steps
+
+    assert epoch_end_steps(10, 5) == {2, 4, 6, 8, 10} and epoch_end_steps(3, 5) == {1, 2, 3}
+    src = tmp_path / "few.jsonl"
+    src.write_text("".join(json.dumps({"input": f"Question {i}? ", "output": f"Answer {i}."}) + "\n"
+                           for i in range(8)))
+    job = compose(["+exp=tiny_pretrain", "deepspeed@stages.pretrain.deepspeed=none",
+                   f"stages.pretrain.data.sources=[{{name: few, path: '{src}'}}]",
+                   "stages.pretrain.data.tail_sources=[]", "stages.pretrain.data.packing=none",
+                   f"run_dir={tmp_path}", f"stages.pretrain.data.tokenizer.path={tiny_tokenizer_dir}",
+                   "stages.pretrain.data.seq_len=64", "stages.pretrain.data.num_workers=0",
+                   "stages.pretrain.trainer.max_steps=-1", "stages.pretrain.trainer.epochs=3",
+                   "stages.pretrain.trainer.save_every=0", "stages.pretrain.trainer.save_every_epoch=true",
+                   "stages.pretrain.trainer.keep_last=2", "stages.pretrain.trainer.export_hf=false"]
+                  ).stages.pretrain
+    job.trainer.global_batch_size = job.trainer.micro_batch_size = 4  # 8 rows: 2 steps an epoch
+    res = run_training(job)
+    ends = sorted(epoch_end_steps(res.steps, 3))
+    kept = sorted(int(p.name.split("-")[1]) for p in ckpt_root(res.output_dir).glob("step-*"))
+    assert len(ends) == 3 and kept == ends[-2:]

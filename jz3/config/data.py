@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from jz3.config.enums import OnError, TokenizerKind
+from jz3.config.enums import CorpusKind, OnError, Packing, SnippetRule, TokenizerKind
 
 
 @dataclass
@@ -37,6 +37,12 @@ class SnippetConfig:
     max_snippets: Optional[int] = None
     source_weights: dict = field(default_factory=dict)  # source name -> weight
     seed: int = 0
+    # paragraphs: jz3's cut (size / min_size at paragraph and sentence boundaries); release: the
+    # release's builders, by each source's kind (`kinds`; see docs/DATA.md): at most `size`
+    # characters per snippet, no minimum, wiki snippets at all eight CoT levels.
+    rule: SnippetRule = SnippetRule.paragraphs
+    kinds: Dict[str, CorpusKind] = field(default_factory=dict)  # corpus source name -> kind
+    default_kind: Optional[CorpusKind] = None  # for sources not in `kinds` (None: an error)
 
 
 @dataclass
@@ -56,9 +62,11 @@ class DataConfig:
     # shuffled, concatenated and read in order). `weight` is not used for these.
     tail_sources: List[DataSource] = field(default_factory=list)
     tail_shuffle: bool = True  # a seeded permutation of the tail's sequences (else file order)
-    # False: one document per row, right-truncated to seq_len and padded (LESS / HF Trainer
-    # batches; steps = epochs x documents / global batch), instead of packing documents.
-    packing: bool = True
+    # release: whole documents (each cut to seq_len + EOS) packed greedily into padded rows of
+    # seq_len + 1 tokens; concat: documents concatenated and cut every seq_len tokens; none: one
+    # document per row, right-truncated and padded (LESS / HF Trainer batches; steps = epochs x
+    # documents / global batch). See docs/DATA.md.
+    packing: Packing = Packing.concat
     add_bos: bool = True
     add_eos: bool = True
     seed: int = 0

@@ -37,6 +37,33 @@ class TrainMode(str, Enum):
     distill = "distill"
 
 
+class Packing(str, Enum):
+    """How tokenized documents become fixed-length training rows (`data.packing`)."""
+
+    # whole documents, each cut to seq_len tokens + its EOS, greedily packed in order into
+    # padded rows of seq_len + 1 tokens; no document crosses a row (the release's train_pack.py)
+    release = "release"
+    concat = "concat"  # documents concatenated and cut every seq_len tokens (raw text streams)
+    none = "none"  # one document per row, right-truncated to seq_len and padded (LESS warmup)
+
+
+class SnippetRule(str, Enum):
+    """How corpus documents become snippets (`snippets.rule`)."""
+
+    paragraphs = "paragraphs"  # ~size-character pieces cut at paragraph / sentence boundaries
+    release = "release"  # the release's per-source builders (synthesis_cot/build_math_*_prompts.py)
+
+
+class CorpusKind(str, Enum):
+    """Which of the release's corpus builders a corpus source follows (`snippets.kinds`)."""
+
+    textbook = "textbook"  # one snippet per `## ` section, fenced in the prompt (MathPile textbooks)
+    arxiv = "arxiv"  # one snippet per `\section{}` part (AutoMathText arXiv)
+    web = "web"  # the head of the document (AutoMathText web)
+    wiki = "wiki"  # the head of the document, rendered at every CoT level (MathPile wiki)
+    stack = "stack"  # question head + answer head (MMIQC StackExchange)
+
+
 class OnError(str, Enum):
     raise_ = "raise"
     quarantine = "quarantine"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from jz3.config.enums import EvalSetting, GenBackend, WandbMode
 
@@ -70,12 +70,19 @@ class EvalConfig:
     shots: ShotMode = ShotMode.release
     grading: GradingMode = GradingMode.strict  # release = the paper's lenient protocol
     few_shot: bool = False  # legacy switch: true = shots=base
+    # benchmark -> CoT exemplars under shots=release, over the registry's count (the release's
+    # eval/examples.py ships 4 AQuA exemplars, so its 5-shot AQuA runs 4)
+    shot_counts: Dict[str, int] = field(default_factory=lambda: {"aqua": 4})
     limit: Optional[int] = None
     batch_size: int = 8
     max_new_tokens: int = 1024
     temperature: float = 0.0
     num_samples: int = 1  # > 1 = sampling with majority vote
     tool_rounds: int = 4
+    # CoT setting: > 0 runs the code a CoT answer ends with (no `boxed`, a closed ```python
+    # block) in the sandbox and lets the model continue, for at most this many generations (the
+    # release's eval/math_eval.py, prompt type `jiuzhang`: max_func_call 4); 0 = plain CoT
+    cot_exec_calls: int = 0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     out_dir: str = "${run_dir}/eval"
     tokenizer_path: Optional[str] = None  # default: the model folder

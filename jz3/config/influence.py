@@ -32,6 +32,10 @@ class InfluenceConfig:
     candidates: Optional[str] = None  # candidate records (kd/synth/snippet/train) for launch/
     candidate_max: Optional[int] = None  # use only the first N candidates (tiny runs)
     warmup_fraction: float = 0.05  # LESS `--percentage 0.05`: seeded random share of candidates
+    # the seed of that draw (LESS `sample_data_seed`, default 42); the warmup's training seed
+    # (LoRA init, dropout) is the stage's `trainer.seed` (LESS `--seed 0`), its data order
+    # `trainer.data_seed` (LESS `--data_seed`)
+    warmup_sample_seed: int = 42
     # The warmup's lr, epochs (one checkpoint each), batch and betas are the stage's `trainer`.
     proj_dim: int = 8192
     proj_kind: ProjKind = ProjKind.rademacher

@@ -29,6 +29,10 @@ class ModelConfig:
     num_local_experts: int = 0  # > 0 = Mixtral MoE
     num_experts_per_tok: int = 2
     router_aux_loss_coef: float = 0.02
+    # MoE: return router logits in training so the load-balancing loss (x router_aux_loss_coef)
+    # joins the loss, for a model built here or loaded from a checkpoint (the release's
+    # train_pack.py sets it on every loaded model whose config has it)
+    output_router_logits: bool = True
     tie_word_embeddings: bool = False
     attn_impl: AttnImpl = AttnImpl.auto
     gradient_checkpointing: bool = False

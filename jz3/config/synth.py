@@ -46,6 +46,11 @@ class SynthConfig:
     tool_temperature: float = 0.1  # tool (code-solution) prompts
     tool_top_p: float = 0.95
     tool_max_new_tokens: int = 5000
+    # a completion ends before the first of these strings (CoT prompts / tool prompts); the
+    # release's synthesis_cot/generate.py stops at "<|endoftext|>", synthesis_tool/generate.py
+    # at none
+    stop: List[str] = field(default_factory=list)
+    tool_stop: List[str] = field(default_factory=list)
     max_prompt_tokens: int = 4096  # longer prompts are recorded as failed, not truncated
     batch_size: int = 16
     flush_every: int = 64  # records per committed chunk (the resume granularity)

@@ -43,11 +43,14 @@ class TrainerConfig:
     precision: Precision = Precision.bf16
     # fp32 matmuls and convolutions in TF32 on Ampere+ GPUs (the release's `--tf32 True`)
     tf32: bool = True
-    seed: int = 42
+    seed: int = 42  # model init, dropout and (unless data_seed) the data order
+    data_seed: Optional[int] = None  # the data order's seed (HF `--data_seed`); None: `seed`
     log_every: int = 10
     peak_tflops: Optional[float] = None  # per device, for MFU; None = look up the GPU (0 on CPU)
-    save_every: int = 1000
-    keep_last: int = 2
+    save_every: int = 1000  # a checkpoint every N optimizer steps (0: none by step count)
+    # also a checkpoint at the end of every epoch (the release's synthesizer: --save_strategy epoch)
+    save_every_epoch: bool = False
+    keep_last: int = 2  # newest complete checkpoints kept (0: all, the HF Trainer's default)
     resume: bool = True
     export_hf: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -1,30 +1,60 @@
 """Fixed-length training sequences read from packed token shards, and their collate function.
 
-Documents are concatenated and cut every `seq_len` tokens; each sequence keeps its document
-boundaries (`seq_lens`), so attention can stay inside a document (see docs/DATA.md). With
-`packing=False` each row is one document instead, right-truncated to `seq_len` and padded (the
-padded batches of LESS / the HF Trainer: one optimizer step = `global_batch` documents).
+Three row layouts (`data.packing`, see docs/DATA.md); every row keeps its document boundaries
+(`seq_lens`), so attention stays inside a document, and the first label of each segment is
+ignored:
+- `release`: whole documents, each cut to its first `seq_len` tokens + its EOS, packed greedily
+  in order into rows of `seq_len + 1` tokens, the rest padded; no document crosses a row.
+- `concat`: documents concatenated and cut every `seq_len` tokens (a tail spills to the next row).
+- `none`: one document per row, right-truncated to `seq_len` and padded (the padded batches of
+  LESS / the HF Trainer: one optimizer step = `global_batch` documents).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from jz3.config.enums import Packing
 from jz3.data.packing import DOC_OFFSETS, LOSS_MASK, META, PACK_INDEX, TOKENS, read_pack_index
 from jz3.data.records import PathLike
 
 IGNORE_INDEX = -100
 
+PackingLike = Union[Packing, str, bool]
+
+
+def as_packing(packing: PackingLike) -> Packing:
+    """`Packing` from an enum, its name, or a bool (True = concat, False = none)."""
+    if isinstance(packing, bool):
+        return Packing.concat if packing else Packing.none
+    return Packing(packing)
+
+
+def greedy_rows(lengths: np.ndarray, capacity: int) -> np.ndarray:
+    """Row boundaries of an in-order greedy packing: row r holds documents
+    `bounds[r]:bounds[r + 1]`; a document starts a new row when it does not fit the current one.
+    Every length must be <= capacity."""
+    bounds = [0]
+    used = 0
+    for i, n in enumerate(lengths.tolist()):
+        if used + n > capacity:
+            bounds.append(i)
+            used = 0
+        used += n
+    if len(lengths):
+        bounds.append(len(lengths))
+    return np.asarray(bounds, np.int64)
+
 
 class PackedDataset:
-    """Sequences of one packed source; `ds[i]` is a dict of numpy arrays of length `seq_len`
-    (`packing=False`: row `i` is document `i`, truncated / padded to `seq_len`)."""
+    """Rows of one packed source; `ds[i]` is a dict of numpy arrays of length `row_len`
+    (`seq_len + 1` for release packing, else `seq_len`)."""
 
-    def __init__(self, source_dir: PathLike, seq_len: int, packing: bool = True):
+    def __init__(self, source_dir: PathLike, seq_len: int, packing: PackingLike = Packing.concat):
         self.dir = Path(source_dir)
         meta_file = self.dir / META
         if not meta_file.exists():
@@ -33,8 +63,11 @@ class PackedDataset:
         if seq_len < 2:
             raise ValueError(f"seq_len must be >= 2, got {seq_len}")
         self.seq_len = seq_len
-        self.packing = bool(packing)
+        self.packing = as_packing(packing)
+        self.row_len = seq_len + 1 if self.packing == Packing.release else seq_len
         self.pad_id = int(self.meta["pad_id"])
+        eos = self.meta.get("eos_id")
+        self.eos_id: Optional[int] = None if eos is None else int(eos)
         self.n_tokens = int(self.meta["n_tokens"])
         self.offsets = np.load(self.dir / DOC_OFFSETS)
         self._open()
@@ -42,6 +75,11 @@ class PackedDataset:
                 or int(self.offsets[-1]) != self.n_tokens:
             raise ValueError(f"{self.dir}: tokens/loss_mask/doc_offsets disagree with meta.json "
                              f"n_tokens={self.n_tokens}")
+        self.rows = np.zeros(0, np.int64)
+        if self.packing == Packing.release:
+            kept = np.minimum(np.diff(self.offsets), self.row_len)
+            self.rows = greedy_rows(kept, self.row_len)
+            self.n_truncated = int((np.diff(self.offsets) > self.row_len).sum())
 
     def _open(self) -> None:
         if self.n_tokens:
@@ -63,31 +101,55 @@ class PackedDataset:
         self._open()
 
     def __len__(self) -> int:
-        if not self.packing:
+        if self.packing == Packing.none:
             return len(self.offsets) - 1
+        if self.packing == Packing.release:
+            return max(len(self.rows) - 1, 0)
         return -(-self.n_tokens // self.seq_len)
+
+    def _document(self, d: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Tokens and loss mask of document `d` as a release row holds it: its first `seq_len`
+        tokens and its last token when that is the EOS (else its first `seq_len + 1`)."""
+        start, end = int(self.offsets[d]), int(self.offsets[d + 1])
+        if end - start <= self.row_len:
+            return np.asarray(self.tokens[start:end]), np.asarray(self.mask[start:end])
+        if self.eos_id is not None and int(self.tokens[end - 1]) == self.eos_id:
+            idx = np.append(np.arange(start, start + self.seq_len), end - 1)
+            return np.asarray(self.tokens[idx]), np.asarray(self.mask[idx])
+        stop = start + self.row_len
+        return np.asarray(self.tokens[start:stop]), np.asarray(self.mask[start:stop])
+
+    def _span(self, i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Real tokens, loss mask and segment starts of row `i` (before padding)."""
+        L = self.seq_len
+        if self.packing == Packing.release:
+            parts = [self._document(d) for d in range(int(self.rows[i]), int(self.rows[i + 1]))]
+            lens = np.fromiter((len(t) for t, _ in parts), np.int64, len(parts))
+            starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+            return (np.concatenate([t for t, _ in parts]), np.concatenate([m for _, m in parts]),
+                    starts)
+        if self.packing == Packing.concat:
+            start, end = i * L, min((i + 1) * L, self.n_tokens)
+        else:  # one document, its head
+            start = int(self.offsets[i])
+            end = min(int(self.offsets[i + 1]), start + L)
+        # segment starts inside this sequence: its first token, then every document start
+        lo, hi = np.searchsorted(self.offsets, [start, end], side="right")
+        starts = np.concatenate([[0], self.offsets[lo:hi] - start]).astype(np.int64)
+        starts = starts[starts < end - start]
+        return (np.asarray(self.tokens[start:end]), np.asarray(self.mask[start:end]), starts)
 
     def __getitem__(self, i: int) -> Dict[str, np.ndarray]:
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"sequence {i} out of range for {n} sequences in {self.dir}")
-        i = i % n
-        L = self.seq_len
-        if self.packing:
-            start, end = i * L, min((i + 1) * L, self.n_tokens)
-        else:  # one document, its head
-            start = int(self.offsets[i])
-            end = min(int(self.offsets[i + 1]), start + L)
-        real = end - start
+        toks, tmask, starts = self._span(i % n)
+        L, real = self.row_len, len(toks)
         ids = np.full(L, self.pad_id, np.int64)
-        ids[:real] = self.tokens[start:end]
+        ids[:real] = toks
         mask = np.zeros(L, bool)
-        mask[:real] = self.mask[start:end] != 0
-        # segment starts inside this sequence: its first token, then every document start
-        lo, hi = np.searchsorted(self.offsets, [start, end], side="right")
-        starts = np.concatenate([[0], self.offsets[lo:hi] - start]).astype(np.int64)
-        starts = starts[starts < real]
-        if real < L:
+        mask[:real] = tmask != 0
+        if real < L:  # the padding is a segment of its own
             starts = np.append(starts, real)
         seq_lens = np.diff(np.append(starts, L)).astype(np.int32)
         labels = np.where(mask, ids, IGNORE_INDEX)
@@ -103,7 +165,7 @@ class MixedPackedDataset:
     """All sources of a pack, one after another: global index = `offsets[s] + local index`."""
 
     def __init__(self, packed_dir: PathLike, seq_len: int, names: Optional[Sequence[str]] = None,
-                 packing: bool = True):
+                 packing: PackingLike = Packing.concat):
         self.dir = Path(packed_dir)
         m = read_pack_index(self.dir)
         if names is None:
@@ -113,6 +175,7 @@ class MixedPackedDataset:
             names = m["sources"]
         self.names: List[str] = list(names)
         self.sources = [PackedDataset(self.dir / n, seq_len, packing) for n in self.names]
+        self.row_len = seq_len + 1 if as_packing(packing) == Packing.release else seq_len
         self.lengths: List[int] = [len(s) for s in self.sources]
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         self.weights: Dict[str, float] = dict((m or {}).get("weights", {}))

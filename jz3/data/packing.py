@@ -43,7 +43,7 @@ from jz3.data.records import (
 
 log = logging.getLogger(__name__)
 
-PACK_VERSION = 1
+PACK_VERSION = 2
 TOKENS, LOSS_MASK, DOC_OFFSETS, META = "tokens.bin", "loss_mask.bin", "doc_offsets.npy", "meta.json"
 CHUNK_RECORDS = 256
 
@@ -253,7 +253,8 @@ def _chunks(records: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Pair]
 
 
 def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error: OnError,
-                dtype: np.dtype, pad_id: int, vocab_size: int, src_hash: str) -> Dict[str, Any]:
+                dtype: np.dtype, pad_id: int, vocab_size: int, src_hash: str,
+                eos_id: Optional[int] = None) -> Dict[str, Any]:
     """Tokenize one source into `src_dir`; returns its meta (also written to `meta.json`, last).
     A source without a usable record is an error naming its files; on any error the temp
     files are removed."""
@@ -271,7 +272,7 @@ def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error
     tmp_off = src_dir / f".{DOC_OFFSETS}.tmp.npy"
     try:
         return _pack_files(source, files, encoders, src_dir, on_error, dtype, pad_id,
-                           vocab_size, src_hash, stats, total, t0)
+                           vocab_size, src_hash, stats, total, t0, eos_id)
     except BaseException:
         for tmp in (tmp_tok, tmp_mask, tmp_off):  # no temp file outlives a failed run
             tmp.unlink(missing_ok=True)
@@ -280,8 +281,8 @@ def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error
 
 def _pack_files(source: DataSource, files: List[Path], encoders: _Encoders, src_dir: Path,
                 on_error: OnError, dtype: np.dtype, pad_id: int, vocab_size: int,
-                src_hash: str, stats: IOStats, total: Optional[int], t0: float
-                ) -> Dict[str, Any]:
+                src_hash: str, stats: IOStats, total: Optional[int], t0: float,
+                eos_id: Optional[int] = None) -> Dict[str, Any]:
     from tqdm import tqdm
 
     tmp_tok, tmp_mask = src_dir / f".{TOKENS}.tmp", src_dir / f".{LOSS_MASK}.tmp"
@@ -317,7 +318,7 @@ def _pack_files(source: DataSource, files: List[Path], encoders: _Encoders, src_
     meta = {
         "source": source.name, "path": source.path, "files": [str(f) for f in files],
         "config_hash": src_hash, "dtype": dtype.name, "vocab_size": vocab_size, "pad_id": pad_id,
-        "n_docs": int(lens_all.size), "n_tokens": n_tokens, "n_target_tokens": n_target,
+        "eos_id": eos_id, "n_docs": int(lens_all.size), "n_tokens": n_tokens, "n_target_tokens": n_target,
         "records": stats.as_dict(), "wall_s": round(time.time() - t0, 3),
     }
     atomic_write_text(src_dir / META, json.dumps(meta, indent=2, ensure_ascii=False))
@@ -376,10 +377,12 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
             metas[s.name] = read_meta(out / s.name) or {}
             log.info("pack: source %s is up to date, skipped", s.name)
     if todo:
-        with _Encoders(encoder_spec(tokenizer), data_cfg.num_workers) as enc:
+        spec = encoder_spec(tokenizer)
+        with _Encoders(spec, data_cfg.num_workers) as enc:
             for s in todo:
                 metas[s.name] = pack_source(s, enc, out / s.name, data_cfg.on_error, dtype,
-                                            int(pad_id), vocab_size, hashes[s.name])
+                                            int(pad_id), vocab_size, hashes[s.name],
+                                            eos_id=spec.eos_id)
     counts = {n: {k: metas[n][k] for k in ("n_docs", "n_tokens", "n_target_tokens", "records")}
               for n in names}
     index = {"config_hash": stage_hash, "sources": names, "counts": counts,

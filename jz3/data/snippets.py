@@ -9,6 +9,12 @@ gives each a prompt type from `mixture` (`jz3.prompts.assign_prompt_type`) and w
 records `{id, doc_id, text, source, prompt_type}` to `out_path` atomically. Pieces shorter than
 `min_size` that cannot be merged into a neighbour, and bad corpus records, go to
 `rejected.jsonl` beside `out_path`, with a reason. Snippet ids are `<doc_id>:<k>` (stable).
+
+With `snippets.rule: release` each source is cut as the release's builder for its kind
+(`snippets.kinds`, `release_pieces`): textbook per `## ` section (the snippet is fenced in the
+prompt: `fence: true`), arXiv per `\\section{}` part, web and wiki the head of the document,
+stack the question's head + the answer's head, each at most `size` characters; a wiki snippet
+is written once per CoT level (`<doc_id>:<k>:<level>`), the others draw one type from `mixture`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from tqdm import tqdm
 
 from jz3.config.data import SnippetConfig
-from jz3.config.enums import OnError, PromptType
+from jz3.config.enums import CorpusKind, OnError, PromptType, SnippetRule
 from jz3.config.validate import check
 from jz3.data.records import (
     IOStats,
@@ -35,15 +41,18 @@ from jz3.data.records import (
     read_records,
     write_jsonl,
 )
-from jz3.prompts import PROMPT_TYPES, assign_prompt_type, normalize_mixture
+from jz3.prompts import COT_TYPES, PROMPT_TYPES, assign_prompt_type, normalize_mixture
 from jz3.prompts.mixture import unit_hash
 
 log = logging.getLogger(__name__)
-__all__ = ["PROMPT_TYPES", "PromptType", "SnippetStats", "cut_document", "make_snippets"]
+__all__ = ["PROMPT_TYPES", "PromptType", "SnippetStats", "cut_document", "make_snippets",
+           "release_pieces"]
 
 _PARA = re.compile(r"\n[ \t]*\n+")
 _SENT = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[$\\A-Z0-9])")
 OVERFLOW = 1.5  # a snippet may exceed `size` by this factor when that lands closer to `size`
+_MD_SECTION = re.compile(r"^##[ \t]+.*$", re.MULTILINE)
+_TEX_SECTION = re.compile(r"\\section\{.*?\}")
 
 
 @dataclass
@@ -123,6 +132,60 @@ def cut_document(text: str, size: int, min_size: int) -> Tuple[List[str], List[s
     return kept, short
 
 
+def _markdown_sections(text: str) -> List[str]:
+    """The `## ` sections of a markdown text, each from its header on; the text before the first
+    header is left out (as the release's textbook builder does). No header: the whole text."""
+    starts = [m.start() for m in _MD_SECTION.finditer(text)]
+    if not starts:
+        return [text]
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)], strict=True)]
+
+
+def release_pieces(doc: Mapping[str, Any], kind: CorpusKind, size: int) -> List[str]:
+    """The snippets the release's builder for `kind` takes from one corpus document: the head
+    (`size` characters) of each `## ` section (textbook) or `\\section{}` part (arxiv), of the
+    document (web, wiki), or of its question and its answer joined by a blank line (stack: the
+    record's `question` / `answer` fields, else its text). Empty pieces are left out."""
+    text = doc["text"]
+    kind = CorpusKind(kind)
+    if kind == CorpusKind.textbook:
+        parts = _markdown_sections(text)
+    elif kind == CorpusKind.arxiv:
+        parts = _TEX_SECTION.split(text)
+    elif kind == CorpusKind.stack and isinstance(doc.get("question"), str) \
+            and isinstance(doc.get("answer"), str):
+        return [f"{doc['question'].strip()[:size]}\n\n{doc['answer'].strip()[:size]}"]
+    else:
+        parts = [text]
+    return [p.strip()[:size] for p in parts if p.strip()]
+
+
+def _kind_of(cfg: SnippetConfig, source: str) -> CorpusKind:
+    kind = (cfg.kinds or {}).get(source, cfg.default_kind)
+    if kind is None:
+        raise ValueError(f"snippets.kinds: no kind for corpus source {source!r} (rule=release); "
+                         f"map it to one of {[k.value for k in CorpusKind]} or set "
+                         "snippets.default_kind")
+    return CorpusKind(kind)
+
+
+def _release_records(doc: Mapping[str, Any], kind: CorpusKind, size: int
+                     ) -> List[Dict[str, Any]]:
+    """Snippet records of one document under the release's rule (wiki: one per CoT level)."""
+    out: List[Dict[str, Any]] = []
+    for k, piece in enumerate(release_pieces(doc, kind, size)):
+        base = {"doc_id": doc["id"], "text": piece, "source": doc["source"]}
+        if kind == CorpusKind.wiki:
+            out += [{"id": f"{doc['id']}:{k}:{pt.value}", **base, "prompt_type": pt.value}
+                    for pt in COT_TYPES]
+            continue
+        rec = {"id": f"{doc['id']}:{k}", **base}
+        if kind == CorpusKind.textbook:
+            rec["fence"] = True
+        out.append(rec)
+    return out
+
+
 def _weighted_sample(items: List[Dict[str, Any]], weights: Mapping[str, float], k: int,
                      seed: int) -> List[Dict[str, Any]]:
     """k items without replacement, P proportional to their source weight (Efraimidis-Spirakis)."""
@@ -144,6 +207,14 @@ def _cut_all(files: List[str], cfg: SnippetConfig, weights: Mapping[str, float],
             files, RecordKind.corpus, OnError.quarantine, quarantine, io)
         for doc in tqdm(docs, desc="snippets", unit="doc", mininterval=2.0):
             stats.documents += 1
+            if SnippetRule(cfg.rule) == SnippetRule.release:
+                recs = _release_records(doc, _kind_of(cfg, doc["source"]), cfg.size)
+                stats.pieces += len(recs)
+                if weights.get(doc["source"], 1.0) <= 0:
+                    stats.excluded_by_weight += len(recs)
+                else:
+                    pieces.extend(recs)
+                continue
             kept, short = cut_document(doc["text"], cfg.size, cfg.min_size)
             for chunk in short:
                 stats.too_short += 1
@@ -205,7 +276,8 @@ def make_snippets(snippet_cfg: SnippetConfig, mixture: Optional[Mapping[str, flo
     else:
         chosen = pieces
     for rec in chosen:
-        rec["prompt_type"] = assign_prompt_type(rec["id"], mix, cfg.seed).value
+        if "prompt_type" not in rec:  # release wiki snippets come with their level
+            rec["prompt_type"] = assign_prompt_type(rec["id"], mix, cfg.seed).value
         stats.by_source[rec["source"]] = stats.by_source.get(rec["source"], 0) + 1
         stats.by_prompt_type[rec["prompt_type"]] = stats.by_prompt_type.get(rec["prompt_type"], 0) + 1
     stats.written = write_jsonl(out, chosen)

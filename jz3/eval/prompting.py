@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Mapping, Optional
 
 from jz3.benchmarks import spec
 from jz3.config.enums import EvalSetting
@@ -45,11 +45,15 @@ def exemplars(benchmark: str, setting: EvalSetting) -> List[Dict[str, str]]:
     return load_fewshot(spec(benchmark).exemplars)
 
 
-def num_shots(benchmark: str, setting: EvalSetting, mode: ShotMode) -> int:
-    """Exemplars this benchmark x setting gets under `mode` (capped by those shipped)."""
+def num_shots(benchmark: str, setting: EvalSetting, mode: ShotMode,
+              counts: Optional[Mapping[str, int]] = None) -> int:
+    """Exemplars this benchmark x setting gets under `mode` (capped by those shipped); `counts`
+    (`eval.shot_counts`) overrides the CoT count of a benchmark under `release`."""
     s, setting = spec(benchmark), EvalSetting(setting)
     if mode == ShotMode.release:
         k = s.shots.get(setting, 0)
+        if counts and benchmark in counts and setting == EvalSetting.cot and k:
+            k = int(counts[benchmark])
     elif mode == ShotMode.base:
         k = s.base_shots if setting == EvalSetting.cot else 0
     else:

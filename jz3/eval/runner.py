@@ -27,7 +27,7 @@ from jz3.eval.grading import answers_match, choice_letter, extract_answer, major
 from jz3.eval.prompting import build_prompt, num_shots, stop_strings
 from jz3.eval.report import UNAVAILABLE, Metrics, log_wandb, write_reports
 from jz3.eval.sandbox import SandboxPool
-from jz3.eval.tool_loop import run_tool_loop
+from jz3.eval.tool_loop import run_cot_exec_loop, run_tool_loop
 from jz3.generation import BackendSpec, Generator, GenParams, TextAdapter, complete, make_generator
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def generation_hash(cfg: EvalConfig, shots: int) -> str:
     """Identity of what produced a predictions file: a finished file is reused only if it
     matches (a different model, prompt, shots or sampling redoes it)."""
     keys = ("model_path", "tokenizer_path", "backend", "base_url", "max_new_tokens",
-            "temperature", "top_p", "num_samples", "tool_rounds", "seed", "max_prompt_tokens",
+            "temperature", "top_p", "num_samples", "tool_rounds", "cot_exec_calls", "seed",
+            "max_prompt_tokens",
             "chat_template")
     blob = {k: getattr(cfg, k) for k in keys}
     blob.update(shots=shots, sandbox=dataclasses.asdict(cfg.sandbox))
@@ -124,6 +125,11 @@ def generate_outputs(gen: Generator, items: List[EvalItem], benchmark: str,
             traces = run_tool_loop(TextAdapter(gen), part, stops, _params(cfg), pool,
                                    cfg.tool_rounds)
             outs.extend([[t.completion for t in ts] for ts in traces])
+        elif cfg.cot_exec_calls > 0:
+            assert pool is not None
+            traces = run_cot_exec_loop(TextAdapter(gen), part, stops, _params(cfg), pool,
+                                       cfg.cot_exec_calls)
+            outs.extend([[t.completion for t in ts] for ts in traces])
         else:
             outs.extend(complete(gen, part, stops, _params(cfg)))
     return outs
@@ -165,7 +171,8 @@ def eval_plan(cfg: EvalConfig) -> Dict[str, Dict[str, int]]:
     plan: Dict[str, Dict[str, int]] = {}
     for name in cfg.benchmarks:
         b = parse_benchmark(name, "eval.benchmarks").value
-        plan[b] = {s.value: num_shots(b, s, mode) for s in settings if s in spec(b).settings}
+        plan[b] = {s.value: num_shots(b, s, mode, cfg.shot_counts) for s in settings
+                   if s in spec(b).settings}
     return plan
 
 
@@ -190,7 +197,8 @@ def run_evaluation(cfg: EvalConfig, model_path: Union[str, Path, None], out_dir:
         if skipped:
             log.info("%s: not evaluated in %s (the release does not)", b, skipped)
     gen = generator
-    pool = SandboxPool(cfg.sandbox) if any(EvalSetting.tool in ss for ss in plan.values()) \
+    pool = SandboxPool(cfg.sandbox) if cfg.cot_exec_calls > 0 \
+        or any(EvalSetting.tool in ss for ss in plan.values()) \
         else None
     metrics: Metrics = {}
     unavailable: Dict[str, str] = {}

@@ -3,7 +3,8 @@
 The warmup runs with the influence stage's own sections (`seed`, `model`, `trainer`,
 `deepspeed`, `data`): LESS trains it with lr 2e-5, linear schedule, 3% warmup, weight decay 0,
 AdamW (0.9, 0.999), 4 epochs, 32 sequences per optimizer step, 2048 tokens, on a seeded random
-5% of the candidates (`influence.warmup_fraction`). jz3 takes those values from the stage's
+5% of the candidates (`influence.warmup_fraction`, drawn with `influence.warmup_sample_seed`,
+LESS `sample_data_seed` 42; training with `trainer.seed`, LESS `--seed 0`). jz3 takes those values from the stage's
 config as given (the plan view shows them); it only points the trainer at its own data and
 output folder, turns off the HF export and logs every step (the checkpoint weights are mean
 learning rates per epoch) (`warmup_job`). One checkpoint per `trainer.epochs` (an integer).
@@ -235,6 +236,7 @@ def warmup_job(seed: int, model: ModelConfig, trainer: TrainerConfig, deepspeed:
 def warmup_summary(job: WarmupJob, ic: InfluenceConfig, n_examples: int, n_candidates: int) -> Dict:
     t = job.trainer
     return {"examples": n_examples, "candidates": n_candidates, "fraction": ic.warmup_fraction,
+            "sample_seed": ic.warmup_sample_seed, "seed": t.seed, "data_seed": t.data_seed,
             "epochs": warmup_epochs(t), "lr": t.lr, "schedule": t.schedule.value,
             "warmup_ratio": t.warmup_ratio, "weight_decay": t.weight_decay,
             "betas": list(t.betas), "global_batch_size": t.global_batch_size,
@@ -254,7 +256,7 @@ def run_warmup(*, seed: int, model: ModelConfig, trainer: TrainerConfig,
     epochs = warmup_epochs(trainer)
     out_dir = Path(out_dir)
     want = [out_dir / ckpt_name(e) for e in range(1, epochs + 1)]
-    subset = warmup_subset(examples, influence.warmup_fraction, seed)
+    subset = warmup_subset(examples, influence.warmup_fraction, influence.warmup_sample_seed)
     data_file = out_dir / "data.jsonl"
     job = warmup_job(seed, model, trainer, deepspeed, data, data_file, out_dir)
     if summary is not None:

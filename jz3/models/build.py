@@ -62,7 +62,7 @@ def hf_config_from(cfg: ModelConfig) -> PretrainedConfig:
             num_local_experts=cfg.num_local_experts,
             num_experts_per_tok=cfg.num_experts_per_tok,
             router_aux_loss_coef=cfg.router_aux_loss_coef,
-            output_router_logits=True,
+            output_router_logits=cfg.output_router_logits,
             **common,
         )
     raise ValueError(f"model.arch: unknown architecture {cfg.arch!r}")
@@ -124,6 +124,7 @@ def build_model(
             src, dtype=dtype, attn_implementation=attn, local_files_only=True
         )
         model.config.use_cache = False
+        apply_router_settings(model, cfg)
     else:
         hf_cfg = hf_config_from(cfg)
         log.info("building %s %s from config (attn=%s, zero3=%s)", cfg.arch.value, cfg.name, attn, zero3)
@@ -135,6 +136,25 @@ def build_model(
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def apply_router_settings(model: PreTrainedModel, cfg: ModelConfig) -> None:
+    """On a loaded MoE checkpoint: `model.output_router_logits` and `router_aux_loss_coef`
+    (a checkpoint's config.json usually leaves router logits off, so its forward would return
+    no load-balancing loss). Dense models are left as they are."""
+    if not hasattr(model.config, "output_router_logits"):
+        return
+    model.config.output_router_logits = cfg.output_router_logits
+    model.config.router_aux_loss_coef = cfg.router_aux_loss_coef
+    if hasattr(model, "router_aux_loss_coef"):
+        model.router_aux_loss_coef = cfg.router_aux_loss_coef
+    log.info("MoE checkpoint: output_router_logits=%s, router_aux_loss_coef=%s",
+             cfg.output_router_logits, cfg.router_aux_loss_coef)
+
+
+def router_aux_coef(model: PreTrainedModel, cfg: ModelConfig) -> float:
+    """The weight of the router load-balancing loss in training (0 when the model returns none)."""
+    return cfg.router_aux_loss_coef if getattr(model.config, "output_router_logits", False) else 0.0
 
 
 def load_hf_config(path: str) -> PretrainedConfig:

@@ -261,7 +261,7 @@ def _influence_candidates(pool: Path, synth_records: Path, synth_rejected: Path,
     Parsed or not: influence measures what training on this snippet's synthetic text does, and
     a tiny synthesizer parses few of its outputs. Candidate id = snippet id. Snippets without
     any completion go to `candidates_rejected.jsonl` with the reason."""
-    from jz3.prompts import render
+    from jz3.prompts import render_snippet
 
     comp: Dict[str, tuple] = {}
     for r in _read_jsonl(synth_records):
@@ -281,7 +281,7 @@ def _influence_candidates(pool: Path, synth_records: Path, synth_rejected: Path,
                 n["no_completion"] += 1
                 continue
             w.write({"id": sn["id"], "snippet_id": sn["id"], "prompt_type": sn["prompt_type"],
-                     "prompt": render(sn["prompt_type"], sn["text"]), "completion": c[0],
+                     "prompt": render_snippet(sn), "completion": c[0],
                      "parsed": c[1]})
             n["candidates"] += 1
             n["parsed"] += int(c[1])

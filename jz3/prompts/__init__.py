@@ -14,6 +14,8 @@ from jz3.prompts.renderer import (
     PromptError,
     load_template,
     render,
+    render_snippet,
+    snippet_text,
     template_variables,
 )
 
@@ -26,5 +28,7 @@ __all__ = [
     "load_template",
     "normalize_mixture",
     "render",
+    "render_snippet",
+    "snippet_text",
     "template_variables",
 ]

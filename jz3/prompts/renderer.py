@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
-from typing import Dict, Set, Tuple, Union
+from typing import Any, Dict, Mapping, Set, Tuple, Union
 
 from jz3.config.enums import PromptType
 
@@ -61,3 +61,15 @@ def render(prompt_type: Union[str, PromptType], snippet_text: str, **extra: str)
     # Substitute in one pass, so `{{...}}` inside a snippet is never expanded.
     out = _VAR.sub(lambda m: values[m.group(1)], load_template(pt))
     return out
+
+
+def snippet_text(snippet: Mapping[str, Any]) -> str:
+    """A snippet record's text as its prompt shows it: in a ``` fence when the record says
+    `fence` (the release's textbook prompts), else as it is."""
+    text = snippet["text"]
+    return f"```\n{text}\n```" if snippet.get("fence") else text
+
+
+def render_snippet(snippet: Mapping[str, Any]) -> str:
+    """`render` of a snippet record: its `prompt_type`, its `snippet_text`."""
+    return render(snippet["prompt_type"], snippet_text(snippet))

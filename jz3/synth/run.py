@@ -90,6 +90,7 @@ def make_request(s: SynthConfig, snippet: Dict[str, Any], prompt: str) -> GenReq
                       top_p=s.tool_top_p if tool else s.top_p,
                       max_new_tokens=s.tool_max_new_tokens if tool else s.max_new_tokens,
                       seed=record_seed(s.seed, snippet["id"]),
+                      stop=tuple(s.tool_stop if tool else s.stop),
                       frequency_penalty=s.frequency_penalty)
 
 
@@ -110,7 +111,7 @@ def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | P
     """Generate (or resume) one shard; returns its counts (also in `<shard>.done.json`).
 
     `shard`/`num_shards` None: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (or 0 / 1)."""
-    from jz3.prompts import PromptError, render
+    from jz3.prompts import PromptError, render_snippet
 
     check(s, "synth")
     t0 = time.time()
@@ -144,7 +145,7 @@ def synthesize_shard(s: SynthConfig, snippets_path: str | Path, out_dir: str | P
         reqs, prompts, snips = [], [], []
         for sn in batch:
             try:
-                prompt = render(sn["prompt_type"], sn["text"])
+                prompt = render_snippet(sn)
             except PromptError as e:
                 envs.append(envelope(sn["id"], reason=f"render: {e}"))
                 continue

@@ -35,7 +35,7 @@ from jz3.config.enums import TeacherKind
 from jz3.config.teacher import TeacherConfig
 from jz3.data.records import AtomicJsonlWriter, RecordError, RecordKind, read_records
 from jz3.errors import StageFailed
-from jz3.prompts import render
+from jz3.prompts import render_snippet
 from jz3.synth.parse import ParseError, parse_completion
 from jz3.teacher.journal import Journal, request_key
 from jz3.teacher.runner import TeacherRunner, sampling_params
@@ -142,7 +142,7 @@ def build_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path
         stats.model = backend.name
         requests = []
         for s in snippets:
-            prompt = render(s["prompt_type"], s["text"])
+            prompt = render_snippet(s)
             params = sampling_params(tcfg, s["prompt_type"])
             requests.append(TeacherRequest(request_key(backend.name, prompt, params), prompt,
                                            s["prompt_type"], s["text"], params=params))

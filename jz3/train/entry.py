@@ -33,7 +33,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Set
 
 import torch
 
@@ -45,6 +45,7 @@ from jz3.config.validate import check
 from jz3.data.records import atomic_write_text
 from jz3.data.tokenizers import load_tokenizer
 from jz3.models import build_model, flops_per_token, hidden_size_of, resolve_attn_impl
+from jz3.models.build import router_aux_coef
 from jz3.parallel.dist import DistInfo, barrier, init_distributed
 from jz3.parallel.ds_config import batch_layout, build_ds_config
 from jz3.train import checkpoint as ckpt
@@ -77,6 +78,13 @@ def total_steps(cfg: TrainerConfig, num_sequences: int) -> int:
     if steps <= 0:
         raise ValueError(f"trainer.epochs={cfg.epochs} over {num_sequences} sequences gives no step")
     return steps
+
+
+def epoch_end_steps(total: int, epochs: float) -> Set[int]:
+    """The optimizer steps that end each whole epoch of a `total`-step run over `epochs`."""
+    if epochs <= 0 or total <= 0:
+        return set()
+    return {min(total, max(1, round(total * e / epochs))) for e in range(1, int(epochs) + 1)}
 
 
 def peak_flops(cfg: TrainerConfig) -> Optional[float]:
@@ -161,16 +169,20 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
     tokenizer = _load_tokenizer(cfg, info)
     if len(tokenizer) > cfg.model.vocab_size and cfg.model.path is None and tc.init_from is None:
         raise ValueError(f"model.vocab_size={cfg.model.vocab_size} < tokenizer size {len(tokenizer)}")
+    from jz3.data.packed_dataset import as_packing
+
     dataset = open_dataset(cfg.data, prepare_packed(cfg.data, tokenizer, info.rank))
     steps = total_steps(tc, len(dataset))
     layout = batch_layout(tc, info.world_size, dsc.autotp_size if dsc.enabled else 1)
-    log.info("mode=%s: %d sequences of %d tokens, %d steps, global batch %d = %d micro x %d accum x %d dp",
-             tc.mode.value, len(dataset), cfg.data.seq_len, steps, layout.global_batch,
+    log.info("mode=%s: %d sequences of %d tokens (packing %s), %d steps, global batch %d = %d "
+             "micro x %d accum x %d dp", tc.mode.value, len(dataset), dataset.row_len,
+             as_packing(cfg.data.packing).value, steps, layout.global_batch,
              layout.micro_batch, layout.grad_accum, layout.dp_world)
 
     ds_config = (build_ds_config(dsc, tc, info.world_size, hidden_size_of(cfg.model, tc.init_from))
                  if dsc.enabled else None)
     model = build_model(cfg.model, model_dtype(tc.precision, dsc.enabled), ds_config, path=tc.init_from)
+    aux_coef = router_aux_coef(model, cfg.model)
     if model_transform is not None:
         model = model_transform(model)
     model.train()
@@ -196,19 +208,21 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
         state.step, state.tokens_seen, state.samples_seen = saved["step"], saved["tokens_seen"], saved["samples_seen"]
         sampler_state = saved["sampler"]
         log.info("resumed from %s (step %d, %d samples consumed)", latest, state.step, state.samples_seen)
-    data = build_train_data(cfg.data, dataset, layout.micro_batch, tc.seed, engine.data_parallel_rank,
+    data_seed = tc.seed if tc.data_seed is None else tc.data_seed
+    data = build_train_data(cfg.data, dataset, layout.micro_batch, data_seed, engine.data_parallel_rank,
                             engine.data_parallel_world, sampler_state)
 
     log_file = out / "metrics.jsonl"
     cbs = CallbackList([MetricsFileCallback(log_file), ConsoleCallback(tc.log_every),
                         WandbCallback(tc.wandb, cfg), *(callbacks or [])])
     trainer = Trainer(engine, data, state, cbs, grad_accum=layout.grad_accum,
-                      global_batch=layout.global_batch, seq_len=cfg.data.seq_len,
+                      global_batch=layout.global_batch, seq_len=dataset.row_len,
                       attn_impl=resolve_attn_impl(cfg.model.attn_impl),
                       tp_size=dsc.autotp_size if dsc.enabled else 1, save_every=tc.save_every,
+                      save_steps=(epoch_end_steps(steps, tc.epochs if tc.max_steps <= 0 else 0)
+                                  if tc.save_every_epoch else set()),
                       keep_last=tc.keep_last, flops_per_token=flops_per_token(cfg.model, cfg.data.seq_len),
-                      peak_flops=peak_flops(tc), aux_loss_coef=cfg.model.router_aux_loss_coef
-                      if cfg.model.num_local_experts > 0 else 0.0)
+                      peak_flops=peak_flops(tc), aux_loss_coef=aux_coef)
     if latest is not None:
         trainer.last_saved_step = state.step
     state = trainer.fit()

@@ -12,7 +12,7 @@ import logging
 import time
 import zlib
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 import psutil
@@ -40,7 +40,7 @@ class Trainer:
     def __init__(self, engine: Engine, data: TrainData, state: TrainState, callbacks: CallbackList, *,
                  grad_accum: int, global_batch: int, seq_len: int, attn_impl: str, tp_size: int,
                  save_every: int, keep_last: int, flops_per_token: float, peak_flops: Optional[float],
-                 aux_loss_coef: float = 0.0) -> None:
+                 aux_loss_coef: float = 0.0, save_steps: Optional[Set[int]] = None) -> None:
         self.engine = engine
         self.data = data
         self.state = state
@@ -51,6 +51,7 @@ class Trainer:
         self.attn_impl = attn_impl
         self.tp_size = tp_size
         self.save_every = save_every
+        self.save_steps = set(save_steps or ())  # extra checkpoint steps (epoch ends)
         self.keep_last = keep_last
         self.flops_per_token = flops_per_token
         self.peak_flops = peak_flops
@@ -156,7 +157,8 @@ class Trainer:
                 st.last_metrics = metrics
                 self.callbacks.on_step_end(st, metrics)
                 # A stop asked during this step's callbacks is seen at the next step's all-reduce.
-                if stop or (self.save_every > 0 and st.step % self.save_every == 0):
+                if stop or (self.save_every > 0 and st.step % self.save_every == 0) \
+                        or st.step in self.save_steps:
                     self.save()
                 if stop:
                     log.warning("stopping at step %d after a stop request (checkpoint saved)", st.step)
