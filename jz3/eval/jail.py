@@ -13,17 +13,13 @@ nothing on the host.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import site
 import subprocess
 import sys
 import sysconfig
-import tempfile
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -207,77 +203,3 @@ def jail_status(uid: Optional[int] = None, interpreter: Optional[str] = None) ->
     hint = ("unprivileged user namespaces are off? check `sysctl user.max_user_namespaces` and "
             "`kernel.unprivileged_userns_clone` / `kernel.apparmor_restrict_unprivileged_userns`")
     return JailStatus(False, f"bwrap fails here: {'; '.join(errors)} ({hint})")
-
-
-@lru_cache(maxsize=1)
-def pids_cgroup_root() -> Optional[Path]:
-    """A writable pids cgroup for the jails (v1 `pids` hierarchy or v2 unified; root only)."""
-    cands = [Path("/sys/fs/cgroup/pids")]
-    with contextlib.suppress(OSError):
-        if "pids" in Path("/sys/fs/cgroup/cgroup.controllers").read_text().split():
-            cands.append(Path("/sys/fs/cgroup"))
-    for base in cands:
-        root = base / "jz3-sandbox"
-        try:
-            root.mkdir(exist_ok=True)
-            if base == Path("/sys/fs/cgroup"):
-                with contextlib.suppress(OSError):
-                    (base / "cgroup.subtree_control").write_text("+pids")
-                    (root / "cgroup.subtree_control").write_text("+pids")
-            probe = Path(tempfile.mkdtemp(prefix="probe-", dir=root))
-            ok = (probe / "pids.max").exists()
-            probe.rmdir()
-            if ok:
-                _sweep(root)
-                return root
-        except OSError:
-            continue
-    return None
-
-
-def _sweep(root: Path, min_age_s: float = 300.0) -> None:
-    """Remove empty jail cgroups left by harnesses that were killed (older than `min_age_s`,
-    so a jail another process is just starting is left alone)."""
-    now = time.time()
-    for cg in root.glob("jail-*"):
-        with contextlib.suppress(OSError):
-            if now - cg.stat().st_mtime > min_age_s and not (cg / "cgroup.procs").read_text():
-                cg.rmdir()
-
-
-def new_pids_cgroup() -> Optional[Path]:
-    """A fresh pids cgroup for one jail (None where none can be made)."""
-    root = pids_cgroup_root()
-    if root is None:
-        return None
-    try:
-        return Path(tempfile.mkdtemp(prefix="jail-", dir=root))
-    except OSError as e:
-        log.warning("sandbox: no pids cgroup for the jail (%s)", e)
-        return None
-
-
-def in_cgroup(cg: Optional[Path]) -> List[str]:
-    """The argv prefix that moves the command into cgroup `cg` before it starts anything."""
-    if cg is None:
-        return []
-    return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cg)]
-
-
-def remove_cgroup(cg: Optional[Path]) -> None:
-    """SIGKILL whatever is left in `cg`, then remove it."""
-    if cg is None:
-        return
-    for _ in range(100):
-        try:
-            pids = [int(x) for x in (cg / "cgroup.procs").read_text().split()]
-        except OSError:
-            return
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-    with contextlib.suppress(OSError):
-        cg.rmdir()
