@@ -139,7 +139,8 @@ def _free_port() -> int:
 def result_of(proc: subprocess.CompletedProcess) -> Dict[str, Any]:
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            # ranks share the pipe: a line may hold two ranks' RESULTs back to back
+            return json.JSONDecoder().raw_decode(line[len("RESULT "):])[0]
     raise AssertionError(f"no RESULT line (rc={proc.returncode})\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
 
 
@@ -215,7 +216,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.logits_out:
         cbs.append(DumpLogits(args.logits_out))
     res = run_training(cfg, callbacks=cbs)
-    print("RESULT " + json.dumps(res.__dict__))
+    sys.stdout.write("RESULT " + json.dumps(res.__dict__) + "\n")  # one write: one line
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,11 @@ def test_the_lock_pins_every_requirement_within_setup_py_ranges():
 
 
 def test_the_environment_is_the_lock():
+    # this environment's site-packages only: once setuptools is imported (deepspeed, torch's
+    # extension builder), its own vendored packages' metadata is on sys.path too
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     installed = {d.metadata["Name"].lower().replace("_", "-").replace(".", "-"): d.version
-                 for d in importlib.metadata.distributions()}
+                 for d in importlib.metadata.distributions(path=site)}
     lock = _lock()
     if installed.get("transformers") != lock["transformers"]:
         pytest.skip("not the locked environment (make test-latest runs the newest versions)")

@@ -223,7 +223,12 @@ def scale_run(project_root, tmp_path_factory):
 
 
 def _manifest(run: Path, stage: str) -> Dict[str, Any]:
-    return json.loads((run / stage / "manifest.json").read_text())
+    """The stage's manifest with its run-folder paths made absolute (they are stored relative)."""
+    from jz3.provenance.manifest import read_manifest
+
+    m = read_manifest(run / stage)
+    assert m is not None, f"{stage}: no manifest"
+    return m
 
 
 @pytest.mark.slow

@@ -99,10 +99,13 @@ def smol_tok():
 
 
 def _teacher(root: str, journal: Path, **budget):
-    from jz3.config.enums import TeacherKind
+    from jz3.config.enums import IdempotencyMode, TeacherKind
     from jz3.config.teacher import BudgetConfig, TeacherConfig
 
+    # no Idempotency-Key probe: vLLM ignores the key, and the probe's two calls would count in
+    # the server's counters that this module compares with the outcomes' usage
     return TeacherConfig(kind=TeacherKind.openai, base_url=f"{root}/v1", model=SERVED,
+                         idempotency=IdempotencyMode.none,
                          concurrency=4, timeout_s=120.0, max_retries=2, backoff_base_s=0.1,
                          temperature=0.0, max_tokens=MAX_TOKENS, journal=str(journal),
                          budget=BudgetConfig(**budget))

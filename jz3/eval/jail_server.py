@@ -156,13 +156,36 @@ def _tmpfs(target, size_mb, mode="0700", flags=MS_NOSUID | MS_NODEV):
     _mount("tmpfs", target, "tmpfs", flags, f"size={size_mb}m,nr_inodes=16384,mode={mode}")
 
 
+def _python_dirs_under_tmp():
+    """O_PATH fds of the import folders (sys.path) that live under /tmp, outermost only: a venv
+    under /tmp (a clone there) would vanish under the program's fresh /tmp, and with it every
+    module imported lazily (sympy's set handlers, say)."""
+    dirs = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)})
+    outer = []
+    for d in dirs:
+        if d.startswith("/tmp/") and not any(d.startswith(o + "/") for o in outer):
+            outer.append(d)
+    return [(d, os.open(d, os.O_PATH | os.O_DIRECTORY)) for d in outer]
+
+
+def _rebind(keep):
+    """Bind the folders of `_python_dirs_under_tmp` back into the fresh /tmp (read-only: they
+    are bwrap's read-only binds)."""
+    for d, fd in keep:
+        os.makedirs(d, 0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", d, None, MS_BIND | MS_REC)
+        os.close(fd)
+
+
 def _private_mounts(size_mb, work):
     """G: its own mount namespace; fresh capped tmpfs on /sbx, /tmp; a private read-only /dev
     (built on a staging tmpfs, then moved over bwrap's) with its own capped /dev/shm; /proc."""
     _check(LIBC.unshare(CLONE_NEWNS), "unshare mount namespace")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _tmpfs("/sbx", size_mb)
+    keep = _python_dirs_under_tmp()
     _tmpfs("/tmp", size_mb, "1777")
+    _rebind(keep)
     stage = "/tmp/.dev"
     os.mkdir(stage, 0o755)
     _mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
