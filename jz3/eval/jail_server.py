@@ -162,19 +162,28 @@ def _python_dirs_under_tmp():
     module imported lazily (sympy's set handlers, say)."""
     dirs = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)})
     outer = []
-    for d in dirs:
-        if d.startswith("/tmp/") and not any(d.startswith(o + "/") for o in outer):
+    for d in dirs:  # interpreter folders only (lib/pythonX.Y, site-packages), never a project
+        if (d.startswith("/tmp/") and ("/site-packages" in d or "/lib/python" in d)
+                and not any(d.startswith(o + "/") for o in outer)):
             outer.append(d)
     return [(d, os.open(d, os.O_PATH | os.O_DIRECTORY)) for d in outer]
 
 
 def _rebind(keep):
-    """Bind the folders of `_python_dirs_under_tmp` back into the fresh /tmp (read-only: they
-    are bwrap's read-only binds)."""
+    """Bind the folders of `_python_dirs_under_tmp` back into the fresh /tmp, read-only."""
+    tops = []
     for d, fd in keep:
+        top = "/tmp/" + d[len("/tmp/"):].split("/", 1)[0]
+        if top not in tops:  # the mount points' parents live on a tmpfs of their own, made
+            os.mkdir(top, 0o755)  # read-only below: the program writes nothing in the path
+            _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=256,mode=0755")
+            tops.append(top)
         os.makedirs(d, 0o755, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", d, None, MS_BIND | MS_REC)
         os.close(fd)
+        _mount(None, d, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for top in tops:
+        _mount(None, top, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k")
 
 
 def _private_mounts(size_mb, work):
