@@ -41,7 +41,9 @@ from jz3.eval.normalize import parse_number
 log = logging.getLogger(__name__)
 _BUILD_SRC = Path(__file__).with_name("sympy_build.py").read_text()
 _MODULE = "jz3_sympy_build"
-# run once in the jailed server: the builder becomes an importable module of every child
+# run once in the jailed server: the builder becomes an importable module of every child.
+# The exec'd text is this package's own sympy_build.py, read from disk here; model text only
+# ever reaches the jail as a data-only parse tree (mathtree), never as code.
 _WARMUP = (f"\nimport sys as _s, types as _t\n_m = _t.ModuleType({_MODULE!r})\n"
            f"exec(compile({_BUILD_SRC!r}, {_MODULE!r}, 'exec'), _m.__dict__)\n"
            f"_s.modules[{_MODULE!r}] = _m\n"
