@@ -1,15 +1,23 @@
-"""`runs/<exp>/report.md` with PNG plots, built from the stage manifests (and a few outputs).
+"""`runs/<exp>/report.md` with PNG plots, built from the stages' typed results.
 
 Sections: stage table (wall time, counts), teacher calls and cost, KD size, synthesizer loss,
 influence scores and selected fraction, synthesis counts with reject reasons and
 decontamination hits, the parse rate on snippets the teacher never saw, a few synthesized problems
 per education stage next to their snippets and prompts, pretraining loss (synthetic vs raw
 ablation), evaluation table (CoT and tool), and the ablation verdict (each arm's mean and seed
-spread per benchmark). A stage that has not run is reported as missing, never faked.
+spread per benchmark).
+
+Each finished stage is read through its manifest's typed result (`StageOutput.result`) and the
+record files that result names (the trainer's log for loss curves, the synthesizer's records,
+the influence scores). A field the report reads that the result does not carry, or a file it
+names that is not there, raises `ReportError` naming the stage and the field: a renamed field
+fails the report rather than emptying a plot. A stage that has not run (disabled, or not
+finished) is reported as such, never faked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,9 +25,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from jz3.config.enums import PromptType
 from jz3.data.records import atomic_write_text
+from jz3.pipeline.runner import StageOutput
 from jz3.provenance import read_manifest
 
 log = logging.getLogger("jz3.pipeline.report")
+
+
+class ReportError(RuntimeError):
+    """A finished stage's result lacks what the report reads (it ran other code: rerun it)."""
 
 
 def _plt():
@@ -31,31 +44,10 @@ def _plt():
     return plt
 
 
-def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    else:
-        out[prefix] = d
-    return out
-
-
-def _num(x: Any) -> Optional[float]:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
     return str(x)
-
-
-def _read_jsonl(path: Path) -> List[Dict[str, Any]]:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _clip(text: str, n: int) -> str:
@@ -75,36 +67,74 @@ VERDICT_TEXT = {"synthetic_better": "**synthetic better**",
                 "one_seed": "no verdict (one seed per arm: no spread measured)"}
 
 
+class Fields:
+    """A stage's typed result (or a dataclass inside it), read by attribute: a field the
+    manifest's result does not carry is a `ReportError` naming the stage and the field (also a
+    field whose dataclass default would otherwise stand in for it)."""
 
-def _interval(p: Any) -> str:
-    if not p:
-        return "not scored per item"
-    return (f"[{p['low']:+.4f}, {p['high']:+.4f}] ({p['seed_pairs']} x {p['items']})")
+    def __init__(self, stage: str, value: Any, raw: Dict[str, Any], path: str = ""):
+        self._stage, self._value, self._raw, self._path = stage, value, raw, path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        where = f"{self._path}{name}"
+        if name not in self._raw or not hasattr(self._value, name):
+            raise ReportError(f"report: stage {self._stage!r}: its result "
+                              f"({type(self._value).__name__}) has no field {where!r}; the "
+                              "stage ran other code: rerun it")
+        v = getattr(self._value, name)
+        if dataclasses.is_dataclass(v) and isinstance(self._raw[name], dict):
+            return Fields(self._stage, v, self._raw[name], f"{where}.")
+        return v
+
+
+def need(r: Fields, d: Any, *keys: Any, field: str = "") -> Any:
+    """`d[k1][k2]...` of a dict inside the result `r`; a missing key raises naming the stage
+    and the path (`field`: where `d` lies in the result)."""
+    cur = d
+    for i, k in enumerate(keys):
+        if not isinstance(cur, dict) or k not in cur:
+            path = ".".join(str(x) for x in keys[: i + 1])
+            raise ReportError(f"report: stage {r._stage!r}: its result has no "
+                              f"{field + '.' if field else ''}{path}; the stage ran other "
+                              "code: rerun it")
+        cur = cur[k]
+    return cur
+
+
+def records(r: Fields, name: str) -> List[Dict[str, Any]]:
+    """The JSON lines of the record file named by the result's field `name`."""
+    p = Path(getattr(r, name))
+    if not p.is_file():
+        raise ReportError(f"report: stage {r._stage!r}: {name} = {p} is not a file")
+    with open(p, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_result(run_dir: Path, stage: str) -> tuple[Optional[Dict[str, Any]], Optional[Fields]]:
+    """A stage's manifest and typed result (None, None: the stage has not finished)."""
+    d = Path(run_dir) / stage
+    m = read_manifest(d)
+    if m is None:
+        return None, None
+    try:
+        res = StageOutput(stage, d, m).result
+    except (KeyError, TypeError, ValueError, ImportError, AttributeError) as e:
+        raise ReportError(f"report: stage {stage!r}: {e}") from e
+    return m, Fields(stage, res, m["result"])
+
 
 class Report:
     def __init__(self, run_dir: Path, stage_names: Sequence[str],
                  disabled: Sequence[str] = ()):
         self.run_dir = Path(run_dir)
         self.plots = self.run_dir / "report_plots"
-        self.m = {s: read_manifest(self.run_dir / s) for s in stage_names}
+        loaded = {s: load_result(self.run_dir, s) for s in stage_names}
+        self.m = {s: m for s, (m, _) in loaded.items()}
+        self.r = {s: r for s, (_, r) in loaded.items() if r is not None}
         self.disabled = set(disabled)
         self.lines: List[str] = []
-
-    def metrics(self, stage: str) -> Dict[str, Any]:
-        m = self.m.get(stage)
-        return (m or {}).get("metrics", {})
-
-    def result_path(self, stage: str, field: str) -> Optional[Path]:
-        """A file named in a stage's typed result (absolute, or relative to the working dir
-        or to the stage's `out/`)."""
-        raw = ((self.m.get(stage) or {}).get("result") or {}).get(field)
-        if not raw:
-            return None
-        p = Path(raw)
-        for cand in (p, self.run_dir / stage / "out" / p.name):
-            if cand.exists():
-                return cand
-        return None
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -143,61 +173,70 @@ class Report:
         rows = []
         for s, m in self.m.items():
             if m is None:
-                rows.append([s, "not finished", "", ""])
+                rows.append([s, "disabled" if s in self.disabled else "not finished", "", ""])
             else:
-                rows.append([s, "done", m.get("wall_s"), json.dumps(m.get("counts", {}))])
+                rows.append([s, "done", m["wall_s"], json.dumps(m["counts"])])
         self.table(["stage", "status", "wall s", "counts"], rows)
 
     def teacher(self) -> None:
         self.add("## Teacher calls, cost and KD size", "")
         if self.missing("kd_seed"):
             return
-        keys = ("kd_records", "requested", "rejected", "usage.attempts", "usage.retries",
-                "journal.calls", "journal.tokens", "journal.cost", "budget.cost_usd")
-        stages = [st for st in ("kd_seed", "kd_boost") if self.metrics(st)]
-        flat = {st: _flatten(self.metrics(st)) for st in stages}
-        self.table(["stage", *keys], [[st] + [flat[st].get(k, "") for k in keys]
-                                      for st in stages])
-        self.add("`journal.*` are the run's cumulative teacher totals (one journal per run: a "
-                 "prompt is never paid twice); `usage.*` are this stage's HTTP attempts.", "")
+        stages = [st for st in ("kd_seed", "kd_boost") if st in self.r]
+        kd = {st: self.r[st] for st in stages}
+        calls = {st: kd[st].calls for st in stages}
+        self.table(["stage", "kd records", "requested", "rejected", "attempts", "retries",
+                    "journal calls", "journal tokens", "journal cost USD", "budget cost USD"],
+                   [[st, kd[st].written, kd[st].requested, kd[st].rejected_count,
+                     calls[st].attempts, calls[st].retries, calls[st].journal_calls,
+                     calls[st].journal_tokens, calls[st].journal_cost_usd,
+                     calls[st].budget_cost_usd] for st in stages])
+        self.add("The journal columns are the run's cumulative teacher totals (one journal per run: a "
+                 "prompt is never paid twice); attempts and retries are this stage's.", "")
 
         def sizes(ax):
-            for i, k in enumerate(("kd_records", "rejected")):
-                ax.bar([j + 0.4 * i for j in range(len(stages))],
-                       [_num(flat[n].get(k)) or 0 for n in stages], width=0.4, label=k)
+            for i, (label, vals) in enumerate(
+                    (("kd records", [kd[n].written for n in stages]),
+                     ("rejected", [kd[n].rejected_count for n in stages]))):
+                ax.bar([j + 0.4 * i for j in range(len(stages))], vals, width=0.4, label=label)
             ax.set_xticks([j + 0.2 for j in range(len(stages))], stages)
             ax.set_ylabel("records")
             ax.set_title("KD set size")
             ax.legend()
 
-        def calls(ax):
-            c = [_num(flat[n].get("journal.calls")) or 0 for n in stages]
-            cost = [_num(flat[n].get("journal.cost")) or 0 for n in stages]
-            ax.bar(stages, c, color="tab:blue")
+        def traffic(ax):
+            ax.bar(stages, [calls[n].journal_calls for n in stages], color="tab:blue")
             ax.set_ylabel("teacher calls (cumulative)")
             ax2 = ax.twinx()
-            ax2.plot(stages, cost, "o-", color="tab:red")
+            ax2.plot(stages, [calls[n].journal_cost_usd for n in stages], "o-", color="tab:red")
             ax2.set_ylabel("cost USD (cumulative)")
             ax.set_title("Teacher calls and cost")
 
         self.figure("kd_size", sizes)
-        self.figure("teacher_calls", calls)
+        self.figure("teacher_calls", traffic)
+
+    def loss_curve(self, stage: str) -> List[List[float]]:
+        """[[step, loss], ...] from the trainer's JSONL log named by the stage's `log_file`."""
+        return [[float(r["step"]), float(r["loss"])] for r in records(self.r[stage], "log_file")
+                if "loss" in r and "step" in r]
 
     def curves(self, title: str, name: str, stages: Sequence[str]) -> None:
         self.add(f"## {title}", "")
-        have = [s for s in stages if self.metrics(s).get("loss_curve")]
-        rows = [[s, self.metrics(s).get("steps"), self.metrics(s).get("tokens"),
-                 self.metrics(s).get("final_loss")] for s in stages if self.m.get(s)]
-        if rows:
-            self.table(["stage", "steps", "tokens", "final loss"], rows)
+        done = [s for s in stages if s in self.r]
+        if done:
+            self.table(["stage", "steps", "tokens", "final loss"],
+                       [[s, self.r[s].steps, self.r[s].tokens_seen, self.r[s].final_loss]
+                        for s in done])
+        curves = {s: self.loss_curve(s) for s in done}
+        have = [s for s in done if curves[s]]
         if not have:
-            self.missing(*[s for s in stages if self.m.get(s) is None] or stages[:1])
+            if not self.missing(*[s for s in stages if s not in self.r] or stages[:1]):
+                self.add("_No loss logged (fewer steps than `trainer.log_every`)._", "")
             return
 
         def draw(ax):
             for s in have:
-                c = self.metrics(s)["loss_curve"]
-                ax.plot([p[0] for p in c], [p[1] for p in c], label=s)
+                ax.plot([p[0] for p in curves[s]], [p[1] for p in curves[s]], label=s)
             ax.set_xlabel("step")
             ax.set_ylabel("train loss")
             ax.set_title(title)
@@ -209,12 +248,13 @@ class Report:
         self.add("## Influence scores and selection", "")
         if self.missing("influence"):
             return
-        mt = self.metrics("influence")
-        self.add(f"Candidates: {mt.get('candidates')}, selected snippets: {mt.get('selected')} "
-                 f"(fraction {_fmt(mt.get('selected_fraction'))}).", "")
-        scores = mt.get("scores") or []
+        r = self.r["influence"]
+        candidates, selected = int(need(r, r.counts, "candidates", field="counts")), r.selected
+        self.add(f"Candidates: {candidates}, selected snippets: {selected} "
+                 f"(fraction {_fmt(selected / max(candidates, 1))}).", "")
+        scores = [float(x["score"]) for x in records(r, "scores")]
         if scores:
-            k = int(mt.get("selected") or 0)
+            k = int(selected)
             thr = sorted(scores, reverse=True)[k - 1] if 0 < k <= len(scores) else None
 
             def draw(ax):
@@ -232,22 +272,23 @@ class Report:
         self.add("## Synthesis, filtering and decontamination", "")
         if self.missing("synthesize"):
             return
-        sy, fi = self.metrics("synthesize"), self.metrics("filter")
-        counts = {"snippets in": sy.get("snippets", sy.get("synth_in")), "parsed": sy.get("synth_out"),
-                  "synth rejected": sy.get("synth_rejected")}
-        if fi:
-            counts["kept after filter"] = sum((fi.get("kept_by_source") or {}).values())
-            counts["filter rejected"] = (self.m["filter"] or {}).get("counts", {}).get("rejected")
-        self.table(["count", "value"], list(counts.items()))
-        reasons: Dict[str, int] = {}
-        for src in (sy, fi):
-            for k, v in (src.get("reject_reasons") or {}).items():
+        sy, fi = self.r["synthesize"], self.r.get("filter")
+        reasons: Dict[str, int] = dict(sy.reasons)
+        counts: Dict[str, Any] = {"snippets in": sy.snippets, "parsed": sy.ok,
+                                  "synth rejected": sum(sy.reasons.values())}
+        decontam: Optional[Dict[str, int]] = None
+        if fi is not None:
+            counts["kept after filter"] = sum(fi.kept_by_kind.values())
+            counts["filter rejected"] = sum(fi.reasons.values())
+            for k, v in fi.reasons.items():
                 reasons[k] = reasons.get(k, 0) + v
-        decontam = {k: v for k, v in _flatten(fi).items() if "decontam" in k and _num(v) is not None}
+            decontam = fi.decontam_hits
+        self.table(["count", "value"], list(counts.items()))
         if reasons:
             self.table(["reject reason", "records"], sorted(reasons.items(), key=lambda x: -x[1]))
-        self.add("Decontamination hits: " + (json.dumps(decontam) if decontam else
-                                             "none reported"), "")
+        self.add("Decontamination hits (records dropped, per benchmark): " + (
+            "filter not run" if decontam is None else json.dumps(decontam) if decontam
+            else "no benchmark configured"), "")
 
         def draw(ax):
             items = sorted(reasons.items(), key=lambda x: -x[1])[:12]
@@ -261,67 +302,63 @@ class Report:
         self.examples()
 
     def _snippets(self) -> Dict[str, Dict[str, Any]]:
-        p = self.result_path("snippets", "snippets")
-        return {r["id"]: r for r in _read_jsonl(p)} if p else {}
+        if "snippets" not in self.r:
+            return {}
+        return {r["id"]: r for r in records(self.r["snippets"], "snippets")}
 
     def _kd_ids(self) -> set:
         ids: set = set()
         for st in ("kd_seed", "kd_boost"):
-            p = self.result_path(st, "ids")
-            if p:
+            if st in self.r:
+                p = Path(self.r[st].ids)
+                if not p.is_file():
+                    raise ReportError(f"report: stage {st!r}: ids = {p} is not a file")
                 ids.update(json.loads(p.read_text("utf-8")))
         return ids
 
     def parse_rate(self) -> None:
         """Parsed / written, overall and on snippets the teacher never answered (the honest
         figure: a synthesizer may have memorised its KD examples)."""
-        ok_p, rej_p = self.result_path("synthesize", "records"), \
-            self.result_path("synthesize", "rejected")
-        if ok_p is None:
-            return
-        ok, rej, kd = _read_jsonl(ok_p), _read_jsonl(rej_p) if rej_p else [], self._kd_ids()
+        sy = self.r["synthesize"]
+        ok, rej, kd = records(sy, "records"), records(sy, "rejected"), self._kd_ids()
         rows = []
         for name, keep in (("all snippets", lambda i: True),
                            ("snippets not in the KD set (held out)", lambda i: i not in kd),
                            ("snippets in the KD set", lambda i: i in kd)):
             n_ok = sum(keep(r["snippet_id"]) for r in ok)
-            n = n_ok + sum(keep(r.get("snippet_id")) for r in rej)
+            n = n_ok + sum(keep(r["snippet_id"]) for r in rej)
             rows.append([name, n, n_ok, f"{100 * n_ok / n:.1f}%" if n else "-"])
         self.add("### Parse rate", "")
         self.table(["synthesizer inputs", "written", "parsed", "parse rate"], rows)
 
     def examples(self) -> None:
         """A few synthesized problems per education stage, next to their snippet and prompt."""
-        ok_p, rej_p = self.result_path("synthesize", "records"), \
-            self.result_path("synthesize", "rejected")
-        if ok_p is None:
-            return
+        sy = self.r["synthesize"]
+        ok = records(sy, "records")
         snips, kd = self._snippets(), self._kd_ids()
         by_stage: Dict[str, List[Dict[str, Any]]] = {}
-        for r in _read_jsonl(ok_p):
-            if r["snippet_id"] not in kd:  # held-out snippets first
-                by_stage.setdefault(r["prompt_type"], []).append(r)
-        for r in _read_jsonl(ok_p):
-            if r["snippet_id"] in kd:
-                by_stage.setdefault(r["prompt_type"], []).append(r)
-        rejected = _read_jsonl(rej_p) if rej_p else []
+        for held_out in (True, False):  # held-out snippets first
+            for r in ok:
+                if (r["snippet_id"] not in kd) == held_out:
+                    by_stage.setdefault(r["prompt_type"], []).append(r)
+        rejected = records(sy, "rejected")
         self.add("### Synthesized problems per education stage", "",
                  f"Up to {EXAMPLES_PER_STAGE} parsed outputs per stage (snippets outside the KD "
                  "set first), each under the snippet its prompt carried; a stage with no parsed "
                  "output shows a rejected one with its reason.", "")
         order = {p.value: i for i, p in enumerate(PromptType)}
-        stages = sorted({sn.get("prompt_type") for sn in snips.values()} | set(by_stage),
+        stages = sorted({sn["prompt_type"] for sn in snips.values()} | set(by_stage),
                         key=lambda x: (order.get(str(x), len(order)), str(x)))
         for stage in stages:
             picks = by_stage.get(stage, [])[:EXAMPLES_PER_STAGE]
             bad = [] if picks else [r for r in rejected
-                                    if snips.get(r.get("snippet_id"), {}).get("prompt_type")
+                                    if snips.get(r["snippet_id"], {}).get("prompt_type")
                                     == stage][:1]
             self.add(f"#### {stage}", "")
             if not picks and not bad:
                 self.add("_No output for this stage._", "")
             for r in picks + bad:
-                sid = r.get("snippet_id")
+                sid = r["snippet_id"]
                 sn = snips.get(sid, {})
                 held = "held out" if sid not in kd else "in the KD set"
                 self.add(f"Snippet `{sid}` ({held}):", "", *_quote(_clip(sn.get("text", ""), 400)),
@@ -329,9 +366,9 @@ class Report:
                 if r.get("prompt"):
                     self.add("<details><summary>prompt</summary>", "", "```text",
                              _clip(r["prompt"], 3000), "```", "</details>", "")
-                label = "Synthesized" if r in picks else f"Rejected ({r.get('reason', '')})"
-                self.add(f"{label}:", "", "```text", _clip(r.get("completion", ""), 900), "```",
-                         "")
+                label = "Synthesized" if r in picks else f"Rejected ({r['reason']})"
+                self.add(f"{label}:", "", "```text", _clip(r.get("completion") or "", 900),
+                         "```", "")
 
     def sft(self) -> None:
         if "sft" in self.disabled:
@@ -346,17 +383,21 @@ class Report:
         self.add(f"## Evaluation ({which})", "")
         if self.missing("evaluate"):
             return
-        ev = self.metrics("evaluate").get("eval", {})
-        settings = sorted({st for per in ev.values() if isinstance(per, dict) for st in per})
+        r = self.r["evaluate"]
+        ev = r.metrics
+        settings = sorted({st for per in ev.values() for st in per})
         rows = []
         for bench, per in ev.items():
-            if not isinstance(per, dict):
-                continue
             row = [bench]
             for st in settings:
-                m = per.get(st) or {}
-                acc, n = m.get("accuracy"), m.get("n")
-                row.append(f"{100 * acc:.1f}% (n={int(n)})" if _num(acc) is not None else "")
+                if st not in per:
+                    row.append("")
+                elif "status" in per[st]:  # an optional benchmark whose file is absent
+                    row.append(str(per[st]["status"]))
+                else:
+                    acc = float(need(r, ev, bench, st, "accuracy", field="metrics"))
+                    n = int(need(r, ev, bench, st, "n", field="metrics"))
+                    row.append(f"{100 * acc:.1f}% (n={n})")
             rows.append(row)
         self.table(["benchmark", *settings], rows)
 
@@ -364,45 +405,53 @@ class Report:
         self.add("## Ablation: synthetic data vs raw snippets (same token budget)", "")
         if self.missing("ablation"):
             return
-        mt = self.metrics("ablation")
-        ab, comp = mt.get("ablation", {}), mt.get("comparison") or {}
+        r = self.r["ablation"]
+        ab, comp = r.rows, r.comparison
         rows = []
-        for model, r in ab.items():
-            for bench, v in (r.get("loss") or {}).items():
-                rows.append([model, r.get("arm", ""), r.get("seed", ""), bench,
-                             v.get("loss_per_token"), v.get("tokens"), r.get("tokens"),
-                             r.get("steps")])
+        for model, row in ab.items():
+            for bench in need(r, ab, model, "loss", field="rows"):
+                v = need(r, ab, model, "loss", bench, field="rows")
+                rows.append([model, need(r, row, "arm", field=f"rows.{model}"),
+                             need(r, row, "seed", field=f"rows.{model}"), bench,
+                             need(r, v, "loss_per_token", field=f"rows.{model}.loss.{bench}"),
+                             need(r, v, "tokens", field=f"rows.{model}.loss.{bench}"),
+                             need(r, row, "tokens", field=f"rows.{model}"),
+                             need(r, row, "steps", field=f"rows.{model}")])
         self.table(["model", "pretrained on", "seed", "benchmark", "loss/token",
                     "scored tokens", "train tokens", "steps"], rows)
-        for model, r in ab.items():
-            acc = {k: v for k, v in _flatten(r.get("accuracy") or {}).items() if _num(v)}
-            if acc:
-                self.add(f"Accuracy ({model}): {json.dumps(acc)}", "")
-        if comp:
-            self.add("Reference-solution loss in nats/token (lower is better); spread = max - "
-                     "min over an arm's seeds (spread rule: |gap| > the larger spread). The "
-                     "verdict is the paired bootstrap: a 95% interval of the gap over benchmark "
-                     "items and seed pairs resampled together; it must exclude 0.", "")
-            self.table(["benchmark", "synthetic mean (seeds)", "synthetic spread",
-                        "raw mean (seeds)", "raw spread", "gap raw - synthetic", "spread rule",
-                        "paired 95% interval (seed pairs x items)", "verdict"],
-                       [[b, f"{c['synthetic_mean']:.4f} ({len(c['synthetic'])})",
-                         f"{c['synthetic_spread']:.4f}", f"{c['raw_mean']:.4f} ({len(c['raw'])})",
-                         f"{c['raw_spread']:.4f}", f"{c['gap']:+.4f}",
-                         VERDICT_TEXT.get(c["spread_verdict"], c["spread_verdict"]),
-                         _interval(c.get("paired")),
-                         VERDICT_TEXT.get(c["verdict"], c["verdict"])] for b, c in comp.items()])
+        for model, row in ab.items():
+            if row.get("accuracy"):  # only with `loss_eval.accuracy_limit` > 0
+                self.add(f"Accuracy ({model}): {json.dumps(row['accuracy'])}", "")
+        if not comp:
+            self.add("_No benchmark was scored in both arms: no comparison._", "")
             return
-        syn = ab.get("pretrain", {}).get("loss", {})
-        raw = ab.get("pretrain_raw", {}).get("loss", {})
-        for b in syn:
-            if b in raw:
-                d = raw[b]["loss_per_token"] - syn[b]["loss_per_token"]
-                verdict = "lower (better) with synthetic data" if d > 0 else \
-                    "NOT lower with synthetic data"
-                self.add(f"- {b}: loss/token {syn[b]['loss_per_token']:.4f} (synthetic) vs "
-                         f"{raw[b]['loss_per_token']:.4f} (raw): {verdict} (delta {d:+.4f}).")
-        self.add("")
+        self.add("Reference-solution loss in nats/token (lower is better); spread = max - "
+                 "min over an arm's seeds (spread rule: |gap| > the larger spread). The "
+                 "verdict is the paired bootstrap: a 95% interval of the gap over benchmark "
+                 "items and seed pairs resampled together; it must exclude 0.", "")
+        table = []
+        for b, c in comp.items():
+            def k(name: str, b: str = b, c: Any = c) -> Any:
+                return need(r, c, name, field=f"comparison.{b}")
+
+            table.append([b, f"{k('synthetic_mean'):.4f} ({len(k('synthetic'))})",
+                          f"{k('synthetic_spread'):.4f}",
+                          f"{k('raw_mean'):.4f} ({len(k('raw'))})", f"{k('raw_spread'):.4f}",
+                          f"{k('gap'):+.4f}",
+                          VERDICT_TEXT.get(k("spread_verdict"), k("spread_verdict")),
+                          self._interval(r, k("paired"), f"comparison.{b}.paired"),
+                          VERDICT_TEXT.get(k("verdict"), k("verdict"))])
+        self.table(["benchmark", "synthetic mean (seeds)", "synthetic spread",
+                    "raw mean (seeds)", "raw spread", "gap raw - synthetic", "spread rule",
+                    "paired 95% interval (seed pairs x items)", "verdict"], table)
+
+    @staticmethod
+    def _interval(r: Fields, p: Any, field: str) -> str:
+        if not p:
+            return "not scored per item"
+        low, high, pairs, items = (need(r, p, k, field=field)
+                                   for k in ("low", "high", "seed_pairs", "items"))
+        return f"[{low:+.4f}, {high:+.4f}] ({pairs} x {items})"
 
     def build(self, title: str) -> str:
         self.add(f"# {title}", "")

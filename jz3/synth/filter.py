@@ -245,6 +245,8 @@ class FilterResult:
     kept_by_kind: Dict[str, int] = field(default_factory=dict)
     stats: Dict[str, Any] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)  # e.g. nothing kept (the manifest's)
+    reasons: Dict[str, int] = field(default_factory=dict)  # rejected records by reason
+    decontam_hits: Dict[str, int] = field(default_factory=dict)  # benchmark -> records dropped
 
 
 def run_filter(fc: FilterConfig, sandbox: SandboxConfig, synth_path: str | Path,
@@ -272,4 +274,6 @@ def run_filter(fc: FilterConfig, sandbox: SandboxConfig, synth_path: str | Path,
         log.warning("%s", warnings[-1])
     return FilterResult(cot=str(out / COT), tool=str(out / TOOL),
                         rejected=str(out / "rejected.jsonl"), read=counts["read"],
-                        kept=counts["kept"], kept_by_kind=kept, stats=counts, warnings=warnings)
+                        kept=counts["kept"], kept_by_kind=kept, stats=counts, warnings=warnings,
+                        reasons=dict(counts["reasons"]),
+                        decontam_hits=dict(counts["decontam_by_benchmark"]))

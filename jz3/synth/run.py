@@ -73,6 +73,8 @@ class SynthResult:
     shards: int = 1
     stats: Dict[str, Any] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)  # e.g. no usable record (the manifest's)
+    # the records of `rejected` by reason (its text up to the first ":")
+    reasons: Dict[str, int] = field(default_factory=dict)
 
 
 def shard_config_hash(s: SynthConfig, model_path: Any) -> str:
@@ -268,7 +270,9 @@ def merge_shards(out_dir: str | Path, snippets_path: str | Path, num_shards: int
         log.warning("%s", warnings[-1])
     return SynthResult(records=str(out / SYNTH_FILE), rejected=str(out / REJECTED_FILE),
                        snippets=len(expected), ok=ok, failed=failed, shards=num_shards,
-                       stats=counts, warnings=warnings)
+                       stats=counts, warnings=warnings,
+                       reasons={**reasons, **({"duplicate_snippet_id": len(input_dups)}
+                                              if input_dups else {})})
 
 
 def run_synthesize(s: SynthConfig, snippets_path: str | Path, out_dir: str | Path,

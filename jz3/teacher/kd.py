@@ -190,6 +190,27 @@ def build_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path
 
 
 @dataclass
+class TeacherCalls:
+    """A KD stage's teacher traffic: its own HTTP attempts, and the run's journal totals
+    (cumulative over the run's KD stages: one journal per run, a prompt is never paid twice)."""
+
+    attempts: int = 0  # this stage's attempts (never-sent ones included)
+    retries: int = 0
+    journal_calls: int = 0
+    journal_tokens: int = 0
+    journal_cost_usd: float = 0.0
+    budget_cost_usd: float = 0.0  # what this stage's budget booked
+
+    @classmethod
+    def of(cls, st: KDStats) -> TeacherCalls:
+        """From a finished `build_kd`'s stats (the runner's report, journal totals, budget)."""
+        return cls(attempts=int(st.usage["attempts"]), retries=int(st.usage["retries"]),
+                   journal_calls=int(st.journal["calls"]), journal_tokens=int(st.journal["tokens"]),
+                   journal_cost_usd=float(st.journal["cost"]),
+                   budget_cost_usd=float(st.budget["cost_usd"]))
+
+
+@dataclass
 class KDResult:
     """What a KD stage wrote."""
 
@@ -201,6 +222,7 @@ class KDResult:
     rejected_count: int = 0
     stats: Dict[str, Any] = field(default_factory=dict)  # KDStats as a dict
     warnings: List[str] = field(default_factory=list)  # e.g. no usable record (the manifest's)
+    calls: TeacherCalls = field(default_factory=TeacherCalls)  # none for an imported KD set
 
 
 def failure_line(stage: str, tcfg: TeacherConfig, st: KDStats, requested: int,
@@ -244,7 +266,7 @@ def run_kd(tcfg: TeacherConfig, snippets_path: str | Path, out_dir: str | Path,
     return KDResult(kd=str(out / KD_FILE), rejected=str(out / REJECTED_FILE),
                     ids=str(out / "requested_ids.json"), requested=len(ids),
                     written=st.written, rejected_count=st.rejected, stats=st.as_dict(),
-                    warnings=warnings)
+                    warnings=warnings, calls=TeacherCalls.of(st))
 
 
 def import_kd(path: str | Path, out_dir: str | Path, keep_prompts: bool = False) -> KDResult:
