@@ -1,4 +1,4 @@
-"""Grading of the hard answer kinds (issue 13): each kind in both directions (equivalent forms are
+"""Grading of the hard answer kinds: each kind in both directions (equivalent forms are
 right, changed values/brackets/directions are wrong), extraction without boxes, several boxes,
 and pathological inputs that must neither hang nor crash."""
 

@@ -1,4 +1,4 @@
-"""The scale-model run (issue 12): `launch/pipeline.py +exp=jz3_7b scale=tiny` runs the paper-
+"""The scale-model run: `launch/pipeline.py +exp=jz3_7b scale=tiny` runs the paper-
 scale experiment end to end on CPU, and what each stage actually used matches the full-size plan
 up to the documented shrink.
 

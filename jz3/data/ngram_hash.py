@@ -7,7 +7,7 @@ block of thousands of texts costs a handful of numpy calls instead of Python loo
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -70,7 +70,3 @@ class Windows:
         """Hash of the entire sequence `index` (equals its window hash at full length)."""
         a, b = self.offsets[index], self.offsets[index + 1]
         return (self.prefix[b] - self.prefix[a]) * self.ipw[a]
-
-
-def as_arrays(seqs: List[List[int]]) -> List[np.ndarray]:
-    return [np.array(s, dtype=np.uint64) for s in seqs]

@@ -159,9 +159,3 @@ def parse_real_set(s: str, allow_plain_interval: bool = False) -> Optional[Tuple
     if not has_rel and not allow_plain_interval and not is_interval_notation(s):
         return None
     return pieces, vars_
-
-
-def is_real_set(s: str) -> bool:
-    """Does `s` denote a set of reals by itself (interval notation or a one-variable inequality)?"""
-    r = parse_real_set(s)
-    return r is not None and (len(r[1]) == 1 or is_interval_notation(s))

@@ -287,6 +287,3 @@ class Journal:
         """An idempotency probe's row: its calls and charges count, it is no request."""
         self._db.execute("UPDATE calls SET status='probe', updated=? WHERE key=?",
                          (time.time(), key))
-
-    def count_answered(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM calls WHERE status='ok'").fetchone()[0])

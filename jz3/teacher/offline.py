@@ -16,7 +16,6 @@ synthesizer learns the format of short completions much sooner; counted as `too_
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
@@ -234,7 +233,3 @@ class OfflineTeacher:
         tiers = Counter(it.tier for it in self.items)
         return {"items": len(self.items), "tiers": dict(tiers), "skipped": dict(self.skipped),
                 "max_chars": self.max_chars}
-
-
-def pool_summary(teacher: Optional[OfflineTeacher]) -> Optional[str]:
-    return json.dumps(teacher.describe()) if teacher else None

@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
-import torch
 from torch.utils.data import DataLoader
 
 from jz3.config.data import DataConfig
@@ -79,7 +78,3 @@ def build_train_data(data: DataConfig, dataset: Any, micro_batch: int, seed: int
         sampler.load_state_dict(state)
     workers = min(data.num_workers, 2)
     return TrainData(dataset, sampler, micro_batch, workers)
-
-
-def micro_batches(loader: DataLoader) -> Iterator[Dict[str, torch.Tensor]]:
-    yield from loader
