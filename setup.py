@@ -15,7 +15,6 @@ setup(
     package_data={
         "jz3.prompts": ["templates/*.txt"],
         "jz3.eval": ["fewshot/*.json"],
-        "jz3.bench": ["data/*.jsonl"],  # the grading hard set
     },
     python_requires=">=3.10",
     install_requires=[

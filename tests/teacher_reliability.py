@@ -33,7 +33,7 @@ from jz3.config.enums import ReconcilePolicy, TeacherKind
 from jz3.config.teacher import BudgetConfig, TeacherConfig
 from jz3.teacher.journal import Journal, request_key
 from jz3.teacher.openai_client import OpenAIBackend
-from jz3.teacher.runner import TeacherRunner, sampling_params
+from jz3.teacher.dispatch import TeacherRunner, sampling_params
 from jz3.teacher.types import TeacherRequest
 
 base_url, journal, policy, n, cap, pin, pout = sys.argv[1:8]

@@ -130,8 +130,8 @@ def test_cross_field_and_nested_ranges():
 
 
 def test_teacher_runner_checks_its_config_before_any_request(tmp_path):
+    from jz3.teacher.dispatch import TeacherRunner
     from jz3.teacher.journal import Journal
-    from jz3.teacher.runner import TeacherRunner
 
     with Journal(tmp_path / "j.sqlite") as j:
         for cfg, msg in [(TeacherConfig(concurrency=0), "teacher.concurrency must be >= 1, got 0"),
@@ -143,7 +143,7 @@ def test_teacher_runner_checks_its_config_before_any_request(tmp_path):
 
 
 def test_stage_functions_check_their_own_sections(tmp_path):
-    from jz3.eval.runner import run_evaluation
+    from jz3.eval.run import run_evaluation
     from jz3.synth.filter import run_filter
     from jz3.synth.run import synthesize_shard
 
@@ -361,7 +361,7 @@ def test_pack_empty_source_decode_error_and_no_temp_files(tmp_path, tiny_tokeniz
 
 def test_evaluation_empty_benchmark_file_is_an_error(tmp_path):
     from jz3.benchmarks import BenchmarkFormatError, load_benchmark
-    from jz3.eval.runner import EmptyBenchmark, run_evaluation
+    from jz3.eval.run import EmptyBenchmark, run_evaluation
 
     f = tmp_path / "data" / "gsm8k" / "test.jsonl"
     f.parent.mkdir(parents=True)

@@ -34,7 +34,7 @@ def test_tensor_parallel_is_every_visible_gpu_for_vllm_only(monkeypatch):
     """The release splits each evaluated model over every visible GPU (math_eval.py); jz3 does
     the same for vLLM unless eval.tensor_parallel_size says otherwise; hf refuses a split."""
     import jz3.generation.vllm as vllm_mod
-    from jz3.eval.runner import tensor_parallel
+    from jz3.eval.run import tensor_parallel
 
     monkeypatch.setattr(vllm_mod, "visible_gpus", lambda: 4)
     assert tensor_parallel(EvalConfig(backend=GenBackend.vllm)) == 4
@@ -62,7 +62,7 @@ def test_protocol_shots_follow_the_release_scripts():
     assert num_shots("math-oai", EvalSetting.cot, ShotMode.base) == 4
     assert num_shots("gsm8k", EvalSetting.tool, ShotMode.base) == 0
     assert num_shots("aqua", EvalSetting.cot, ShotMode.zero) == 0
-    from jz3.eval.runner import eval_plan
+    from jz3.eval.run import eval_plan
 
     plan = eval_plan(EvalConfig())
     assert len(plan) == 12 and plan["aqua"] == {"cot": 4} and plan["gsm-hard"] == {"tool": 0}
@@ -252,7 +252,7 @@ def _eval_cfg(shared_data, **kw) -> EvalConfig:
 def test_run_evaluation_end_to_end_tiny_model(tmp_path, tiny_model_dir, shared_data):
     """Every registered benchmark in the settings the release uses, through the real HF backend
     and sandbox; TabMWP (no file) is reported unavailable; a rerun reuses the predictions."""
-    from jz3.eval.runner import EvalResult, predictions_path, run_evaluation
+    from jz3.eval.run import EvalResult, predictions_path, run_evaluation
 
     cfg = _eval_cfg(shared_data)
     out = tmp_path / "eval"
@@ -289,7 +289,7 @@ def test_run_evaluation_end_to_end_tiny_model(tmp_path, tiny_model_dir, shared_d
 
 def test_empty_and_malformed_benchmark_files_are_errors(tmp_path, tiny_model_dir, shared_data):
     from jz3.benchmarks import BenchmarkFormatError, load_benchmark
-    from jz3.eval.runner import EmptyBenchmark, run_evaluation
+    from jz3.eval.run import EmptyBenchmark, run_evaluation
 
     data = tmp_path / "data"
     (data / "gsm8k").mkdir(parents=True)
@@ -314,7 +314,7 @@ def test_empty_and_malformed_benchmark_files_are_errors(tmp_path, tiny_model_dir
 
 def test_majority_vote_record():
     from jz3.benchmarks import EvalItem
-    from jz3.eval.runner import grade_item
+    from jz3.eval.run import grade_item
 
     item = EvalItem(idx=3, question="q", gold="12")
     rec = grade_item(item, ["The answer is 11.", "#### 12", "so \\boxed{12}"], "gsm8k",

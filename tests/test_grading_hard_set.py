@@ -1,11 +1,11 @@
-"""The shipped hard grading set (jz3/bench/data/grading_hard.jsonl): built by its builder from the
+"""The hard grading set (test data: tests/data/grading_hard.jsonl): built by its builder from the
 shared data (no hand edits), large and balanced enough, and graded as expected by our grader."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from jz3.bench.grading_hard import DATA_FILE, KINDS, build, load_cases
+from bench.grading_hard import DATA_FILE, KINDS, build, load_cases
 from jz3.eval.grading import grade
 
 

@@ -109,7 +109,7 @@ def test_failed_teacher_run_exits_nonzero_and_the_same_command_retries(tmp_path,
     assert cp.returncode == 0, cp.stderr[-2000:]
     out = json.loads(cp.stdout.strip().splitlines()[-1])
     assert out["status"] == "ran" and out["written"] == 4
-    from jz3.teacher.runner import PROBE_PROMPT  # the idempotency probe asks once more
+    from jz3.teacher.dispatch import PROBE_PROMPT  # the idempotency probe asks once more
 
     assert len(set(server.answered) - {PROBE_PROMPT}) == 4
     assert read_manifest(tmp_path / "run" / "kd_seed")["counts"]["out"] == 4
@@ -211,8 +211,8 @@ def test_real_stages_hash_the_modules_they_run():
         return {str(f).split("/jz3/", 1)[1] for f in code_files(BY_NAME[name].functions)}
 
     kd, ev, snip, pre = rel("kd_seed"), rel("evaluate"), rel("snippets"), rel("pretrain")
-    assert "teacher/kd.py" in kd and "train/entry.py" not in kd and "eval/runner.py" not in kd
-    assert "eval/runner.py" in ev and "teacher/kd.py" not in ev
+    assert "teacher/kd.py" in kd and "train/entry.py" not in kd and "eval/run.py" not in kd
+    assert "eval/run.py" in ev and "teacher/kd.py" not in ev
     assert "data/snippets.py" in snip and "teacher/kd.py" not in snip
     assert "train/entry.py" in pre and "teacher/kd.py" not in pre
     assert "synth/run.py" in rel("synthesize")  # the shard function's code too

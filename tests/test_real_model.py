@@ -158,7 +158,7 @@ def test_eval_prompts_go_through_the_chat_template(smol_dir, smol_model, smol_to
     assert plain[0] == smol_tok.bos_token_id and smol_tok.decode(plain[1:]) == prompt
     # the eval runner's backend spec carries the switch through to the generator
     from jz3.config.eval import EvalConfig
-    from jz3.eval.runner import backend_spec
+    from jz3.eval.run import backend_spec
 
     spec = backend_spec(EvalConfig(model_path=str(smol_dir), chat_template=True))
     assert isinstance(spec, BackendSpec) and spec.chat_template and spec.backend == GenBackend.hf
@@ -238,7 +238,7 @@ def test_evaluation_of_a_few_gsm8k_items(smol_dir, shared_data, tmp_path):
     from jz3.config.enums import EvalSetting
     from jz3.config.eval import EvalConfig
     from jz3.eval.grading import is_correct
-    from jz3.eval.runner import run_evaluation
+    from jz3.eval.run import run_evaluation
 
     cfg = EvalConfig(benchmarks=["gsm8k"], settings=[EvalSetting.cot],
                      data_dir=str(shared_data / "benchmarks"), limit=2, batch_size=2,

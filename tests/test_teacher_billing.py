@@ -19,10 +19,10 @@ from openai_server import ChatServer, FaultPlan  # noqa: E402
 from jz3.config.enums import IdempotencyMode, TeacherKind  # noqa: E402
 from jz3.config.teacher import BudgetConfig, TeacherConfig  # noqa: E402
 from jz3.errors import StageFailed  # noqa: E402
+from jz3.teacher.dispatch import TeacherRunner, sampling_params  # noqa: E402
 from jz3.teacher.journal import Journal, request_key  # noqa: E402
 from jz3.teacher.kd import run_kd  # noqa: E402
 from jz3.teacher.openai_client import OpenAIBackend  # noqa: E402
-from jz3.teacher.runner import TeacherRunner, sampling_params  # noqa: E402
 from jz3.teacher.types import OutcomeStatus, TeacherRequest  # noqa: E402
 
 PRICES = dict(price_input_per_1m=10.0, price_output_per_1m=30.0)
@@ -290,5 +290,5 @@ def test_progress_bar_and_per_request_lines_only_at_debug(tmp_path, capsys, capl
             with Journal(cfg2.journal) as journal:
                 TeacherRunner(OpenAIBackend(cfg2), journal, cfg2).run_sync(reqs, progress=False)
         debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG
-                 and r.name == "jz3.teacher.runner"]
+                 and r.name == "jz3.teacher.dispatch"]
         assert len([m for m in debug if "attempt 1: answered" in m]) == 6

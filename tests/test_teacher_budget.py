@@ -120,7 +120,7 @@ def test_bad_teacher_settings_name_the_key(tmp_path, key, value):
     from dataclasses import replace
 
     from jz3.config.teacher import TeacherConfig
-    from jz3.teacher.runner import TeacherRunner
+    from jz3.teacher.dispatch import TeacherRunner
 
     class Backend:
         name, billable = "m", False

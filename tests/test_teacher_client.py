@@ -14,9 +14,9 @@ from openai_server import FAULTS, ChatServer, FaultPlan, expected_answer  # noqa
 
 from jz3.config.enums import IdempotencyMode  # noqa: E402
 from jz3.config.teacher import BudgetConfig, TeacherConfig  # noqa: E402
+from jz3.teacher.dispatch import PROBE_PROMPT, TeacherRunner, sampling_params  # noqa: E402
 from jz3.teacher.journal import Journal, request_key  # noqa: E402
 from jz3.teacher.openai_client import OpenAIBackend, parse_retry_after  # noqa: E402
-from jz3.teacher.runner import PROBE_PROMPT, TeacherRunner, sampling_params  # noqa: E402
 from jz3.teacher.types import OutcomeStatus, TeacherRequest  # noqa: E402
 
 

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import ChatServer, FaultPlan, expected_answer  # noqa: E402
 
-from jz3.teacher.runner import PROBE_PROMPT  # noqa: E402
+from jz3.teacher.dispatch import PROBE_PROMPT  # noqa: E402
 
 N = 240
 
@@ -121,7 +121,7 @@ from jz3.config.enums import ReconcilePolicy, TeacherKind
 from jz3.config.teacher import BudgetConfig, TeacherConfig
 from jz3.teacher.journal import Journal, request_key
 from jz3.teacher.openai_client import OpenAIBackend
-from jz3.teacher.runner import TeacherRunner, sampling_params
+from jz3.teacher.dispatch import TeacherRunner, sampling_params
 from jz3.teacher.types import TeacherRequest
 
 base_url, journal, policy, n, budget_tokens = sys.argv[1:6]

@@ -43,7 +43,7 @@ def _prompts():
 
 @pytest.fixture(scope="module")
 def engine():
-    from jz3.eval.runner import backend_spec
+    from jz3.eval.run import backend_spec
     from jz3.generation import make_generator
 
     t0 = time.perf_counter()
@@ -67,7 +67,7 @@ def hf():
 def test_tensor_parallel_is_refused_before_the_engine_starts():
     """A split the engine cannot run fails in milliseconds with the config key, not after a
     minute of start-up inside vLLM; None (every visible GPU) is 1 on CPU."""
-    from jz3.eval.runner import backend_spec, tensor_parallel
+    from jz3.eval.run import backend_spec, tensor_parallel
     from jz3.generation import make_generator
 
     assert tensor_parallel(_eval_cfg()) == 1
@@ -136,7 +136,7 @@ def test_seeded_batch_larger_than_one_prefill_step(engine):
     """Ten ~600-token synthesis prompts, seeded: more prompt tokens than vLLM's default prefill
     budget (4096), which it would split into partial prefills that crash seeded sampling on CPU
     (`CPU Generator does not use offset`); each text is its text when run alone."""
-    from jz3.bench.synthesize import _prompts
+    from bench.synthesize import _prompts
 
     reqs = [GenRequest(f"q{i}", p, 1.0, 0.95, 6, seed=i) for i, p in enumerate(_prompts(10))]
     assert sum(len(engine.encode(r.prompt)) for r in reqs) > 4096
@@ -164,7 +164,7 @@ def test_evaluation_through_vllm_equals_the_hf_backend(engine, tmp_path, shared_
     """`run_evaluation` on GSM8K (few-shot CoT, the release prompts) with the vLLM engine gives
     the HF backend's predictions and accuracy."""
     from jz3.data.records import read_records
-    from jz3.eval.runner import predictions_path, run_evaluation
+    from jz3.eval.run import predictions_path, run_evaluation
 
     cfg = _eval_cfg(benchmarks=["gsm8k"], settings=[EvalSetting.cot], limit=3,
                     max_new_tokens=48, data_dir=str(shared_data / "benchmarks"))

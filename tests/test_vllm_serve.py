@@ -112,8 +112,8 @@ def _teacher(root: str, journal: Path, **budget):
 
 
 def _requests(cfg, prompts):
+    from jz3.teacher.dispatch import sampling_params
     from jz3.teacher.journal import request_key
-    from jz3.teacher.runner import sampling_params
     from jz3.teacher.types import TeacherRequest
 
     return [TeacherRequest(request_key(cfg.model, p, sampling_params(cfg)), p, "grade_school")
@@ -126,9 +126,9 @@ def test_teacher_accounting_matches_the_real_servers_usage(server, smol_tok, tmp
     template's rendering), the budget and the journal charge exactly what the server counted,
     at the configured prices; a budget of 3 calls stops the next run at 3; a rerun over the
     same journal answers from it without calling the server."""
+    from jz3.teacher.dispatch import TeacherRunner
     from jz3.teacher.journal import Journal
     from jz3.teacher.openai_client import OpenAIBackend
-    from jz3.teacher.runner import TeacherRunner
     from jz3.teacher.types import OutcomeStatus
 
     prompts = [f"Write a short math word problem about {w}." for w in
@@ -195,7 +195,7 @@ def test_eval_openai_backend_is_transformers_greedy(server, smol_tok, tmp_path, 
     from jz3.config.eval import EvalConfig
     from jz3.data.records import read_records
     from jz3.eval.prompting import build_prompt, stop_strings
-    from jz3.eval.runner import eval_plan, predictions_path, run_evaluation
+    from jz3.eval.run import eval_plan, predictions_path, run_evaluation
 
     cfg = EvalConfig(backend=GenBackend.openai, base_url=f"{server}/v1", model_path=SERVED,
                      benchmarks=["gsm8k"], settings=[EvalSetting.cot], limit=2,

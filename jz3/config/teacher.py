@@ -46,7 +46,7 @@ class TeacherConfig:
     tool_max_tokens: Optional[int] = None
     tool_stop: Optional[List[str]] = None
     # Every attempt carries the journal key as `Idempotency-Key` (except with `none`); whether
-    # the endpoint honours it decides what a lost attempt may cost (jz3/teacher/runner.py):
+    # the endpoint honours it decides what a lost attempt may cost (jz3/teacher/dispatch.py):
     # `probe` asks it at start-up, `trust` assumes it, `none` assumes not.
     idempotency: IdempotencyMode = IdempotencyMode.probe
     # stop after this many consecutive fatal errors (refused connection, DNS, TLS, 401, 403,

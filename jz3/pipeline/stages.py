@@ -621,7 +621,7 @@ def _eval_needs(sec: Any) -> List[str]:
 
 
 def _evaluate(ecfg: Any, model_dir: str, out_dir: Path, run_name: str) -> Any:
-    from jz3.eval.runner import run_evaluation
+    from jz3.eval.run import run_evaluation
 
     return run_evaluation(ecfg, model_dir, out_dir, run_name=run_name)
 

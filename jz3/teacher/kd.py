@@ -37,8 +37,8 @@ from jz3.data.records import AtomicJsonlWriter, RecordError, RecordKind, read_re
 from jz3.errors import StageFailed
 from jz3.prompts import render_snippet
 from jz3.synth.parse import ParseError, parse_completion
+from jz3.teacher.dispatch import TeacherRunner, sampling_params
 from jz3.teacher.journal import Journal, request_key
-from jz3.teacher.runner import TeacherRunner, sampling_params
 from jz3.teacher.types import OutcomeStatus, TeacherBackend, TeacherRequest
 
 log = logging.getLogger(__name__)

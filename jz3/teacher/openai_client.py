@@ -1,6 +1,6 @@
 """One attempt against an OpenAI-compatible chat-completions endpoint (the `openai` package).
 
-The SDK's own retries are off (`max_retries=0`); `jz3.teacher.runner` retries. The request goes
+The SDK's own retries are off (`max_retries=0`); `jz3.teacher.dispatch` retries. The request goes
 through the client's generic `post` (same auth, base_url, timeouts and error classes as
 `chat.completions.create`, without its per-call param transform); the raw HTTP response is
 read and checked here, so every way an attempt can go wrong becomes a

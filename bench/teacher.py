@@ -1,4 +1,4 @@
-"""Teacher client throughput: `python -m jz3.bench.teacher`.
+"""Teacher client throughput: `python -m bench.teacher`.
 
 Starts the chat-completions test server (`tests/openai_server.py`) in its own process, answering
 every request after `--latency` seconds, and sends `--requests` distinct prompts through the
@@ -25,9 +25,9 @@ from pathlib import Path
 from jz3.config.enums import JournalSync
 from jz3.config.teacher import BudgetConfig, TeacherConfig
 from jz3.paths import PROJECT_ROOT
+from jz3.teacher.dispatch import TeacherRunner, sampling_params
 from jz3.teacher.journal import Journal, request_key
 from jz3.teacher.openai_client import OpenAIBackend
-from jz3.teacher.runner import TeacherRunner, sampling_params
 from jz3.teacher.types import OutcomeStatus, TeacherRequest
 
 

@@ -1,7 +1,7 @@
 """Grader benchmark: our `is_correct` vs the math-verify package on the same (output, gold) pairs,
 in the same process: the gold solutions of MATH500 and GSM8K (should all be right) and a perturbed
-copy of each (should all be wrong), timed; then the hard cases of `jz3/bench/data/grading_hard.jsonl`
-(`jz3.bench.grading_hard`: no box, \\cfrac, thousands separators, units, choice letters, intervals,
+copy of each (should all be wrong), timed; then the hard cases of `tests/data/grading_hard.jsonl`
+(`bench.grading_hard`: no box, \\cfrac, thousands separators, units, choice letters, intervals,
 inequalities, equations, chains, matrices, several boxes, sets vs tuples), where each grader's
 agreement with the checked expected verdict is reported, overall and per kind; then every MATH500
 reference solution with its box removed (recall of the final-sentence extraction); the same
@@ -9,8 +9,8 @@ pairs under `eval.grading: release`; every MATH train reference solution against
 Prints a JSON object last; disagreements go to side files. The symbolic step runs in the jail
 when bwrap works here (`symbolic_jailed`), and the timing includes it.
 
-    python -m jz3.bench.grader [--out runs/bench/grader] [--limit N]
-    python -m jz3.bench.grader --sandbox     # sandbox executions/s instead (jz3.bench.sandbox)
+    python -m bench.grader [--out runs/bench/grader] [--limit N]
+    python -m bench.grader --sandbox     # sandbox executions/s instead (bench.sandbox)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Callable, Dict, List
 
 from tqdm import tqdm
 
-from jz3.bench.grading_hard import DATA_FILE, load_cases
+from bench.grading_hard import DATA_FILE, load_cases
 from jz3.config.eval import GradingMode
 from jz3.eval.grading import grade, is_correct
 from jz3.eval.loaders import load_benchmark
@@ -103,7 +103,7 @@ def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
     """Every MATH500 reference solution with its `\\boxed{}` removed (the answer stays where it
     was, unmarked): the share graded right by ours and by math-verify. Not all are recoverable:
     some solutions state the answer before a closing remark."""
-    from jz3.bench.grading_hard import _math500
+    from bench.grading_hard import _math500
     from jz3.braces import unbox
 
     rows = _math500()
@@ -120,7 +120,7 @@ def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
 def math_train_agreement(mv: Callable[[str, str], bool], out: Path) -> Dict:
     """The 4,500 MATH train reference solutions, each graded against its own last box: how
     often ours and math-verify call a reference solution right (both should: 1.0)."""
-    from jz3.bench.grading_hard import _math_train
+    from bench.grading_hard import _math_train
 
     rows = _math_train()
     ours = theirs = 0
@@ -164,8 +164,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="items per benchmark (default all)")
     ap.add_argument("--sandbox", action="store_true", help="benchmark the code sandbox instead")
     args = ap.parse_args()
-    if args.sandbox:  # the sandbox benchmark lives in jz3.bench.sandbox
-        from jz3.bench.sandbox import run as bench_sandbox
+    if args.sandbox:  # the sandbox benchmark lives in bench.sandbox
+        from bench.sandbox import run as bench_sandbox
 
         print(json.dumps(bench_sandbox()))
         return

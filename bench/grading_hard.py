@@ -1,14 +1,15 @@
-"""Build the hard grading cases, `jz3/bench/data/grading_hard.jsonl`: (output, gold, expected)
-triples for the answer kinds that easy gold-vs-perturbed pairs miss (issue 13).
+"""Build the hard grading cases, `tests/data/grading_hard.jsonl`: (output, gold, expected)
+triples for the answer kinds that easy gold-vs-perturbed pairs miss.
 
 Every case starts from real text in `../shared/data` (MATH train/MATH500 solutions and answers,
 Minerva answers, JiuZhang3.0 synthetic solutions) and is rewritten by a rule whose verdict is
 known by construction: an equivalent notation (expected right) or a changed value, bracket,
 direction or order (expected wrong). Equation and inequality rewrites are made with sympy objects
 (rearranged, scaled, solved for y) and their verdict asserted with sympy here, independently of
-the grader. The file is shipped; rebuild it with
+the grader. The file is test data (read by `tests/test_grading_hard_set.py` and
+`bench.grader`, not shipped with the package); rebuild it with
 
-    python -m jz3.bench.grading_hard [--out jz3/bench/data/grading_hard.jsonl]
+    python -m bench.grading_hard [--out tests/data/grading_hard.jsonl]
 
 Fields: id, kind, source, how (the rewrite), output, gold, expected.
 """
@@ -25,9 +26,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from jz3.braces import boxed_spans, unbox
-from jz3.paths import shared_data_dir
+from jz3.paths import PROJECT_ROOT, shared_data_dir
 
-DATA_FILE = Path(__file__).parent / "data" / "grading_hard.jsonl"
+DATA_FILE = PROJECT_ROOT / "tests" / "data" / "grading_hard.jsonl"
 GE, LE, GEQ, LEQ, GT = "\\ge", "\\le", "\\geq", "\\leq", "\\gt"
 KINDS = ("final_sentence", "chained_equality", "cfrac", "thousands", "units", "choice_letter",
          "interval", "inequality", "equation", "matrix", "multi_boxed", "set_tuple", "other",
