@@ -88,7 +88,7 @@ preflight: install
 	$(PY) -m jz3.preflight
 
 lint: install
-	$(PY) -m ruff check jz3 launch kernels tests
+	$(PY) -m ruff check jz3 launch kernels tests bench
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from jz3.braces import boxed_spans, unbox
-from jz3.paths import PROJECT_ROOT, shared_data_dir
+from jz3.paths import shared_data_dir
 
-DATA_FILE = PROJECT_ROOT / "tests" / "data" / "grading_hard.jsonl"
+DATA_FILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "grading_hard.jsonl"
 GE, LE, GEQ, LEQ, GT = "\\ge", "\\le", "\\geq", "\\leq", "\\gt"
 KINDS = ("final_sentence", "chained_equality", "cfrac", "thousands", "units", "choice_letter",
          "interval", "inequality", "equation", "matrix", "multi_boxed", "set_tuple", "other",
