@@ -120,7 +120,11 @@ def load_result(run_dir: Path, stage: str) -> tuple[Optional[Dict[str, Any]], Op
         return None, None
     try:
         res = StageOutput(stage, d, m).result
-    except (KeyError, TypeError, ValueError, ImportError, AttributeError) as e:
+    except (ImportError, AttributeError) as e:
+        raise ReportError(f"report: stage {stage!r}: its manifest's result type "
+                          f"{m.get('result_type')!r} does not exist in this code ({e}); rerun "
+                          "the stage") from e
+    except (KeyError, TypeError, ValueError) as e:
         raise ReportError(f"report: stage {stage!r}: {e}") from e
     return m, Fields(stage, res, m["result"])
 
