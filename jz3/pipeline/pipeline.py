@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from jz3.config.enums import LauncherKind
@@ -28,7 +27,7 @@ log = logging.getLogger("jz3.pipeline")
 def run(cfg: JZ3Config) -> Dict[str, Any]:
     """Run (or submit) the pipeline; prints a JSON summary as the last stdout line."""
     from jz3.config.validate import check_stages
-    from jz3.pipeline.report import ReportError, write_report
+    from jz3.pipeline.report import write_report
     from jz3.pipeline.runner import (
         plan_lines,
         random_init_problems,
@@ -59,22 +58,14 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
     os.environ.setdefault("WANDB_MODE", "offline")
     t0 = time.time()
     log.info("plan written to %s", write_plan(cfg, STAGES))
-    disabled = [s.name for s in STAGES if not s.enabled(section(cfg, s))]
-
-    def report() -> Path:
-        return write_report(cfg.run_dir, STAGE_NAMES, cfg.pipeline.report,
-                            title=f"jz3 run report: {cfg.exp_name}", disabled=disabled)
-
     try:
         statuses = run_pipeline(cfg, STAGES)
-    except BaseException:  # a report of whatever finished; the stage's error is the one raised
-        try:
-            report()
-        except ReportError as e:
-            log.error("%s", e)
-        raise
-    report_path = report()
-    summary = {"run_dir": cfg.run_dir, "report": str(report_path), "wall_s": round(time.time() - t0, 1),
+    finally:  # a report of whatever finished, also when a stage failed
+        disabled = [s.name for s in STAGES if not s.enabled(section(cfg, s))]
+        report = write_report(cfg.run_dir, STAGE_NAMES, cfg.pipeline.report,
+                              title=f"jz3 run report: {cfg.exp_name}", disabled=disabled,
+                              strict=sys.exc_info()[1] is None)  # never mask a stage's error
+    summary = {"run_dir": cfg.run_dir, "report": str(report), "wall_s": round(time.time() - t0, 1),
                "stages": {s.name: s.status for s in statuses}}
     print(json.dumps(summary), flush=True)
     return summary

@@ -472,10 +472,19 @@ class Report:
 
 
 def write_report(run_dir: str | Path, stage_names: Sequence[str], out: str | Path,
-                 title: str = "jz3 run report", disabled: Sequence[str] = ()) -> Path:
+                 title: str = "jz3 run report", disabled: Sequence[str] = (),
+                 strict: bool = True) -> Optional[Path]:
     """Write the markdown report (atomically) and its PNGs; returns the report path.
-    `disabled`: stages the experiment turns off (reported as such, not as unfinished)."""
-    text = Report(Path(run_dir), stage_names, disabled).build(title)
+    `disabled`: stages the experiment turns off (reported as such, not as unfinished).
+    A `ReportError` is raised; with `strict=False` (a stage has failed, and its error is the one
+    to see) it is logged and no report is written (None)."""
+    try:
+        text = Report(Path(run_dir), stage_names, disabled).build(title)
+    except ReportError as e:
+        if strict:
+            raise
+        log.error("no report: %s", e)
+        return None
     atomic_write_text(out, text)
     log.info("report written to %s", out)
     return Path(out)
