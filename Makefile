@@ -79,7 +79,7 @@ demo: install models
 	$(PY) launch/pipeline.py +exp=demo
 
 bench: install
-	for b in packing train grader teacher influence synthesize; do $(PY) -m bench.$$b || exit 1; done
+	for b in packing train grader teacher influence synthesize; do $(PY) -m jz3.bench.$$b || exit 1; done
 
 # GPU checks before a long job, on one node (`python -m jz3.preflight`): Triton projection
 # kernel, flash-attn varlen, vLLM generation, one bf16 ZeRO-3 step; prints a table, exits
@@ -88,7 +88,7 @@ preflight: install
 	$(PY) -m jz3.preflight
 
 lint: install
-	$(PY) -m ruff check jz3 launch kernels tests bench
+	$(PY) -m ruff check jz3 launch kernels tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.packing import main
+from jz3.bench.packing import main
 
 
 def test_bench_packing_small(capsys):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.grading_hard import DATA_FILE, KINDS, build, load_cases
+from jz3.bench.grader import DATA_FILE, load_cases
 from jz3.eval.grading import grade
+from tests.data.grading_hard import KINDS, build
 
 
 def test_hard_set_is_what_the_builder_writes(shared_data):

@@ -136,7 +136,7 @@ def test_seeded_batch_larger_than_one_prefill_step(engine):
     """Ten ~600-token synthesis prompts, seeded: more prompt tokens than vLLM's default prefill
     budget (4096), which it would split into partial prefills that crash seeded sampling on CPU
     (`CPU Generator does not use offset`); each text is its text when run alone."""
-    from bench.synthesize import _prompts
+    from jz3.bench.synthesize import _prompts
 
     reqs = [GenRequest(f"q{i}", p, 1.0, 0.95, 6, seed=i) for i, p in enumerate(_prompts(10))]
     assert sum(len(engine.encode(r.prompt)) for r in reqs) > 4096

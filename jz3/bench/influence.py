@@ -1,4 +1,4 @@
-"""Influence feature throughput vs the LESS recipe: `python -m bench.influence`.
+"""Influence feature throughput vs the LESS recipe: `python -m jz3.bench.influence`.
 
 Same tiny Llama + LoRA, same warmup checkpoint (a few real AdamW steps on the candidates), same
 candidates (JiuZhang3.0 synthesized problems), targets (GSM8K train slice) and D:

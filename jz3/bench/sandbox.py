@@ -4,8 +4,8 @@ memory/pids/CPU accounting, rlimits), fork server vs a fresh jailed interpreter 
 Prints a JSON object last (`cgroups_missing` lists any limit no cgroup enforced: then the run
 was not "every layer on").
 
-    python -m bench.sandbox [--workers 2] [--n 120]
-    python -m bench.grader --sandbox      # the same
+    python -m jz3.bench.sandbox [--workers 2] [--n 120]
+    python -m jz3.bench.grader --sandbox      # the same
 """
 
 from __future__ import annotations

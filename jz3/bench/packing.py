@@ -1,6 +1,6 @@
 """Packing throughput: jz3 `pack_sources` vs the HF run_clm recipe, same records and tokenizer.
 
-`python -m bench.packing [--repeat 3] [--seq-len 2048] [--workers 2] [--trials 2]`
+`python -m jz3.bench.packing [--repeat 3] [--seq-len 2048] [--workers 2] [--trials 2]`
 
 Baseline (transformers' examples/pytorch/language-modeling/run_clm.py): `datasets.load_dataset`
 ("json"), `Dataset.map(tokenize, batched=True)` with the HF tokenizer, then

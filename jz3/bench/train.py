@@ -1,7 +1,7 @@
 """Training throughput: jz3's trainer vs the HF `Trainer`, same tiny model, data, global batch
 and ZeRO-3 config, both on 2 CPU ranks under `deepspeed` (gloo).
 
-    python -m bench.train [--steps 20] [--hidden 128] [--layers 4] [--seq-len 256]
+    python -m jz3.bench.train [--steps 20] [--hidden 128] [--layers 4] [--seq-len 256]
 
 One `deepspeed --num_gpus 2` launch alternates the two trainers `--rounds` times in the same
 ranks (so both see the same machine load; the best round of each counts); throughput is measured

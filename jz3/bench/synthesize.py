@@ -4,11 +4,11 @@ on the same requests (`--vllm`: tokens/s and start-up side by side), and the fil
 (checks + decontamination + exact/near dedup; tool sandbox runs excluded) on 10^5 records.
 Prints a JSON object last. Without `--model`, a tiny random model built from config.
 
-    python -m bench.synthesize [--prompts 32] [--naive-prompts 16] [--trials 3] [--new-tokens 256] [--batch 32] [--threads 1]
+    python -m jz3.bench.synthesize [--prompts 32] [--naive-prompts 16] [--trials 3] [--new-tokens 256] [--batch 32] [--threads 1]
                                    [--model HF_FOLDER] [--vllm] [--records 100000] [--filter-workers 2]
                                    [--out runs/bench/synthesize]
     # real model, the three paths side by side, no filter part:
-    python -m bench.synthesize --model .cache/models/smollm2-135m-instruct --vllm \
+    python -m jz3.bench.synthesize --model .cache/models/smollm2-135m-instruct --vllm \
         --prompts 32 --naive-prompts 8 --new-tokens 128 --trials 1 --records 0
 """
 

@@ -1,7 +1,7 @@
 """Grader benchmark: our `is_correct` vs the math-verify package on the same (output, gold) pairs,
 in the same process: the gold solutions of MATH500 and GSM8K (should all be right) and a perturbed
 copy of each (should all be wrong), timed; then the hard cases of `tests/data/grading_hard.jsonl`
-(`bench.grading_hard`: no box, \\cfrac, thousands separators, units, choice letters, intervals,
+(`tests.data.grading_hard`: no box, \\cfrac, thousands separators, units, choice letters, intervals,
 inequalities, equations, chains, matrices, several boxes, sets vs tuples), where each grader's
 agreement with the checked expected verdict is reported, overall and per kind; then every MATH500
 reference solution with its box removed (recall of the final-sentence extraction); the same
@@ -9,8 +9,8 @@ pairs under `eval.grading: release`; every MATH train reference solution against
 Prints a JSON object last; disagreements go to side files. The symbolic step runs in the jail
 when bwrap works here (`symbolic_jailed`), and the timing includes it.
 
-    python -m bench.grader [--out runs/bench/grader] [--limit N]
-    python -m bench.grader --sandbox     # sandbox executions/s instead (bench.sandbox)
+    python -m jz3.bench.grader [--out runs/bench/grader] [--limit N]
+    python -m jz3.bench.grader --sandbox     # sandbox executions/s instead (bench.sandbox)
 """
 
 from __future__ import annotations
@@ -20,16 +20,49 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 from tqdm import tqdm
 
-from bench.grading_hard import DATA_FILE, load_cases
+from jz3.braces import boxed_spans
 from jz3.config.eval import GradingMode
 from jz3.eval.grading import grade, is_correct
 from jz3.eval.loaders import load_benchmark
 from jz3.eval.symbolic import default_checker
-from jz3.paths import shared_data_dir
+from jz3.paths import PROJECT_ROOT, shared_data_dir
+
+# the hard grading cases: test data, built by tests/data/grading_hard.py
+DATA_FILE = PROJECT_ROOT / "tests" / "data" / "grading_hard.jsonl"
+
+
+def load_cases(path: Path = DATA_FILE) -> List[Dict]:
+    with path.open() as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def boxes(text: str) -> List[Tuple[int, int, str]]:
+    """(start, end, content) of every `\\boxed{...}` written with a brace, unstripped
+    (jz3.braces)."""
+    return [(s, e, text[s + 7: e - 1]) for s, e, _ in boxed_spans(text, ("\\boxed",))
+            if text.startswith("\\boxed{", s)]
+
+
+def math_train_rows() -> List[Dict]:
+    """MATH train solutions with their last box as the gold (shared data)."""
+    rows = []
+    path = shared_data_dir() / "math_train" / "train.jsonl"
+    for i, line in enumerate(path.open()):
+        r = json.loads(line)
+        b = boxes(r["solution"])
+        if b:
+            rows.append({"src": f"math_train:{i}", "solution": r["solution"], "gold": b[-1][2]})
+    return rows
+
+
+def math500_rows() -> List[Dict]:
+    path = shared_data_dir() / "benchmarks" / "math-oai" / "test.jsonl"
+    return [{"src": f"math500:{json.loads(x)['unique_id']}", **json.loads(x)}
+            for x in path.open()]
 
 
 def _perturb(gold: str) -> str:
@@ -103,10 +136,9 @@ def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
     """Every MATH500 reference solution with its `\\boxed{}` removed (the answer stays where it
     was, unmarked): the share graded right by ours and by math-verify. Not all are recoverable:
     some solutions state the answer before a closing remark."""
-    from bench.grading_hard import _math500
     from jz3.braces import unbox
 
-    rows = _math500()
+    rows = math500_rows()
     ours = theirs = 0
     for r in tqdm(rows, desc="MATH500 unboxed", unit="item", leave=False):
         out = unbox(r["solution"])
@@ -120,9 +152,8 @@ def unboxed_recall(mv: Callable[[str, str], bool]) -> Dict:
 def math_train_agreement(mv: Callable[[str, str], bool], out: Path) -> Dict:
     """The 4,500 MATH train reference solutions, each graded against its own last box: how
     often ours and math-verify call a reference solution right (both should: 1.0)."""
-    from bench.grading_hard import _math_train
 
-    rows = _math_train()
+    rows = math_train_rows()
     ours = theirs = 0
     with (out / "math_train_misses.jsonl").open("w") as f:
         for r in tqdm(rows, desc="MATH train solutions", unit="item", leave=False):
@@ -165,7 +196,7 @@ def main() -> None:
     ap.add_argument("--sandbox", action="store_true", help="benchmark the code sandbox instead")
     args = ap.parse_args()
     if args.sandbox:  # the sandbox benchmark lives in bench.sandbox
-        from bench.sandbox import run as bench_sandbox
+        from jz3.bench.sandbox import run as bench_sandbox
 
         print(json.dumps(bench_sandbox()))
         return

@@ -7,9 +7,9 @@ known by construction: an equivalent notation (expected right) or a changed valu
 direction or order (expected wrong). Equation and inequality rewrites are made with sympy objects
 (rearranged, scaled, solved for y) and their verdict asserted with sympy here, independently of
 the grader. The file is test data (read by `tests/test_grading_hard_set.py` and
-`bench.grader`, not shipped with the package); rebuild it with
+`jz3.bench.grader`, not shipped with the package); rebuild it with
 
-    python -m bench.grading_hard [--out tests/data/grading_hard.jsonl]
+    python -m tests.data.grading_hard [--out tests/data/grading_hard.jsonl]
 
 Fields: id, kind, source, how (the rewrite), output, gold, expected.
 """
@@ -25,10 +25,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from jz3.braces import boxed_spans, unbox
+from jz3.bench.grader import DATA_FILE, boxes, math500_rows, math_train_rows
+from jz3.braces import unbox
 from jz3.paths import shared_data_dir
 
-DATA_FILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "grading_hard.jsonl"
 GE, LE, GEQ, LEQ, GT = "\\ge", "\\le", "\\geq", "\\leq", "\\gt"
 KINDS = ("final_sentence", "chained_equality", "cfrac", "thousands", "units", "choice_letter",
          "interval", "inequality", "equation", "matrix", "multi_boxed", "set_tuple", "other",
@@ -36,36 +36,12 @@ KINDS = ("final_sentence", "chained_equality", "cfrac", "thousands", "units", "c
 
 
 # ----------------------------------------------------------------------------- sources
-def _boxes(text: str) -> List[Tuple[int, int, str]]:
-    """(start, end, content) of every `\\boxed{...}` written with a brace, unstripped
-    (jz3.braces)."""
-    return [(s, e, text[s + 7: e - 1]) for s, e, _ in boxed_spans(text, ("\\boxed",))
-            if text.startswith("\\boxed{", s)]
-
-
-def _math_train() -> List[Dict]:
-    rows = []
-    path = shared_data_dir() / "math_train" / "train.jsonl"
-    for i, line in enumerate(path.open()):
-        r = json.loads(line)
-        b = _boxes(r["solution"])
-        if b:
-            rows.append({"src": f"math_train:{i}", "solution": r["solution"], "gold": b[-1][2]})
-    return rows
-
-
-def _math500() -> List[Dict]:
-    path = shared_data_dir() / "benchmarks" / "math-oai" / "test.jsonl"
-    return [{"src": f"math500:{json.loads(x)['unique_id']}", **json.loads(x)}
-            for x in path.open()]
-
-
 def _minerva() -> List[Dict]:
     path = shared_data_dir() / "benchmarks" / "minerva_math" / "test.jsonl"
     out = []
     for i, line in enumerate(path.open()):
         r = json.loads(line)
-        b = _boxes(r["solution"])
+        b = boxes(r["solution"])
         if b:
             out.append({"src": f"minerva_math:{i}", "solution": r["solution"], "gold": b[-1][2]})
     return out
@@ -76,7 +52,7 @@ def _jiuzhang() -> List[Dict]:
     out = []
     for i, line in enumerate(path.open()):
         r = json.loads(line)
-        b = _boxes(r["output"])
+        b = boxes(r["output"])
         if b:
             out.append({"src": f"jiuzhang3_cot:{i}", "solution": r["output"], "gold": b[-1][2]})
     return out
@@ -103,9 +79,9 @@ def final_sentence(rng: random.Random) -> Iterator[Dict]:
     must read the final sentence's formula (e.g. "... so $x = 5$."). Wrong copies: the answer in
     that formula bumped by one."""
     pool = []
-    for r in _math_train() + _jiuzhang():
+    for r in math_train_rows() + _jiuzhang():
         sol, gold = r["solution"], r["gold"]
-        b = _boxes(sol)
+        b = boxes(sol)
         tail = sol[b[-1][1]:]
         if not _SIMPLE.fullmatch(gold) or re.search(r"\d", tail) or len(tail) > 40:
             continue
@@ -121,7 +97,7 @@ def final_sentence(rng: random.Random) -> Iterator[Dict]:
                     r["gold"], True)
     for r in pool[27:42]:
         sol = r["solution"]
-        s, e, c = _boxes(sol)[-1]
+        s, e, c = boxes(sol)[-1]
         wrong = sol[:s] + _bump(c) + sol[e:]
         yield _case("final_sentence", r["src"], "boxes removed, final answer bumped by 1",
                     unbox(wrong), r["gold"], False)
@@ -138,14 +114,14 @@ def chained_equality(rng: random.Random) -> Iterator[Dict]:
     """`$A = B = \\boxed{C}$` in real solutions: unboxed (`x = 5+5+1 = 11`), or the whole chain
     boxed; wrong copies have the last side bumped."""
     pool = []
-    for r in _math_train():
+    for r in math_train_rows():
         sol, gold = r["solution"], r["gold"]
-        s, e, c = _boxes(sol)[-1]
+        s, e, c = boxes(sol)[-1]
         pre = sol[max(0, s - 200): s]
         m = re.search(r"\$([^$]*=[^$]*=\s*)$", pre)
         if not m or not _SIMPLE.fullmatch(gold) or re.search(r"\d", sol[e:]):
             continue
-        if "\\boxed" in m.group(1) or "\\\\" in m.group(1) or len(_boxes(sol)) > 1:
+        if "\\boxed" in m.group(1) or "\\\\" in m.group(1) or len(boxes(sol)) > 1:
             continue
         pool.append((r, m.group(1)))
     rng.shuffle(pool)
@@ -157,7 +133,7 @@ def chained_equality(rng: random.Random) -> Iterator[Dict]:
         yield _case("chained_equality", r["src"], "the whole chain boxed", out, r["gold"], True)
     for r, _ in pool[20:31]:
         sol = r["solution"]
-        s, e, c = _boxes(sol)[-1]
+        s, e, c = boxes(sol)[-1]
         out = unbox(sol[:s] + _bump(c) + sol[e:])
         yield _case("chained_equality", r["src"], "chain's last side bumped (no box)", out,
                     r["gold"], False)
@@ -168,7 +144,7 @@ def chained_equality(rng: random.Random) -> Iterator[Dict]:
 
 
 def cfrac(rng: random.Random) -> Iterator[Dict]:
-    fr = [r for r in _math_train() if re.fullmatch(r"\\frac\{\d+\}\{\d+\}", r["gold"])]
+    fr = [r for r in math_train_rows() if re.fullmatch(r"\\frac\{\d+\}\{\d+\}", r["gold"])]
     rng.shuffle(fr)
     for r in fr[:6]:
         a, b = re.findall(r"\d+", r["gold"])
@@ -195,7 +171,7 @@ def cfrac(rng: random.Random) -> Iterator[Dict]:
 
 def thousands(rng: random.Random) -> Iterator[Dict]:
     golds = []
-    for r in _math_train() + [{"src": x["src"], "gold": x["answer"]} for x in _math500()]:
+    for r in math_train_rows() + [{"src": x["src"], "gold": x["answer"]} for x in math500_rows()]:
         g = r["gold"]
         if re.fullmatch(r"\\?\$?\d{1,3}(?:(?:,\\!\s?|\{,\})\d{3})+", g):
             golds.append((r["src"], g))
@@ -240,7 +216,7 @@ _UNIT = re.compile(r"^(\d+(?:\.\d+)?)\s*\\(text|mbox|textnormal|mathrm)\{\s*([a-
 
 def units(rng: random.Random) -> Iterator[Dict]:
     pool = []
-    for r in _math_train():
+    for r in math_train_rows():
         m = _UNIT.match(r["gold"])
         if m and " and " not in r["gold"]:
             pool.append((r, m))
@@ -268,7 +244,7 @@ def units(rng: random.Random) -> Iterator[Dict]:
 
 
 def choice_letter(rng: random.Random) -> Iterator[Dict]:
-    pool = [r for r in _math_train() if re.fullmatch(r"\\text\{\s*\([A-E]\)\s*\}", r["gold"])]
+    pool = [r for r in math_train_rows() if re.fullmatch(r"\\text\{\s*\([A-E]\)\s*\}", r["gold"])]
     rng.shuffle(pool)
     forms = ["\\text{{({L})}}", "({L})", "{L}", "\\textbf{{({L})}}", "\\mathrm{{({L})}}",
              "\\text{{{L}}}"]
@@ -313,7 +289,7 @@ def _as_inequality(ivs) -> str:
 
 def _interval_pool() -> List[Tuple[str, str]]:
     pool = []
-    for r in _math_train() + [{"src": x["src"], "gold": x["answer"]} for x in _math500()]:
+    for r in math_train_rows() + [{"src": x["src"], "gold": x["answer"]} for x in math500_rows()]:
         g = r["gold"]
         ivs = _intervals(g)
         if ivs and ("\\infty" in g or "\\cup" in g or ivs[0][2] != ivs[0][3]):
@@ -484,7 +460,7 @@ def equation(rng: random.Random) -> Iterator[Dict]:
 
 def matrix(rng: random.Random) -> Iterator[Dict]:
     pool = []
-    for r in _math_train() + [{"src": x["src"], "gold": x["answer"]} for x in _math500()]:
+    for r in math_train_rows() + [{"src": x["src"], "gold": x["answer"]} for x in math500_rows()]:
         g = r["gold"]
         if g.startswith("\\begin{pmatrix}") and g.endswith("\\end{pmatrix}") and "&" in g + "\\\\":
             pool.append((r["src"], g))
@@ -528,7 +504,7 @@ def matrix(rng: random.Random) -> Iterator[Dict]:
 
 def multi_boxed(rng: random.Random) -> Iterator[Dict]:
     pool = []
-    for r in _math_train():
+    for r in math_train_rows():
         g = r["gold"]
         if re.fullmatch(r"-?\d+(\s*,\s*-?\d+)+", g) and "," in g and not re.fullmatch(
                 r"\d{1,3},\d{3}", g.replace(" ", "")):
@@ -551,7 +527,7 @@ def multi_boxed(rng: random.Random) -> Iterator[Dict]:
             out = "The solutions are " + ", ".join(f"$\\boxed{{{v}}}$" for v in vals[:-1]) + \
                 f" and $\\boxed{{{int(vals[-1]) + 1}}}$."
             yield _case("multi_boxed", src, "one solution wrong", out, g, False)
-    for r in _math_train()[:400]:
+    for r in math_train_rows()[:400]:
         g = r["gold"]
         if not re.fullmatch(r"\d+", g):
             continue
@@ -572,7 +548,7 @@ def multi_boxed(rng: random.Random) -> Iterator[Dict]:
 
 def set_tuple(rng: random.Random) -> Iterator[Dict]:
     pool = []
-    for r in _math_train():
+    for r in math_train_rows():
         g = r["gold"]
         if re.fullmatch(r"-?\d+(\s*,\s*-?\d+)+", g) and not re.fullmatch(r"\d{1,3},\d{3}",
                                                                          g.replace(" ", "")):
@@ -600,7 +576,7 @@ def set_tuple(rng: random.Random) -> Iterator[Dict]:
                         + "$.", g, True)
             yield _case("set_tuple", src, "a solution missing",
                         f"The solutions are $\\boxed{{\\{{{', '.join(sh[:-1])}\\}}}}$.", g, False)
-    pairs = [r for r in _math_train() if re.fullmatch(r"\(-?\d+,\s*-?\d+\)", r["gold"])]
+    pairs = [r for r in math_train_rows() if re.fullmatch(r"\(-?\d+,\s*-?\d+\)", r["gold"])]
     rng.shuffle(pairs)
     for k, r in enumerate(pairs[:10]):
         a, b = re.findall(r"-?\d+", r["gold"])
@@ -703,7 +679,7 @@ _FORMULA_GOLD = re.compile(r"-?\d*\\(?:frac|dfrac|sqrt)\{[^{}=,]+\}(?:\{[^{}=,]+
 def bare_formula(rng: random.Random) -> Iterator[Dict]:
     """A whole output that is one formula (a MATH gold `\\frac{10}{9}`, `3\\sqrt{5}` alone, as
     small models often answer): the formula, not its last number. Wrong: the formula bumped."""
-    pool = sorted({(r["src"], r["gold"].strip()) for r in _math_train()
+    pool = sorted({(r["src"], r["gold"].strip()) for r in math_train_rows()
                    if _FORMULA_GOLD.fullmatch(r["gold"].strip())})
     rng.shuffle(pool)
     for k, (src, g) in enumerate(pool[:27]):
@@ -723,7 +699,7 @@ def stated_value(rng: random.Random) -> Iterator[Dict]:
     """Real MATH solutions (boxes removed) ending "Final Answer: The value of $NAME$ is G." with
     a formula name taken from the solution itself: the stated number, not the name."""
     pool = []
-    for r in _math_train():
+    for r in math_train_rows():
         names = _NAME_SPAN.findall(r["solution"])
         if re.fullmatch(r"\d{1,5}", r["gold"].strip()) and names and len(r["solution"]) < 1500:
             pool.append((r, names[-1]))
@@ -786,7 +762,7 @@ def approx_chain(rng: random.Random) -> Iterator[Dict]:
     from jz3.eval.mathtree import evaluate, parse_math
 
     pool = []
-    for r in _math_train():
+    for r in math_train_rows():
         g = r["gold"].strip()
         if re.fullmatch(r"\\frac\{\d+\}\{\d+\}|\d*\\sqrt\{\d+\}|\\frac\{\d*\\sqrt\{\d+\}\}\{\d+\}",
                         g):
@@ -816,11 +792,6 @@ def build() -> List[Dict]:
         for k, c in enumerate(gen(rng)):
             cases.append({"id": f"{gen.__name__}-{k:03d}", **c})
     return cases
-
-
-def load_cases(path: Path = DATA_FILE) -> List[Dict]:
-    with path.open() as f:
-        return [json.loads(x) for x in f if x.strip()]
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Teacher client throughput: `python -m bench.teacher`.
+"""Teacher client throughput: `python -m jz3.bench.teacher`.
 
 Starts the chat-completions test server (`tests/openai_server.py`) in its own process, answering
 every request after `--latency` seconds, and sends `--requests` distinct prompts through the
