@@ -17,6 +17,14 @@ STAGES = ["snippets", "pretrain", "pretrain_raw", "ablation"]
 RELEASED = ["jiuzhang3_samples/cot_pretrain_sampled.jsonl",
             "jiuzhang3_samples/tool_pretrain_sampled.jsonl"]
 
+SHRINK = ["stages.snippets.snippets.max_snippets=40",
+          "stages.pretrain.trainer.max_steps=1", "stages.pretrain.data.seq_len=32",
+          "stages.pretrain.trainer.global_batch_size=2",
+          "stages.pretrain.trainer.micro_batch_size=1", "stages.pretrain.trainer.save_every=0",
+          "stages.ablation.loss_eval.benchmarks=[gsm8k]", "stages.ablation.loss_eval.limit=4",
+          "stages.ablation.loss_eval.max_len=64", "stages.ablation.loss_eval.accuracy_limit=1",
+          "stages.ablation.eval.max_new_tokens=4"]
+
 
 def _plan(cfg) -> dict:
     from jz3.pipeline.runner import plan_lines
@@ -54,19 +62,15 @@ def test_preset_plans_exactly_the_ablation_stages(tmp_path, shared_data):
     assert st.pretrain.trainer.max_steps * st.pretrain.trainer.global_batch_size \
         * st.pretrain.data.seq_len == 20480
     assert recipe_problems(cfg) == []  # the arms differ only in data and seed
+    # the raw arm follows every recipe setting of pretrain, also when pretrain's is overridden
+    small = compose(["+exp=smol_ablation", f"run_dir={tmp_path}", *SHRINK]).stages
+    assert (small.pretrain_raw.data.seq_len, small.pretrain_raw.trainer.global_batch_size) == (32, 2)
     ab = st.ablation
     assert ab.enabled and ab.base_model == smol
     assert ab.loss_eval.limit is None and ab.loss_eval.precision.value == "bf16"
     assert list(ab.loss_eval.benchmarks) == ["gsm8k", "math-oai"] and ab.loss_eval.accuracy_limit == 8
 
 
-SHRINK = ["stages.snippets.snippets.max_snippets=40",
-          "stages.pretrain.trainer.max_steps=1", "stages.pretrain.data.seq_len=32",
-          "stages.pretrain_raw.data.seq_len=32", "stages.pretrain.trainer.global_batch_size=2",
-          "stages.pretrain.trainer.micro_batch_size=1", "stages.pretrain.trainer.save_every=1",
-          "stages.ablation.loss_eval.benchmarks=[gsm8k]", "stages.ablation.loss_eval.limit=4",
-          "stages.ablation.loss_eval.max_len=64", "stages.ablation.loss_eval.accuracy_limit=1",
-          "stages.ablation.eval.max_new_tokens=4"]
 
 
 @pytest.mark.slow
