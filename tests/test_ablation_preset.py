@@ -62,6 +62,13 @@ def test_preset_plans_exactly_the_ablation_stages(tmp_path, shared_data):
     assert st.pretrain.trainer.max_steps * st.pretrain.trainer.global_batch_size \
         * st.pretrain.data.seq_len == 20480
     assert recipe_problems(cfg) == []  # the arms differ only in data and seed
+    # without pretrain sources of its own (the demo), the extra seed's synthetic arm reads filter
+    from jz3.pipeline.runner import used_inputs
+    from jz3.pipeline.stages import BY_NAME
+
+    demo = compose(["+exp=demo"]).stages.pretrain_raw
+    assert demo.synthetic_sources == [] and demo.extra_seeds == [2]
+    assert used_inputs(BY_NAME["pretrain_raw"], demo) == ["snippets", "pretrain", "filter"]
     # the raw arm follows every recipe setting of pretrain, also when pretrain's is overridden
     small = compose(["+exp=smol_ablation", f"run_dir={tmp_path}", *SHRINK]).stages
     assert (small.pretrain_raw.data.seq_len, small.pretrain_raw.trainer.global_batch_size) == (32, 2)
