@@ -1,5 +1,5 @@
-"""The ablation's verdict with seed spread (jz3.pipeline.ablation) and the guard that the two
-arms differ only in their data (jz3.pipeline.stages.check_same_recipe)."""
+"""The ablation's verdict with seed spread (jz3.ablation.verdict) and the guard that the two
+arms differ only in their data (jz3.ablation.arms.check_same_recipe)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from jz3.pipeline.ablation import Verdict, compare_arms, compare_rows
+from jz3.ablation.verdict import Verdict, compare_arms, compare_rows
 
 
 def test_gap_beyond_the_larger_spread_is_a_win():
@@ -44,12 +44,11 @@ def test_compare_rows_groups_by_arm_and_benchmark():
 
 
 def test_arms_must_differ_only_in_data_and_seed():
+    from jz3.ablation.arms import check_same_recipe
     from jz3.config import compose
-    from jz3.pipeline.stages import check_same_recipe
-    from jz3.provenance import jsonable
 
     st = compose(["+exp=demo"]).stages
-    pre = jsonable(st.pretrain)
+    pre = st.pretrain
     check_same_recipe(st.pretrain_raw, pre)  # the demo's arms match
     other = dataclasses.replace(st.pretrain_raw, trainer=dataclasses.replace(
         st.pretrain_raw.trainer, seed=7, max_steps=3, lr=1.0))
@@ -60,7 +59,7 @@ def test_arms_must_differ_only_in_data_and_seed():
 
 def _items(losses, tokens=10):
     """Per-item losses (nats/token) as ItemLosses with `tokens` scored tokens each."""
-    from jz3.pipeline.ablation import ItemLosses
+    from jz3.ablation.verdict import ItemLosses
 
     return ItemLosses([x * tokens for x in losses], [tokens] * len(losses))
 
@@ -73,7 +72,7 @@ def _noisy(n, mean, sd, seed):
 
 
 def test_paired_bootstrap_sees_a_consistent_item_gap_the_spread_rule_misses():
-    from jz3.pipeline.ablation import paired_bootstrap
+    from jz3.ablation.verdict import paired_bootstrap
 
     base = _noisy(200, 5.0, 1.0, 0)  # item difficulty varies a lot, shared by both arms
     pairs = [(_items([b + d for b, d in zip(base, _noisy(200, 0, 0.05, s), strict=True)]),
@@ -89,7 +88,7 @@ def test_paired_bootstrap_sees_a_consistent_item_gap_the_spread_rule_misses():
 
 
 def test_paired_bootstrap_without_a_gap_is_inconclusive():
-    from jz3.pipeline.ablation import paired_bootstrap
+    from jz3.ablation.verdict import paired_bootstrap
 
     base = _noisy(100, 5.0, 1.0, 1)
     pairs = [(_items([b + d for b, d in zip(base, _noisy(100, 0, 0.2, s), strict=True)]),

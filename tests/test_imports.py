@@ -10,7 +10,7 @@ from typing import Dict, List, Set
 ROOT = Path(__file__).resolve().parents[1]
 LOWER = ("jz3.data", "jz3.teacher", "jz3.synth", "jz3.influence", "jz3.eval", "jz3.train",
          "jz3.models", "jz3.generation", "jz3.prompts", "jz3.parallel", "jz3.config",
-         "jz3.kernels", "jz3.provenance")
+         "jz3.kernels", "jz3.provenance", "jz3.ablation")
 
 
 def _modules() -> Dict[str, Path]:

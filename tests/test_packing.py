@@ -182,6 +182,24 @@ def test_deterministic_across_worker_counts_and_idempotent(tmp_path, packed, sou
     assert read_pack_index(out)["counts"]["tool"]["n_docs"] == N
 
 
+def test_records_as_text_trains_the_whole_record(tmp_path, packed, sources, tiny_tokenizer):
+    """`data.records_as_text`: an {input, output} record is one text, loss on every token."""
+    cfg, expected = sources
+    one = DataConfig(sources=[s for s in cfg.sources if s.name == "cot"], num_workers=1,
+                     records_as_text=True)
+    out = pack_sources(one, tiny_tokenizer, tmp_path / "as_text")
+    sp = spm_processor(tiny_tokenizer)
+    tokens = np.fromfile(out / "cot" / "tokens.bin", np.uint16).astype(np.int64)
+    mask = np.fromfile(out / "cot" / "loss_mask.bin", np.uint8)
+    off = np.load(out / "cot" / "doc_offsets.npy")
+    for d, (inp, outp) in enumerate(expected["cot"]):
+        ids, m = tokens[off[d]:off[d + 1]], mask[off[d]:off[d + 1]]
+        assert sp.decode(ids[1:-1].tolist()) == inp + outp
+        assert m[0] == 0 and m[1:].all()  # all but the BOS: the input is trained on too
+    assert read_meta(out / "cot")["n_target_tokens"] > read_meta(packed / "cot")["n_target_tokens"]
+    assert read_meta(out / "cot")["config_hash"] != read_meta(packed / "cot")["config_hash"]
+
+
 def test_bad_records_raise_or_go_to_quarantine(tmp_path, tiny_tokenizer):
     f = tmp_path / "mixed.jsonl"
     f.write_text("\n".join([json.dumps({"input": "Q: 1+1?", "output": "2"}), "{broken",

@@ -62,6 +62,10 @@ class DataConfig:
     # shuffled, concatenated and read in order). `weight` is not used for these.
     tail_sources: List[DataSource] = field(default_factory=list)
     tail_shuffle: bool = True  # a seeded permutation of the tail's sequences (else file order)
+    # True: an `{input, output}` (or `{prompt, completion}`) record is trained as one text
+    # `input + output`, loss on all of it (continued pretraining on such records as plain text);
+    # False: loss on the output only, as the release (`apply_src_loss` off)
+    records_as_text: bool = False
     # release: whole documents (each cut to seq_len + EOS) packed greedily into padded rows of
     # seq_len + 1 tokens; concat: documents concatenated and cut every seq_len tokens; none: one
     # document per row, right-truncated and padded (LESS / HF Trainer batches; steps = epochs x

@@ -21,8 +21,9 @@ from typing import Dict, List, Optional
 
 from omegaconf import II
 
-from jz3.config.data import DataConfig, SnippetConfig
+from jz3.config.data import DataConfig, DataSource, SnippetConfig
 from jz3.config.deepspeed import DeepSpeedConfig
+from jz3.config.enums import Precision
 from jz3.config.eval import EvalConfig, SandboxConfig
 from jz3.config.influence import InfluenceConfig
 from jz3.config.model import ModelConfig
@@ -102,13 +103,14 @@ class PretrainRawStage(TrainJob):
     text. `match_pretrain_steps`: train exactly the pretrain stage's step count (same token
     budget by construction, also when pretrain's steps follow the synthetic volume through
     `trainer.epochs`). `extra_seeds`: repeat both arms at these `trainer.seed`s (model init and
-    data order), the synthetic arm on the filter stage's output with this section's settings
-    (which must equal pretrain's but for the seed); the ablation then reports each arm's mean
-    and seed spread."""
+    data order), the synthetic arm on `synthetic_sources` (pretrain's own `data.sources`; when
+    empty, the filter stage's output) with this section's settings (which must equal
+    pretrain's but for the seed); the ablation then reports each arm's mean and seed spread."""
 
     enabled: bool = False  # the raw-snippet ablation baseline (doubles the costliest stage)
     match_pretrain_steps: bool = False
     extra_seeds: List[int] = field(default_factory=list)
+    synthetic_sources: List[DataSource] = II("stages.pretrain.data.sources")
 
 
 @dataclass
@@ -136,6 +138,7 @@ class LossEvalConfig:
     limit: Optional[int] = None  # items per benchmark; None = all
     max_len: int = 512
     batch_size: int = 8
+    precision: Precision = Precision.fp32  # weights of the scored model in the forward pass
     accuracy_limit: int = 0  # > 0: also greedy CoT accuracy on this many items per benchmark
 
 
@@ -144,6 +147,9 @@ class AblationStage:
     enabled: bool = False  # runs when pretrain_raw does
     loss_eval: LossEvalConfig = field(default_factory=LossEvalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)  # data_dir, accuracy generation
+    # an HF folder scored beside the arms as the `base` row (the model both arms start from,
+    # e.g. `${stages.pretrain.model.path}`); None: no base row
+    base_model: Optional[str] = None
 
 
 @dataclass

@@ -65,13 +65,16 @@ def to_train_example(record: Dict[str, Any]) -> Dict[str, str]:
     return {"input": record["input"], "output": record["output"]}
 
 
-def _pair(record: Dict[str, Any]) -> Pair:
-    """(input, output) of a record already validated as `RecordKind.example`."""
+def _pair(record: Dict[str, Any], as_text: bool = False) -> Pair:
+    """(input, output) of a record already validated as `RecordKind.example`; `as_text`: the
+    record as one text `input + output` (loss on all of it, `data.records_as_text`)."""
     if "text" in record:
         return "", record["text"]
     if "completion" in record:
-        return record["prompt"], record["completion"]
-    return record["input"], record["output"]
+        pair = record["prompt"], record["completion"]
+    else:
+        pair = record["input"], record["output"]
+    return ("", pair[0] + pair[1]) if as_text else pair
 
 
 # ----------------------------------------------------------------------------- encoding (workers)
@@ -238,13 +241,15 @@ def _files_signature(path: str) -> List[Tuple[str, int, int]]:
 def source_hash(source: DataSource, tok_fp: str, cfg: DataConfig) -> str:
     """What a source's pack depends on: its files (size, mtime), tokenizer, special tokens."""
     return config_hash(PACK_VERSION, source.name, _files_signature(source.path), tok_fp,
-                       cfg.add_bos, cfg.add_eos, OnError(cfg.on_error).value)
+                       cfg.add_bos, cfg.add_eos, OnError(cfg.on_error).value,
+                       cfg.records_as_text)
 
 
-def _chunks(records: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Pair]]:
+def _chunks(records: Iterator[Dict[str, Any]], size: int,
+            as_text: bool = False) -> Iterator[List[Pair]]:
     buf: List[Pair] = []
     for r in records:
-        buf.append(_pair(r))
+        buf.append(_pair(r, as_text))
         if len(buf) >= size:
             yield buf
             buf = []
@@ -254,7 +259,7 @@ def _chunks(records: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Pair]
 
 def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error: OnError,
                 dtype: np.dtype, pad_id: int, vocab_size: int, src_hash: str,
-                eos_id: Optional[int] = None) -> Dict[str, Any]:
+                eos_id: Optional[int] = None, as_text: bool = False) -> Dict[str, Any]:
     """Tokenize one source into `src_dir`; returns its meta (also written to `meta.json`, last).
     A source without a usable record is an error naming its files; on any error the temp
     files are removed."""
@@ -272,7 +277,7 @@ def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error
     tmp_off = src_dir / f".{DOC_OFFSETS}.tmp.npy"
     try:
         return _pack_files(source, files, encoders, src_dir, on_error, dtype, pad_id,
-                           vocab_size, src_hash, stats, total, t0, eos_id)
+                           vocab_size, src_hash, stats, total, t0, eos_id, as_text)
     except BaseException:
         for tmp in (tmp_tok, tmp_mask, tmp_off):  # no temp file outlives a failed run
             tmp.unlink(missing_ok=True)
@@ -282,7 +287,7 @@ def pack_source(source: DataSource, encoders: _Encoders, src_dir: Path, on_error
 def _pack_files(source: DataSource, files: List[Path], encoders: _Encoders, src_dir: Path,
                 on_error: OnError, dtype: np.dtype, pad_id: int, vocab_size: int,
                 src_hash: str, stats: IOStats, total: Optional[int], t0: float,
-                eos_id: Optional[int] = None) -> Dict[str, Any]:
+                eos_id: Optional[int] = None, as_text: bool = False) -> Dict[str, Any]:
     from tqdm import tqdm
 
     tmp_tok, tmp_mask = src_dir / f".{TOKENS}.tmp", src_dir / f".{LOSS_MASK}.tmp"
@@ -294,7 +299,7 @@ def _pack_files(source: DataSource, files: List[Path], encoders: _Encoders, src_
             tqdm(total=total, unit="rec", desc=f"pack {source.name}", mininterval=2.0) as bar:
         records = read_records(files, kind=RecordKind.example, on_error=on_error,
                                quarantine=quarantine, stats=stats)
-        for ids, mask, lens in encoders.map(_chunks(records, CHUNK_RECORDS)):
+        for ids, mask, lens in encoders.map(_chunks(records, CHUNK_RECORDS, as_text)):
             if ids.size and int(ids.max()) > np.iinfo(dtype).max:
                 raise ValueError(f"{source.name}: token id {int(ids.max())} does not fit {dtype}")
             ids.astype(dtype).tofile(ftok)
@@ -382,7 +387,7 @@ def pack_sources(data_cfg: DataConfig, tokenizer: Any, out_dir: PathLike) -> Pat
             for s in todo:
                 metas[s.name] = pack_source(s, enc, out / s.name, data_cfg.on_error, dtype,
                                             int(pad_id), vocab_size, hashes[s.name],
-                                            eos_id=spec.eos_id)
+                                            eos_id=spec.eos_id, as_text=data_cfg.records_as_text)
     counts = {n: {k: metas[n][k] for k in ("n_docs", "n_tokens", "n_target_tokens", "records")}
               for n in names}
     index = {"config_hash": stage_hash, "sources": names, "counts": counts,

@@ -18,8 +18,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from jz3.benchmarks import parse_benchmark, reference_pairs
+from jz3.config.enums import Precision
 
 QUESTION = "## Question\n{q}\n\n## Solution\n"
+_TORCH_DTYPE = {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16,
+                Precision.fp16: torch.float16}
 
 
 @dataclass
@@ -40,7 +43,7 @@ class SolutionLoss:
         return d
 
 
-def _batches(items: List[Tuple[List[int], int]], bs: int) -> Iterator[List[Tuple[List[int], int]]]:
+def _batches(items: List[int], bs: int) -> Iterator[List[int]]:
     for i in range(0, len(items), bs):
         yield items[i:i + bs]
 
@@ -48,7 +51,8 @@ def _batches(items: List[Tuple[List[int], int]], bs: int) -> Iterator[List[Tuple
 @torch.no_grad()
 def solution_loss(model, tokenizer, pairs: Sequence[Tuple[str, str]], max_len: int = 512,
                   batch_size: int = 8) -> SolutionLoss:
-    """Token-weighted mean NLL (nats) of the solutions given the questions; also perplexity."""
+    """Token-weighted mean NLL (nats) of the solutions given the questions; also perplexity.
+    Batches hold items of similar length (less padding); per-item values are in `pairs` order."""
     if not pairs:
         raise ValueError("solution_loss: no (question, solution) pairs to score")
     model.eval()
@@ -62,9 +66,11 @@ def solution_loss(model, tokenizer, pairs: Sequence[Tuple[str, str]], max_len: i
         ids = (bos + p_ids + s_ids)[:max_len]
         items.append((ids, min(len(bos) + len(p_ids), len(ids))))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    item_nll: List[float] = []
-    item_tokens: List[int] = []
-    for batch in _batches(items, batch_size):
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+    item_nll: List[float] = [0.0] * len(items)
+    item_tokens: List[int] = [0] * len(items)
+    for idx in _batches(order, batch_size):
+        batch = [items[i] for i in idx]
         L = max(len(ids) for ids, _ in batch)
         inp = torch.full((len(batch), L), pad, dtype=torch.long)
         att = torch.zeros((len(batch), L), dtype=torch.long)
@@ -77,8 +83,8 @@ def solution_loss(model, tokenizer, pairs: Sequence[Tuple[str, str]], max_len: i
         lp = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.size(-1)), lab[:, 1:].reshape(-1),
             ignore_index=-100, reduction="none").view(len(batch), -1)
-        item_nll += [float(x) for x in lp.sum(1)]
-        item_tokens += [int(x) for x in (lab[:, 1:] != -100).sum(1)]
+        for i, n, t in zip(idx, lp.sum(1), (lab[:, 1:] != -100).sum(1), strict=True):
+            item_nll[i], item_tokens[i] = float(n), int(t)
     count = sum(item_tokens)
     loss = sum(item_nll) / max(count, 1)
     return SolutionLoss(loss, math.exp(min(loss, 50.0)), count, len(items), item_nll, item_tokens)
@@ -86,10 +92,11 @@ def solution_loss(model, tokenizer, pairs: Sequence[Tuple[str, str]], max_len: i
 
 def evaluate_losses(model_dir: str | Path, data_dir: str | Path, benchmarks: Sequence[str],
                     limit: Optional[int] = None, max_len: int = 512,
-                    batch_size: int = 8, per_item: bool = False) -> Dict[str, Dict[str, Any]]:
-    """Load an HF export (model + tokenizer) and score every benchmark's reference solutions;
-    returns benchmark -> {loss_per_token, ppl, tokens, items} (`per_item`: and `item_nll`,
-    `item_tokens`, one value per item in benchmark order)."""
+                    batch_size: int = 8, per_item: bool = False,
+                    precision: Precision = Precision.fp32) -> Dict[str, Dict[str, Any]]:
+    """Load an HF export (model + tokenizer, weights in `precision`) and score every
+    benchmark's reference solutions; returns benchmark -> {loss_per_token, ppl, tokens, items}
+    (`per_item`: and `item_nll`, `item_tokens`, one value per item in benchmark order)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     names = [parse_benchmark(b, "loss_eval.benchmarks") for b in benchmarks]
@@ -99,6 +106,6 @@ def evaluate_losses(model_dir: str | Path, data_dir: str | Path, benchmarks: Seq
 
     unset_hf_deepspeed_config()  # a ZeRO-3 training earlier in this process must not partition it
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
-                                                 dtype=torch.float32)
+                                                 dtype=_TORCH_DTYPE[Precision(precision)])
     return {b: solution_loss(model, tok, p, max_len, batch_size).as_dict(per_item)
             for b, p in pairs.items()}

@@ -25,6 +25,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 
+from jz3.ablation.results import PretrainRawResult
+from jz3.ablation.verdict import Arm
 from jz3.config.data import DataSource
 from jz3.config.enums import TokenizerKind, TrainMode
 from jz3.data.records import AtomicJsonlWriter, count_lines, read_records, write_jsonl
@@ -495,49 +497,7 @@ def run_pretrain(ctx: StageContext) -> StageResult:
 
 def _raw_needs(sec: Any) -> List[str]:
     return ["snippets"] + (["pretrain"] if sec.match_pretrain_steps else []) \
-        + (["filter"] if sec.extra_seeds else [])
-
-
-# Settings the ablation arms may differ in (besides their data): where they write, how often
-# they log or save, how long they run (steps are matched separately), and the seed.
-_ARM_FREE = {"trainer": {"output_dir", "max_steps", "epochs", "seed", "save_every", "log_every",
-                         "keep_last", "resume", "wandb", "mode", "init_from", "export_hf"},
-             "data": {"sources", "packed_dir", "num_workers", "seed", "on_error"}}
-
-
-def check_same_recipe(raw_sec: Any, pretrain_config: Dict[str, Any]) -> None:
-    """ValueError naming every model/trainer/data setting in which `stages.pretrain_raw`
-    differs from the pretrain stage's recorded config (the arms must differ only in data)."""
-    from jz3.provenance import jsonable
-
-    bad = []
-    for part in ("model", "trainer", "data"):
-        mine, theirs = jsonable(getattr(raw_sec, part)), pretrain_config.get(part) or {}
-        for k in sorted(set(mine) | set(theirs)):
-            if k not in _ARM_FREE.get(part, set()) and mine.get(k) != theirs.get(k):
-                bad.append(f"{part}.{k}: {mine.get(k)!r} vs {theirs.get(k)!r}")
-    if bad:
-        raise ValueError("stages.pretrain_raw differs from stages.pretrain in " + "; ".join(bad)
-                         + ": the ablation arms must differ only in their data (and seed)")
-
-
-@dataclasses.dataclass
-class SeedRun:
-    """One extra-seed model of the ablation (`stages.pretrain_raw.extra_seeds`)."""
-
-    arm: str  # "synthetic" | "raw"
-    seed: int
-    hf_export_dir: str
-    steps: int
-    tokens: int
-    final_loss: float
-
-
-@dataclasses.dataclass
-class PretrainRawResult(TrainResult):
-    """The raw arm at the section's seed, and both arms at each extra seed."""
-
-    seed_runs: List[SeedRun] = dataclasses.field(default_factory=list)
+        + (["filter"] if sec.extra_seeds and not sec.synthetic_sources else [])
 
 
 @dataclasses.dataclass
@@ -549,14 +509,14 @@ class PretrainRawInputs:
 
 def recipe_problems(cfg: Any) -> List[str]:
     """Before a run starts: the ablation arms (`stages.pretrain_raw` vs `stages.pretrain`)
-    must differ only in their data and seed (`check_same_recipe`)."""
+    must differ only in their data and seed (`jz3.ablation.arms.check_same_recipe`)."""
     raw = cfg.stages.pretrain_raw
     if not raw.enabled or not (raw.match_pretrain_steps or raw.extra_seeds):
         return []
-    from jz3.provenance import jsonable
+    from jz3.ablation.arms import check_same_recipe
 
     try:
-        check_same_recipe(raw, jsonable(cfg.stages.pretrain))
+        check_same_recipe(raw, cfg.stages.pretrain)
     except ValueError as e:
         return [str(e)]
     return []
@@ -565,31 +525,20 @@ def recipe_problems(cfg: Any) -> List[str]:
 def run_pretrain_raw(ctx: StageContext) -> StageResult:
     """The ablation baseline: same model and trainer, raw snippet text instead of synthetic;
     with `match_pretrain_steps`, exactly pretrain's step count; with `extra_seeds`, both arms
-    again at each of those seeds."""
-    from jz3.pipeline.ablation import RAW, SYNTHETIC
-    from jz3.train.entry import train_stage
+    again at each of those seeds (the synthetic arm on `synthetic_sources`, else the filter
+    stage's output)."""
+    from jz3.ablation.arms import raw_text_source, train_seed_runs
 
     sec = ctx.cfg
     inp: PretrainRawInputs = ctx.inputs
     if sec.match_pretrain_steps:
         steps = required(inp.pretrain, "pretrain").steps
         sec = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, max_steps=steps))
-    raw = ctx.out / "raw_text.jsonl"
-    if not raw.exists():
-        write_jsonl(raw, ({"text": r["text"]} for r in _read_jsonl(snippets_file(inp.snippets))))
-    raw_src = [DataSource("raw_snippets", str(raw), 1.0)]
+    raw_src = [raw_text_source(snippets_file(inp.snippets), ctx.out)]
     res = _train(ctx, TrainMode.pretrain, raw_src, job=sec)
-    runs: List[SeedRun] = []
-    for seed in sec.extra_seeds:
-        job = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, seed=seed))
-        for arm, srcs, packed in ((RAW, raw_src, ctx.out / "packed"),
-                                  (SYNTHETIC, filtered_sources(inp.filter),
-                                   ctx.out / "packed_synthetic")):
-            log.info("pretrain_raw: %s arm, seed %d (%d steps)", arm, seed, job.trainer.max_steps)
-            r = train_stage(job, ctx.out / f"seed{seed}_{arm}", TrainMode.pretrain, sources=srcs,
-                            packed_dir=packed)
-            runs.append(SeedRun(arm, seed, str(r.hf_export_dir), r.steps, r.tokens_seen,
-                                r.final_loss))
+    synthetic = list(sec.synthetic_sources) or (filtered_sources(inp.filter)
+                                                 if sec.extra_seeds else [])
+    runs = train_seed_runs(sec, ctx.out, raw_src, synthetic)
     res.metrics["seed"] = sec.trainer.seed
     res.metrics["seed_runs"] = [dataclasses.asdict(r) for r in runs]
     res.counts["models"] = 1 + len(runs)
@@ -643,60 +592,31 @@ def run_evaluate(ctx: StageContext) -> StageResult:
 
 
 @dataclasses.dataclass
-class AblationResult:
-    ablation: str  # ablation.json: {"models": rows, "comparison": per benchmark}
-    rows: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    comparison: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
 class AblationInputs:
     pretrain: Optional[TrainResult] = None
     pretrain_raw: Optional[PretrainRawResult] = None
 
 
 def run_ablation(ctx: StageContext) -> StageResult:
-    """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget."""
-    from jz3.data.records import atomic_write_text
-    from jz3.eval.loss import evaluate_losses
-    from jz3.pipeline.ablation import RAW, SYNTHETIC, ItemLosses, compare_rows
+    """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget (and the
+    base model, `base_model`), scored and compared by `jz3.ablation.score`."""
+    from jz3.ablation.score import ArmModel, score_models
 
-    le = ctx.cfg.loss_eval
     inp: AblationInputs = ctx.inputs
+    pre = required(inp.pretrain, "pretrain")
     raw = required(inp.pretrain_raw, "pretrain_raw")
-    models: Dict[str, Dict[str, Any]] = {}  # name -> arm, seed, export, steps, tokens
-    for name, arm, t in (("pretrain", SYNTHETIC, required(inp.pretrain, "pretrain")),
-                         ("pretrain_raw", RAW, raw)):
-        models[name] = {"arm": arm, "seed": t.seed, "model": export_dir(t, name),
-                        "tokens": t.tokens_seen, "steps": t.steps}
+    models: Dict[str, ArmModel] = {}
+    if ctx.cfg.base_model:
+        models["base"] = ArmModel(Arm.base, None, ctx.cfg.base_model)
+    for name, arm, t in (("pretrain", Arm.synthetic, pre), ("pretrain_raw", Arm.raw, raw)):
+        models[name] = ArmModel(arm, t.seed, export_dir(t, name), t.tokens_seen, t.steps)
     for r in raw.seed_runs:
-        models[f"{r.arm}_seed{r.seed}"] = {"arm": r.arm, "seed": r.seed,
-                                           "model": r.hf_export_dir, "tokens": r.tokens,
-                                           "steps": r.steps}
-    out: Dict[str, Any] = {}
-    items: Dict[str, Dict[str, ItemLosses]] = {}  # model -> benchmark -> per-item losses
-    for name, info in models.items():
-        model = info.pop("model")
-        loss = evaluate_losses(model, ctx.cfg.eval.data_dir, le.benchmarks, le.limit,
-                               le.max_len, le.batch_size, per_item=True)
-        items[name] = {b: ItemLosses(v.pop("item_nll"), v.pop("item_tokens"))
-                       for b, v in loss.items()}
-        row: Dict[str, Any] = {**info, "loss": loss}
-        if le.accuracy_limit > 0:
-            ecfg = dataclasses.replace(ctx.cfg.eval, benchmarks=list(le.benchmarks),
-                                       settings=["cot"], limit=le.accuracy_limit)
-            row["accuracy"] = _evaluate(ecfg, model, ctx.out / f"acc_{name}",
-                                        f"ablation-{name}").metrics
-        out[name] = row
-    comparison = compare_rows(out, items)
-    atomic_write_text(ctx.out / "ablation.json",
-                      json.dumps({"models": out, "comparison": comparison}, indent=2))
-    atomic_write_text(ctx.out / "item_losses.json", json.dumps(
-        {n: {b: dataclasses.asdict(v) for b, v in per.items()} for n, per in items.items()}))
-    return StageResult(counts={"models": len(out)},
+        models[f"{r.arm.value}_seed{r.seed}"] = ArmModel(r.arm, r.seed, r.hf_export_dir,
+                                                         r.tokens, r.steps)
+    res = score_models(models, ctx.cfg, ctx.out)
+    return StageResult(counts={"models": len(res.rows)},
                        outputs=["out/ablation.json", "out/item_losses.json"],
-                       metrics={"ablation": out, "comparison": comparison},
-                       result=AblationResult(str(ctx.out / "ablation.json"), out, comparison))
+                       metrics={"ablation": res.rows, "comparison": res.comparison}, result=res)
 
 
 def _enabled(sec: Any) -> bool:

@@ -19,9 +19,24 @@ import dataclasses
 from enum import Enum
 from typing import Dict, List, Optional, Sequence, Tuple
 
-SYNTHETIC, RAW = "synthetic", "raw"
 BOOTSTRAP_DRAWS = 2000
 LEVEL = 0.95
+
+
+class Arm(str, Enum):
+    """What a model of the ablation was trained on."""
+
+    synthetic = "synthetic"  # the synthetic data (`stages.pretrain`'s sources)
+    raw = "raw"  # the raw snippet text (`stages.pretrain_raw`)
+    base = "base"  # not trained: the model both arms start from (a reference row)
+
+
+def arm_of(row: Dict[str, object]) -> Optional[Arm]:
+    """The arm of an ablation row (`row["arm"]`, a value of `Arm`), None when it has none."""
+    try:
+        return Arm(row.get("arm"))
+    except ValueError:
+        return None
 
 
 class Verdict(str, Enum):
@@ -143,12 +158,12 @@ def seed_pairs(rows: Dict[str, Dict[str, object]], items: Dict[str, Dict[str, It
                bench: str) -> List[Tuple[ItemLosses, ItemLosses]]:
     """(synthetic, raw) per-item losses on `bench` of the models trained at the same seed; when
     no seed is shared, the arms' models in row order."""
-    by_arm: Dict[str, Dict[object, ItemLosses]] = {SYNTHETIC: {}, RAW: {}}
+    by_arm: Dict[Arm, Dict[object, ItemLosses]] = {Arm.synthetic: {}, Arm.raw: {}}
     for name, row in rows.items():
-        arm = str(row.get("arm"))
+        arm = arm_of(row)
         if arm in by_arm and bench in items.get(name, {}):
             by_arm[arm].setdefault(row.get("seed"), items[name][bench])
-    syn, raw = by_arm[SYNTHETIC], by_arm[RAW]
+    syn, raw = by_arm[Arm.synthetic], by_arm[Arm.raw]
     shared = [s for s in syn if s in raw]
     if shared:
         return [(syn[s], raw[s]) for s in shared]
@@ -159,13 +174,14 @@ def compare_rows(rows: Dict[str, Dict[str, object]],
                  items: Optional[Dict[str, Dict[str, ItemLosses]]] = None
                  ) -> Dict[str, Dict[str, object]]:
     """Per benchmark, the comparison of the ablation rows (`{"arm", "seed", "loss": {bench:
-    {"loss_per_token"}}}`), arms `synthetic` and `raw`; benchmarks scored in both arms only.
-    `items`: model name -> benchmark -> its per-item losses (for the paired interval)."""
-    per: Dict[str, Dict[str, List[float]]] = {}
+    {"loss_per_token"}}}`), arms `synthetic` and `raw` (a `base` row is a reference, not
+    compared); benchmarks scored in both arms only. `items`: model name -> benchmark -> its
+    per-item losses (for the paired interval)."""
+    per: Dict[str, Dict[Arm, List[float]]] = {}
     for row in rows.values():
-        arm = str(row.get("arm"))
+        arm = arm_of(row)
         for bench, v in (row.get("loss") or {}).items():  # type: ignore[union-attr]
             per.setdefault(bench, {}).setdefault(arm, []).append(float(v["loss_per_token"]))
-    return {b: compare_arms(a[SYNTHETIC], a[RAW],
+    return {b: compare_arms(a[Arm.synthetic], a[Arm.raw],
                             seed_pairs(rows, items, b) if items else None).as_dict()
-            for b, a in per.items() if a.get(SYNTHETIC) and a.get(RAW)}
+            for b, a in per.items() if a.get(Arm.synthetic) and a.get(Arm.raw)}

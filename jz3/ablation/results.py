@@ -1,0 +1,39 @@
+"""Typed results of the ablation's stages (`pretrain_raw`, `ablation`); importable without torch."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List
+
+from jz3.ablation.verdict import Arm
+from jz3.train.result import TrainResult
+
+
+@dataclasses.dataclass
+class SeedRun:
+    """One extra-seed model of the ablation (`stages.pretrain_raw.extra_seeds`)."""
+
+    arm: Arm
+    seed: int
+    hf_export_dir: str
+    steps: int
+    tokens: int
+    final_loss: float
+
+
+@dataclasses.dataclass
+class PretrainRawResult(TrainResult):
+    """The raw arm at the section's seed, and both arms at each extra seed."""
+
+    seed_runs: List[SeedRun] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class AblationResult:
+    """The scored models and the verdict per benchmark (`jz3.ablation.verdict.compare_rows`)."""
+
+    ablation: str  # ablation.json: {"models": rows, "comparison": per benchmark}
+    # model name -> {"arm", "seed", "tokens", "steps", "loss": {benchmark: {...}}, "accuracy"?}
+    rows: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # benchmark -> ArmComparison.as_dict(): means, seed spreads, gap, paired interval, verdict
+    comparison: Dict[str, Any] = dataclasses.field(default_factory=dict)
