@@ -101,7 +101,7 @@ def _merge(ctx: StageContext) -> StageResult:
 
 STANDINS = [
     Stage("first", _first, section="snippets"),
-    Stage("synthesize", _merge, MergeInputs, shard_fn=_shard, shards_key="shards"),
+    Stage("synthesize", _merge, MergeInputs, shard_fn=_shard),
 ]
 
 
