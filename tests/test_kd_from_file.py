@@ -7,8 +7,9 @@ import json
 
 from jz3.config import compose
 from jz3.data.packing import to_train_example
-from jz3.pipeline.runner import StageOutput, plan_lines, read_manifest, run_stage, stage_dir
-from jz3.pipeline.stages import BY_NAME, STAGES
+from jz3.pipeline.pipeline import run_single
+from jz3.pipeline.runner import StageOutput, plan_lines, read_manifest, stage_dir
+from jz3.pipeline.stages import STAGES
 from tests.test_parse import RELEASE_ROWS
 
 
@@ -23,8 +24,7 @@ def test_kd_seed_from_a_release_file_calls_no_teacher(tmp_path):
     assert plan["kd_seed"]["inputs"] == []  # no snippets stage needed
     assert plan["kd_seed"]["config"]["from_file"] == str(src)
 
-    st = run_stage(cfg, BY_NAME["kd_seed"])
-    assert st.status == "ran"
+    assert run_single(cfg, "kd_seed")["status"] == "ran"  # as launch/kd.py runs it
     d = stage_dir(cfg, "kd_seed")
     m = read_manifest(d)
     assert m["counts"] == {"in": 5, "out": 3, "rejected": 2}
@@ -40,11 +40,11 @@ def test_kd_seed_from_a_release_file_calls_no_teacher(tmp_path):
     assert [r["line"] for r in rejected] == [4, 5]
     assert json.loads(open(res.ids, encoding="utf-8").read()) == [r["snippet_id"] for r in kd]
     # cached on a rerun; a different file is a different stage key
-    assert run_stage(cfg, BY_NAME["kd_seed"]).status == "cached"
+    assert run_single(cfg, "kd_seed")["status"] == "cached"
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps(RELEASE_ROWS[0]) + "\n")
     cfg2 = compose(["+exp=tiny_pipeline", f"run_dir={run}", f"stages.kd_seed.from_file={other}"])
-    assert run_stage(cfg2, BY_NAME["kd_seed"]).status == "ran"
+    assert run_single(cfg2, "kd_seed")["status"] == "ran"
     assert read_manifest(d)["counts"]["out"] == 1
 
 
@@ -54,4 +54,4 @@ def test_missing_kd_file_is_a_clear_error(tmp_path):
     cfg = compose(["+exp=tiny_pipeline", f"run_dir={tmp_path}/run",
                    f"stages.kd_seed.from_file={tmp_path}/nope.jsonl"])
     with pytest.raises(FileNotFoundError, match="nope.jsonl is not a file"):
-        run_stage(cfg, BY_NAME["kd_seed"])
+        run_single(cfg, "kd_seed")

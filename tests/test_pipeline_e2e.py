@@ -70,6 +70,15 @@ def test_end_to_end_writes_every_stage_and_the_report(ref_run):
         planned = json.loads(line.split(" ", 2)[2])
         assert planned["config"] == m["config"]  # ran what it planned
         assert planned["inputs"] == list(m["inputs"])  # with the inputs it planned
+    # the derived values are in the plan, resolved before any stage ran, and ran as planned
+    plan = {x.split(" ")[1]: json.loads(x.split(" ", 2)[2])["config"] for x in plan}
+    export = os.path.join(os.path.abspath(run), "distill", "out", "train", "hf")
+    assert _manifest(run, "distill")["result"]["hf_export_dir"] == "distill/out/train/hf"
+    assert plan["influence"]["synth"]["model_path"] == plan["influence"]["model"]["path"] == export
+    steps = _manifest(run, "pretrain")["result"]["steps"]
+    assert plan["pretrain_raw"]["trainer"]["max_steps"] == steps == 6
+    assert _manifest(run, "pretrain_raw")["result"]["steps"] == steps
+    assert plan["synthesize"]["shards"] == _manifest(run, "synthesize")["config"]["shards"] == 1
     assert _manifest(run, "synthesize")["counts"]["out"] >= 1  # the synthesizer wrote parseable text
     assert _manifest(run, "filter")["counts"]["out"] >= 1
     kept = [json.loads(x) for x in (run / RECORD_FILES[6]).read_text().splitlines()]
@@ -143,7 +152,8 @@ def test_changing_one_stage_reruns_it_and_only_what_follows(killed_run, project_
                    "launcher.partition=elsewhere")
     assert summary["stages"] == {s: "cached" for s in STAGE_NAMES}
     summary = _run(project_root, run, "stages.filter.filter.min_problem_chars=11")
-    downstream = {"filter", "pack", "pretrain", "sft", "evaluate", "ablation"}
+    # pretrain_raw reads pretrain's step count (match_pretrain_steps)
+    downstream = {"filter", "pack", "pretrain", "pretrain_raw", "sft", "evaluate", "ablation"}
     assert summary["stages"] == {s: ("ran" if s in downstream else "cached") for s in STAGE_NAMES}
-    for s in set(STAGE_NAMES) - downstream:  # upstream and unrelated (pretrain_raw) kept
+    for s in set(STAGE_NAMES) - downstream:  # upstream stages kept
         assert _manifest(run, s)["finished_at"] == before[s]

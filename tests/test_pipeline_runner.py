@@ -27,6 +27,7 @@ from jz3.pipeline.runner import (
     Stage,
     StageContext,
     StageResult,
+    add_to_plan,
     read_manifest,
     required,
     run_pipeline,
@@ -199,8 +200,10 @@ def test_failed_stage_leaves_no_manifest(tmp_path):
 
     cfg = _cfg(tmp_path)
     run_pipeline(cfg, STAGES[:1])
-    with pytest.raises(RuntimeError):
-        run_stage(cfg, Stage("b", boom, FromA))
+    failing = Stage("b", boom, FromA, section="kd_seed")
+    add_to_plan(cfg, [failing])
+    with pytest.raises(RuntimeError, match="stage failed"):
+        run_stage(cfg, failing)
     assert not (tmp_path / "b" / "manifest.json").exists()
     assert _statuses(cfg)["b"] == "ran"  # same key: resumed in place and completed
 

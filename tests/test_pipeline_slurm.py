@@ -13,7 +13,7 @@ from typing import Optional
 import pytest
 
 from jz3.config import compose
-from jz3.pipeline.runner import Stage, StageContext, StageResult
+from jz3.pipeline.runner import Stage, StageContext, StageResult, read_plan
 from jz3.pipeline.slurm import pin_shards, plan_jobs, submit_jobs
 from jz3.pipeline.stages import STAGE_NAMES, STAGES
 from tests.slurm_cluster import slurm_cluster  # noqa: F401
@@ -26,7 +26,8 @@ PAPER_STAGES = [s for s in STAGE_NAMES if s not in ("pretrain_raw", "ablation", 
 def test_dry_run_plans_every_stage_with_its_resources(tmp_path, capsys):
     cfg = compose(["+exp=jz3_7b", "launcher=slurm", "launcher.dry_run=true",
                    f"run_dir={tmp_path}", "launcher.partition=gpu"])
-    jobs = plan_jobs(pin_shards(cfg, STAGES), STAGES)
+    cfg = pin_shards(cfg, STAGES)
+    jobs = plan_jobs(cfg, STAGES)
     names = [j.name for j in jobs]
     assert [j.stage for j in jobs if j.kind != "merge"] == PAPER_STAGES
     syn = next(j for j in jobs if j.kind == "array")
@@ -43,6 +44,9 @@ def test_dry_run_plans_every_stage_with_its_resources(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     plan = [x for x in out if x.startswith("[plan] ")]  # the plan first, then the jobs
     assert [x.split(" ")[1] for x in plan] == PAPER_STAGES
+    # the plan shows the shard count the array tasks run with
+    syn_plan = json.loads(next(x for x in plan if x.startswith("[plan] synthesize ")).split(" ", 2)[2])
+    assert syn_plan["config"]["shards"] == 256
     dry = [x for x in out if x.startswith("[dry-run] ")]
     assert len(dry) == len(jobs) and len(out) == len(plan) + len(dry)
     assert all(j.job_id is None for j in jobs)
@@ -59,6 +63,8 @@ def test_dry_run_from_the_command_line(project_root, tmp_path):
     for st in PAPER_STAGES:
         assert any(x.startswith(f"[dry-run] {st}") for x in lines), st
         assert any(x.startswith(f"[plan] {st} ") for x in lines), st
+    syn = next(x for x in lines if x.startswith("[plan] synthesize "))
+    assert json.loads(syn.split(" ", 2)[2])["config"]["shards"] == 256  # pinned to the array
     assert not (tmp_path / "slurm").exists()  # nothing submitted
 
 
@@ -101,7 +107,7 @@ def _merge(ctx: StageContext) -> StageResult:
 
 STANDINS = [
     Stage("first", _first, section="snippets"),
-    Stage("synthesize", _merge, MergeInputs, shard_fn=_shard, shards_key="shards"),
+    Stage("synthesize", _merge, MergeInputs, shard_fn=_shard),
 ]
 
 
@@ -128,6 +134,8 @@ def test_submit_to_a_real_slurm_cluster(slurm_cluster, tmp_path, monkeypatch,  #
     assert set(states.values()) == {"COMPLETED"}, (states, slurm_cluster.log_tail())
     m = json.loads((run / "synthesize" / "manifest.json").read_text())
     assert m["counts"] == {"shards": 3, "sum": 3}
+    plan = read_plan(run)  # written at submission; every job ran what it planned
+    assert m["config"] == plan["synthesize"]["config"] and m["config"]["shards"] == 3
     assert (run / "first" / "manifest.json").exists()
     # resubmitting a finished pipeline plans nothing
     assert plan_jobs(cfg, STANDINS) == []

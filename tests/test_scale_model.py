@@ -22,6 +22,7 @@ import contextlib
 import fnmatch
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -240,6 +241,27 @@ def test_the_whole_stage_graph_runs(scale_run):
     for stage, body in full.items():
         m = _manifest(run, stage)
         assert sorted(m["inputs"]) == sorted(body["inputs"]), stage
+
+
+@pytest.mark.slow
+@LONG
+def test_each_stage_ran_its_line_of_the_runs_plan(scale_run):
+    """The scale run's own `plan.txt` (written before its first stage) equals every manifest's
+    resolved section and inputs, derived values included: influence's seed synthesizer (the
+    distill export, named before distill ran) and the synthesize stage's shard count."""
+    from jz3.pipeline.runner import read_plan
+
+    run, summary, _ = scale_run
+    plan = read_plan(run)
+    assert list(plan) == list(summary["stages"])
+    for stage, body in plan.items():
+        m = json.loads((run / stage / "manifest.json").read_text())  # the config as stored
+        assert m["config"] == body["config"], stage
+        assert list(m["inputs"]) == body["inputs"], stage
+    export = str(Path(os.path.abspath(run)) / "distill" / "out" / "train" / "hf")
+    inf = plan["influence"]["config"]
+    assert inf["synth"]["model_path"] == inf["model"]["path"] == export
+    assert plan["synthesize"]["config"]["shards"] >= 1
 
 
 @pytest.mark.slow

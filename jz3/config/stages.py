@@ -78,7 +78,8 @@ class DistillBoostStage(TrainJob):
 class InfluenceStage(TrainJob):
     """The seed synthesizer writes for `pool` random non-seed snippets; a LESS LoRA warmup on
     the synthesizer model ranks what it wrote. `model`/`trainer`/`deepspeed`/`data` are the
-    warmup's; `model.path` empty = the distill stage's export."""
+    warmup's. `synth.model_path` empty = the distill stage's export (the seed synthesizer);
+    `model.path` empty = the synthesizer; both are resolved in the plan."""
 
     influence: InfluenceConfig = field(default_factory=InfluenceConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # sampling for the pool
@@ -105,7 +106,9 @@ class PretrainRawStage(TrainJob):
     `trainer.epochs`). `extra_seeds`: repeat both arms at these `trainer.seed`s (model init and
     data order), the synthetic arm on `synthetic_sources` (pretrain's own `data.sources`; when
     empty, the filter stage's output) with this section's settings (which must equal
-    pretrain's but for the seed); the ablation then reports each arm's mean and seed spread."""
+    pretrain's but for the seed); the ablation then reports each arm's mean and seed spread.
+    The matched `trainer.max_steps` is resolved in the plan (pretrain's `max_steps`, or
+    `<pretrain.result.steps>` when those follow `trainer.epochs`)."""
 
     enabled: bool = False  # the raw-snippet ablation baseline (doubles the costliest stage)
     match_pretrain_steps: bool = False

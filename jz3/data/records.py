@@ -400,3 +400,25 @@ def shard_from_env(shard: Optional[int], num_shards: Optional[int]) -> Tuple[int
         raise ValueError(f"shard {shard} out of range for num_shards={num_shards} "
                          "(rerunning part of an array? pass num_shards explicitly)")
     return shard, num_shards
+
+
+def scalar_stats(stats: Any) -> Dict[str, Any]:
+    """The JSON-friendly part of a stats object (a dataclass or dict): numbers, strings, None,
+    and small dicts of numbers; for manifests and reports."""
+    import dataclasses
+
+    if stats is None:
+        return {}
+    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        d = dataclasses.asdict(stats)
+    elif isinstance(stats, dict):
+        d = dict(stats)
+    else:
+        return {"value": str(stats)}
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()):
+            out[k] = dict(v)
+    return out

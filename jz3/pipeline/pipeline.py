@@ -33,7 +33,6 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
         random_init_problems,
         run_pipeline,
         section,
-        write_plan,
     )
     from jz3.pipeline.stages import STAGE_NAMES, STAGES, recipe_problems
 
@@ -57,8 +56,7 @@ def run(cfg: JZ3Config) -> Dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_MODE", "offline")
     t0 = time.time()
-    log.info("plan written to %s", write_plan(cfg, STAGES))
-    try:
+    try:  # the runner writes the plan first (`plan.txt`)
         statuses = run_pipeline(cfg, STAGES)
     finally:  # a report of whatever finished, also when a stage failed
         disabled = [s.name for s in STAGES if not s.enabled(section(cfg, s))]
@@ -80,7 +78,9 @@ def run_single(cfg: JZ3Config, name: str) -> Any:
     `pipeline.merge_only=true` verifies and merges shards that ran elsewhere."""
     from jz3.data.records import shard_from_env
     from jz3.pipeline.runner import (
+        add_to_plan,
         plan_lines,
+        process_rank,
         read_manifest,
         run_shard,
         run_stage,
@@ -94,6 +94,8 @@ def run_single(cfg: JZ3Config, name: str) -> Any:
         for line in plan_lines(cfg, [stage]):
             print(line, flush=True)
         return None
+    if process_rank() == 0:  # the stage's plan line, which the runner checks its section against
+        add_to_plan(cfg, [stage])
     in_array = "SLURM_ARRAY_TASK_ID" in os.environ
     if stage.shard_fn is not None and (cfg.pipeline.shard is not None or in_array) \
             and not cfg.pipeline.merge_only:

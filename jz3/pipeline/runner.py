@@ -1,15 +1,19 @@
 """The stage graph runner: cached, resumable, one folder per stage under `runs/<exp>/`.
 
 A `Stage` is a function of (its typed config section `cfg.stages.<section>`, its inputs' typed
-results, its output folder) -> a `StageResult`. The runner alone owns provenance:
-  1. the stage's cache key is the hash of its config section (resolved dataclass -> JSON, paths
+results, its output folder) -> a `StageResult`. Values a section derives from its inputs (a
+synthesizer's folder, a step count) are filled by the stage's `resolve`, the same function for
+the plan (`plan.txt`, `pipeline.plan=true`, SLURM dry runs) and for the run; a stage about to
+run with a section other than its plan line stops (`check_planned`). The runner alone owns
+provenance:
+  1. the stage's cache key is the hash of its resolved config section (dataclass -> JSON, paths
      under `run_dir` relative to it), of the code it runs (`jz3.provenance.code`: the source of
      the jz3 modules its functions reach) and the manifest hashes of the inputs it uses;
   2. it skips the stage when `<stage>/manifest.json` carries the same key (unless forced);
   3. otherwise it wipes outputs written under a *different* key (stale), keeps outputs written
      by an interrupted attempt under the *same* key (the stage functions resume from them),
      records the attempt in `<stage>/attempt.json`, runs the stage, and writes `manifest.json`
-     last (config section, input hashes, counts, typed result, and `used`: what the stage
+     last (resolved config section, input hashes, counts, typed result, and `used`: what the stage
      actually built and ran, read back from its records; `used_evidence`).
 A stage that fails (any exception; `jz3.errors.StageFailed` when it ran but produced nothing
 useful) writes no manifest, so the next run retries it. A run killed anywhere and re-run redoes
@@ -27,6 +31,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -39,12 +44,14 @@ from typing import (
     Generic,
     List,
     Optional,
+    Protocol,
     Sequence,
     TypeVar,
     Union,
     get_args,
     get_origin,
     get_type_hints,
+    runtime_checkable,
 )
 
 from jz3.config.root import JZ3Config
@@ -66,6 +73,7 @@ from jz3.provenance.manifest import from_jsonable
 log = logging.getLogger("jz3.pipeline")
 ATTEMPT = "attempt.json"
 PLAN_FILE = "plan.txt"
+OUT = "out"  # a stage function writes under <run_dir>/<stage>/out
 
 
 def get_dotted(obj: Any, dotted: str) -> Any:
@@ -99,7 +107,7 @@ class StageOutput:
     @property
     def out(self) -> Path:
         """Where the stage function wrote its files (`<stage>/out`)."""
-        return self.dir / "out"
+        return self.dir / OUT
 
     @property
     def metrics(self) -> Dict[str, Any]:
@@ -147,7 +155,7 @@ class StageContext:
 
     @property
     def out(self) -> Path:
-        p = self.dir / "out"
+        p = self.dir / OUT
         p.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -163,6 +171,63 @@ class StageResult(Generic[R]):
     warnings: List[str] = field(default_factory=list)
 
 
+class Deferred(str):
+    """A section value that only an upstream stage's data gives (e.g. pretrain's step count from
+    `trainer.epochs`): the plan shows the marker `<stage.result.field>`; the runner resolves it
+    from the finished input before the stage runs."""
+
+    @classmethod
+    def of(cls, stage: str, field_: str) -> Deferred:
+        return cls(f"<{stage}.result.{field_}>")
+
+
+_MARKER = re.compile(r"^<\w+\.result\.\w+>$")
+
+
+def is_deferred(value: Any) -> bool:
+    """Whether `value` is a deferred marker (a `Deferred`, or its text read back from a plan)."""
+    return isinstance(value, str) and bool(_MARKER.match(value))
+
+
+@dataclass
+class Upstream:
+    """One input of a stage as its resolver sees it: the upstream stage's folder (fixed before
+    it runs) and, once it has finished, its typed result (None while planning)."""
+
+    name: str
+    dir: Path  # absolute: <run_dir>/<stage>
+    result: Any = None
+
+    @property
+    def out(self) -> Path:
+        return self.dir / OUT
+
+    def deferred(self, field_: str) -> Deferred:
+        return Deferred.of(self.name, field_)
+
+
+@dataclass
+class Resolving:
+    """What a stage's resolver reads: the typed sections of every stage (`cfg.stages`, a copy)
+    and the inputs the stage uses (its `needs`)."""
+
+    stages: Any
+    inputs: Dict[str, Upstream]
+
+    def input(self, name: str) -> Upstream:
+        if name not in self.inputs:
+            raise PipelineError(f"resolver reads input {name!r}, which the stage's `needs` does "
+                                f"not list for this section (it lists {sorted(self.inputs)})")
+        return self.inputs[name]
+
+
+@runtime_checkable
+class Sharded(Protocol):
+    """The section of a sharded stage: its shard count (SLURM: pinned to the array size)."""
+
+    shards: int
+
+
 @dataclass
 class Stage:
     name: str
@@ -175,10 +240,14 @@ class Stage:
     # own `data.sources` needs no filter stage. Only those are loaded and hashed into the key;
     # local runs, SLURM jobs and the plan all follow them.
     needs: Optional[Callable[[Any], Sequence[str]]] = None
-    # Sharded stages (SLURM arrays): `shard_fn` for each shard, then `fn` merges; the shard
-    # count is the section value at the dotted `shards_key` (cluster mode sets it to the array).
+    # Sharded stages (SLURM arrays): `shard_fn` for each shard, then `fn` merges; the section
+    # is `Sharded` (its `shards`; cluster mode pins it to the array size, `pin_shards`).
     shard_fn: Optional[Callable[[StageContext], None]] = None
-    shards_key: Optional[str] = None
+    # The section's derived values, from the inputs it uses: `resolve(section, Resolving) ->
+    # section`. The same function gives the plan (upstream results not there yet: values fixed
+    # before they run, `Deferred` markers for those that need their data) and the section the
+    # stage runs with (every input finished: no marker may remain); the manifest records it.
+    resolve: Optional[Callable[[Any, Resolving], Any]] = None
     enabled: Callable[[Any], bool] = lambda section: True
     # whether the stage's model weights come from its section's `model.path` alone (no upstream
     # export): checked before a run starts (`random_init_problems`)
@@ -240,10 +309,20 @@ def used_inputs(stage: Stage, sec: Any) -> List[str]:
     return use
 
 
+def set_section(cfg: JZ3Config, stage: Stage, value: Any) -> None:
+    """Replace the stage's section in `cfg` (cluster mode pins shard counts with it)."""
+    parent, _, leaf = stage.section_path.rpartition(".")
+    setattr(get_dotted(cfg, parent), leaf, value)
+
+
 def num_shards(cfg: JZ3Config, stage: Stage) -> int:
-    if not stage.shards_key:
+    if stage.shard_fn is None:
         return 1
-    return max(1, int(get_dotted(section(cfg, stage), stage.shards_key)))
+    sec = section(cfg, stage)
+    if not isinstance(sec, Sharded):
+        raise PipelineError(f"stage {stage.name!r} is sharded, but its section "
+                            f"{stage.section_path} has no `shards`")
+    return max(1, int(sec.shards))
 
 
 def stage_dir(cfg: JZ3Config, name: str) -> Path:
@@ -281,10 +360,40 @@ def section_key(stage: Stage, sec: Any, run_dir: str | Path) -> str:
     return config_hash(code_hash(stage.functions), stage.section_path, rel)
 
 
+def _deferred_keys(obj: Any, at: str = "") -> List[str]:
+    if isinstance(obj, dict):
+        return [k for key, v in obj.items() for k in _deferred_keys(v, f"{at}.{key}" if at else key)]
+    if isinstance(obj, list):
+        return [k for i, v in enumerate(obj) for k in _deferred_keys(v, f"{at}[{i}]")]
+    return [at] if is_deferred(obj) else []
+
+
+def resolve_section(cfg: JZ3Config, stage: Stage,
+                    outputs: Optional[Dict[str, StageOutput]] = None) -> Any:
+    """The stage's section with its derived values (`Stage.resolve`).
+
+    `outputs` None (the plan): from what is fixed before the inputs run, `Deferred` markers
+    for the values that need their data. With the finished inputs (before the stage runs):
+    every value, and a marker left over is an error."""
+    raw = section(cfg, stage)
+    if stage.resolve is None:
+        return raw
+    root = Path(os.path.abspath(cfg.run_dir))
+    ups = {dep: Upstream(dep, root / dep, outputs[dep].result if outputs is not None else None)
+           for dep in used_inputs(stage, raw)}
+    sec = stage.resolve(raw, Resolving(copy.deepcopy(cfg.stages), ups))
+    left = _deferred_keys(jsonable(sec)) if outputs is not None else []
+    if left:
+        raise PipelineError(f"stage {stage.name!r}: {', '.join(left)} still deferred although "
+                            "its inputs have finished (the resolver must fill them)")
+    return sec
+
+
 def plan_stage(cfg: JZ3Config, stage: Stage) -> tuple[Any, str, Dict[str, StageOutput]]:
-    """The stage's config section, its key and its finished inputs."""
-    sec = section(cfg, stage)
-    inputs = {dep: _finished_input(cfg, stage, dep) for dep in used_inputs(stage, sec)}
+    """The stage's resolved config section, its key and its finished inputs."""
+    raw = section(cfg, stage)
+    inputs = {dep: _finished_input(cfg, stage, dep) for dep in used_inputs(stage, raw)}
+    sec = resolve_section(cfg, stage, inputs)
     return sec, section_key(stage, sec, cfg.run_dir), inputs
 
 
@@ -340,23 +449,96 @@ def is_current(cfg: JZ3Config, stage: Stage) -> tuple[bool, str]:
     return True, "cached"
 
 
+def _plan_body(stage: Stage, sec: Any, inputs: Sequence[str]) -> Dict[str, Any]:
+    return {"section": stage.section_path, "inputs": list(inputs), "config": jsonable(sec)}
+
+
+def plan_line(cfg: JZ3Config, stage: Stage) -> str:
+    """`[plan] <stage> <json>`: the section the stage will run with (`resolve_section`), the
+    upstream stages it reads and the section's path."""
+    body = _plan_body(stage, resolve_section(cfg, stage), used_inputs(stage, section(cfg, stage)))
+    return f"[plan] {stage.name} {json.dumps(body, sort_keys=True)}"
+
+
 def plan_lines(cfg: JZ3Config, stages: Sequence[Stage]) -> List[str]:
-    """`[plan] <stage> <json>` per selected stage: the resolved section it will run with."""
-    lines = []
-    for s in select_stages(cfg, stages):
-        sec = section(cfg, s)
-        body = {"section": s.section_path, "inputs": used_inputs(s, sec),
-                "config": jsonable(sec)}
-        lines.append(f"[plan] {s.name} {json.dumps(body, sort_keys=True)}")
-    return lines
+    """One `plan_line` per selected stage."""
+    return [plan_line(cfg, s) for s in select_stages(cfg, stages)]
+
+
+def _plan_path(cfg: JZ3Config) -> Path:
+    return Path(cfg.run_dir) / PLAN_FILE
+
+
+def read_plan(run_dir: str | Path) -> Dict[str, Dict[str, Any]]:
+    """Stage -> its planned body, from `<run_dir>/plan.txt` (empty when there is none)."""
+    p = Path(run_dir) / PLAN_FILE
+    if not p.exists():
+        return {}
+    out = {}
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if line.startswith("[plan] "):
+            _, name, body = line.split(" ", 2)
+            out[name] = json.loads(body)
+    return out
+
+
+def _write_plan_lines(cfg: JZ3Config, lines: Dict[str, str]) -> Path:
+    p = _plan_path(cfg)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, "".join(f"{x}\n" for x in lines.values()))
+    return p
 
 
 def write_plan(cfg: JZ3Config, stages: Sequence[Stage]) -> Path:
-    """The plan as text in `<run_dir>/plan.txt` (written when a run starts)."""
-    p = Path(cfg.run_dir) / PLAN_FILE
-    p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(p, "\n".join(plan_lines(cfg, stages)) + "\n")
-    return p
+    """The plan of the selected stages as `<run_dir>/plan.txt` (a pipeline run writes it when
+    it starts; each stage checks its section against its line before it runs)."""
+    return _write_plan_lines(cfg, {s.name: plan_line(cfg, s) for s in select_stages(cfg, stages)})
+
+
+def add_to_plan(cfg: JZ3Config, stages: Sequence[Stage]) -> Path:
+    """Put these stages' plan lines into `<run_dir>/plan.txt`, keeping the other stages' lines
+    (a stage launched on its own)."""
+    lines = {}
+    p = _plan_path(cfg)
+    if p.exists():
+        lines = {x.split(" ", 2)[1]: x for x in p.read_text(encoding="utf-8").splitlines()
+                 if x.startswith("[plan] ")}
+    lines.update({s.name: plan_line(cfg, s) for s in stages})
+    return _write_plan_lines(cfg, lines)
+
+
+def plan_differences(planned: Any, actual: Any, at: str = "") -> List[str]:
+    """`key: planned X, now Y` for each value of `actual` (JSON) that differs from `planned`;
+    a deferred marker in the plan matches any resolved value."""
+    if is_deferred(actual):
+        return [f"{at}: still deferred ({actual})"]
+    if is_deferred(planned):
+        return []
+    if isinstance(planned, dict) and isinstance(actual, dict):
+        out = []
+        for k in sorted(set(planned) | set(actual)):
+            path = f"{at}.{k}" if at else k
+            if k not in planned or k not in actual:
+                out.append(f"{path}: only in the {'plan' if k in planned else 'run'}")
+            else:
+                out += plan_differences(planned[k], actual[k], path)
+        return out
+    return [] if planned == actual else [f"{at}: planned {planned!r}, now {actual!r}"]
+
+
+def check_planned(cfg: JZ3Config, stage: Stage, sec: Any, inputs: Sequence[str]) -> None:
+    """PipelineError unless the stage is about to run with exactly its line of `plan.txt`
+    (deferred values excepted, which must be resolved by now), naming every differing key."""
+    p = _plan_path(cfg)
+    planned = read_plan(cfg.run_dir).get(stage.name)
+    if planned is None:
+        raise PipelineError(f"stage {stage.name!r}: no plan line in {p}; the plan is written "
+                            "before a stage runs (run_pipeline, write_plan, add_to_plan)")
+    actual = json.loads(json.dumps(_plan_body(stage, sec, inputs)))
+    diffs = plan_differences(planned, actual)
+    if diffs:
+        raise PipelineError(f"stage {stage.name!r} would run with a section that differs from "
+                            f"its plan ({p}) in: " + "; ".join(diffs))
 
 
 def prepare_dir(d: Path, key: str, inputs: Dict[str, str], fresh: bool) -> None:
@@ -399,7 +581,7 @@ def _ctx(cfg: JZ3Config, stage: Stage, sec: Any, inputs: Dict[str, StageOutput],
                         shard=shard, num_shards=n, seed=cfg.seed, run_dir=Path(cfg.run_dir))
 
 
-def _rank() -> int:
+def process_rank() -> int:
     """This process's global rank under a multi-process launcher (deepspeed, torchrun, srun)."""
     if "RANK" in os.environ:
         return int(os.environ["RANK"])
@@ -429,6 +611,7 @@ def run_shard(cfg: JZ3Config, stage: Stage, shard: int, num_shards: int) -> None
         raise PipelineError(f"stage {stage.name!r} is not sharded")
     d = stage_dir(cfg, stage.name)
     sec, key, inputs = plan_stage(cfg, stage)
+    check_planned(cfg, stage, sec, list(inputs))
     prepare_dir(d, key, _input_hashes(inputs), fresh=False)
     log.info("stage %s shard %d/%d in %s", stage.name, shard, num_shards, d)
     stage.shard_fn(_ctx(cfg, stage, sec, inputs, shard, num_shards))
@@ -517,12 +700,13 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
         return StageStatus(stage.name, "cached", reason="manifest matches")
     if force:
         why = "forced"
-    if _rank() > 0:
+    if process_rank() > 0:
         wait_for_attempt(cfg, stage)
         sec, _, inputs = plan_stage(cfg, stage)
         stage.fn(_ctx(cfg, stage, sec, inputs, n=num_shards(cfg, stage)))
         return StageStatus(stage.name, "ran", reason=why)
     sec, key, inputs = plan_stage(cfg, stage)
+    check_planned(cfg, stage, sec, list(inputs))
     hashes = _input_hashes(inputs)
     old = read_manifest(d)
     if old is not None:
@@ -534,7 +718,7 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
     try:
         if stage.shard_fn is not None and run_shards:
             for shard in range(n):
-                stage.shard_fn(_ctx(cfg, stage, section(cfg, stage), inputs, shard, n))
+                stage.shard_fn(_ctx(cfg, stage, sec, inputs, shard, n))
         res = stage.fn(_ctx(cfg, stage, sec, inputs, n=n))
     except StageFailed as e:
         log.error("stage %-14s failed (no manifest written; a rerun retries): %s", stage.name, e)
@@ -548,7 +732,9 @@ def run_stage(cfg: JZ3Config, stage: Stage, force: bool = False,
 
 def run_pipeline(cfg: JZ3Config, stages: Sequence[Stage],
                  on_done: Optional[Callable[[StageStatus], None]] = None) -> List[StageStatus]:
-    """Run the selected stages in order; cached ones are skipped. Returns one status each."""
+    """Write the plan, then run the selected stages in order; cached ones are skipped.
+    Returns one status each."""
+    log.info("plan written to %s", write_plan(cfg, stages))
     out: List[StageStatus] = []
     force = set(cfg.pipeline.force)
     for stage in select_stages(cfg, stages):

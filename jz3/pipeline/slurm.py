@@ -10,6 +10,7 @@ manifest already matches is a no-op and a failed job can simply be resubmitted.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -18,15 +19,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from jz3.config.root import JZ3Config
 from jz3.pipeline.runner import (
+    PipelineError,
+    Sharded,
     Stage,
-    get_dotted,
     is_current,
     plan_lines,
     run_shard,
     run_stage,
     section,
     select_stages,
+    set_section,
     used_inputs,
+    write_plan,
 )
 
 log = logging.getLogger("jz3.pipeline.slurm")
@@ -98,12 +102,16 @@ def _params(cfg: JZ3Config, stage: str, array: bool) -> Dict[str, Any]:
 
 
 def pin_shards(cfg: JZ3Config, stages: Sequence[Stage]) -> JZ3Config:
-    """A copy of `cfg` whose sharded stages' shard counts equal their SLURM array sizes."""
+    """A copy of `cfg` whose sharded stages' shard counts (`Sharded.shards`) equal their SLURM
+    array sizes: the plan, the jobs and the manifests all see the pinned count."""
     c = copy.deepcopy(cfg)
     for s in stages:
-        if s.shard_fn is not None and s.shards_key:
-            parent, _, leaf = f"{s.section_path}.{s.shards_key}".rpartition(".")
-            setattr(get_dotted(c, parent), leaf, c.launcher.for_stage(s.name).array)
+        if s.shard_fn is not None:
+            sec = section(c, s)
+            if not isinstance(sec, Sharded):
+                raise PipelineError(f"stage {s.name!r} is sharded, but its section "
+                                    f"{s.section_path} has no `shards`")
+            set_section(c, s, dataclasses.replace(sec, shards=c.launcher.for_stage(s.name).array))
     return c
 
 
@@ -136,7 +144,8 @@ def plan_jobs(cfg: JZ3Config, stages: Sequence[Stage]) -> List[JobSpec]:
 
 def submit_jobs(cfg: JZ3Config, jobs: List[JobSpec], stages: Sequence[Stage],
                 executor_factory: Optional[Callable[[str], Any]] = None) -> List[JobSpec]:
-    """Submit the planned jobs with submitit; fills `job_id`. Prints them all when dry_run."""
+    """Submit the planned jobs with submitit; fills `job_id`. Prints the plan and the jobs when
+    dry_run; otherwise writes the plan (`plan.txt`), which every job checks its section against."""
     if cfg.launcher.dry_run:
         for line in plan_lines(cfg, stages):
             print(line, flush=True)
@@ -144,6 +153,8 @@ def submit_jobs(cfg: JZ3Config, jobs: List[JobSpec], stages: Sequence[Stage],
             print(j.line(), flush=True)
         return jobs
     import submitit
+
+    write_plan(cfg, stages)
 
     folder = cfg.launcher.log_dir
     make = executor_factory or (lambda f: submitit.AutoExecutor(folder=f, cluster="slurm"))
@@ -170,14 +181,11 @@ def submit_jobs(cfg: JZ3Config, jobs: List[JobSpec], stages: Sequence[Stage],
 
 
 def submit_pipeline(cfg: JZ3Config, stages: Optional[Sequence[Stage]] = None) -> List[JobSpec]:
-    from jz3.pipeline.runner import write_plan
     from jz3.pipeline.stages import STAGES
 
     stages = list(stages if stages is not None else STAGES)
     cfg = pin_shards(cfg, stages)
     jobs = plan_jobs(cfg, stages)
-    if not cfg.launcher.dry_run:
-        write_plan(cfg, stages)
     submit_jobs(cfg, jobs, stages)
     summary = [asdict(j) for j in jobs]
     print(json.dumps({"jobs": len(summary), "dry_run": cfg.launcher.dry_run,

@@ -10,7 +10,9 @@ result; these fields are the graph) and returns a typed result. Each adapter her
 stage's own section (`ctx.cfg`) and its filled `Inputs` (`ctx.inputs`), calls the stage
 module's function with those as arguments, and returns counts + small metrics (for the report)
 + the typed result (for the stages after it). No adapter writes into the config, guesses a file
-name, or computes a key.
+name, or computes a key. What a section derives from its inputs (influence's synthesizer and
+warmup model, pretrain_raw's step count) is filled by the stage's resolver (`resolve_*`), which
+the runner applies for the plan and for the run alike; the stage function takes it as given.
 Snippet roles: kd_seed sends a seeded random sample of `stages.kd_seed.count` snippets (across
 all sources) to the teacher; influence draws `stages.influence.pool` other snippets at random for
 the seed synthesizer to write for, and ranks what it wrote; kd_boost sends the top
@@ -22,18 +24,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 
 from jz3.ablation.results import PretrainRawResult
 from jz3.ablation.verdict import Arm
 from jz3.config.data import DataSource
-from jz3.config.enums import TokenizerKind, TrainMode
-from jz3.data.records import AtomicJsonlWriter, count_lines, read_records, write_jsonl
+from jz3.config.enums import TrainMode
+from jz3.data.pack_stage import PackResult
+from jz3.data.records import count_lines, read_records
+from jz3.data.records import scalar_stats as _scalars
 from jz3.data.snippets import SnippetsResult
 from jz3.errors import StageFailed
-from jz3.pipeline.runner import Stage, StageContext, StageResult, required
-from jz3.train.result import TrainResult
+from jz3.influence.stage import InfluenceStageResult
+from jz3.pipeline.runner import (
+    PipelineError,
+    Resolving,
+    Stage,
+    StageContext,
+    StageResult,
+    required,
+)
+from jz3.train.result import TrainResult, export_path
 
 if TYPE_CHECKING:  # imported by the stages that produce them (jz3.synth.filter takes seconds)
     from jz3.synth.filter import FilterResult
@@ -41,27 +54,6 @@ if TYPE_CHECKING:  # imported by the stages that produce them (jz3.synth.filter 
     from jz3.teacher.kd import KDResult
 
 log = logging.getLogger("jz3.pipeline.stages")
-
-
-def _as_dict(stats: Any) -> Dict[str, Any]:
-    if stats is None:
-        return {}
-    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
-        return dataclasses.asdict(stats)
-    if isinstance(stats, dict):
-        return dict(stats)
-    return {"value": str(stats)}
-
-
-def _scalars(d: Dict[str, Any]) -> Dict[str, Any]:
-    """The JSON-friendly part of a stats dict (numbers, strings, small dicts of numbers)."""
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, (int, float, str, bool)) or v is None:
-            out[k] = v
-        elif isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()):
-            out[k] = dict(v)
-    return out
 
 
 def _read_jsonl(path: Path) -> Iterable[Dict[str, Any]]:
@@ -244,53 +236,6 @@ def run_distill_boost(ctx: StageContext) -> StageResult:
 
 # ---------------------------------------------------------------- influence
 @dataclasses.dataclass
-class InfluenceStageResult:
-    """The influence stage: pool, candidates, ranking, and the snippet ids it selected."""
-
-    pool: str  # pool_snippets.jsonl
-    candidates: str  # candidates.jsonl (prompt + the seed synthesizer's completion)
-    selected_snippets: str  # selected_snippets.json: snippet ids, best first
-    scores: str  # influence/scores.jsonl
-    selected: int = 0
-    counts: Dict[str, int] = dataclasses.field(default_factory=dict)
-    influence: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def _influence_candidates(pool: Path, synth_records: Path, synth_rejected: Path,
-                          out: Path) -> Dict[str, int]:
-    """One candidate per pool snippet: its prompt and the seed synthesizer's raw completion.
-
-    Parsed or not: influence measures what training on this snippet's synthetic text does, and
-    a tiny synthesizer parses few of its outputs. Candidate id = snippet id. Snippets without
-    any completion go to `candidates_rejected.jsonl` with the reason."""
-    from jz3.prompts import render_snippet
-
-    comp: Dict[str, tuple] = {}
-    for r in _read_jsonl(synth_records):
-        comp[r["snippet_id"]] = (r["completion"], True)
-    if synth_rejected.exists():
-        for r in _read_jsonl(synth_rejected):
-            if r.get("completion"):
-                comp.setdefault(r["snippet_id"], (r["completion"], False))
-    n = {"candidates": 0, "parsed": 0, "no_completion": 0}
-    with AtomicJsonlWriter(out / "candidates.jsonl") as w, \
-            AtomicJsonlWriter(out / "candidates_rejected.jsonl") as bad:
-        for sn in _read_jsonl(pool):
-            c = comp.get(sn["id"])
-            if c is None or not c[0].strip():
-                bad.write({"reason": "no_completion: the synthesizer wrote nothing usable",
-                           "snippet_id": sn["id"]})
-                n["no_completion"] += 1
-                continue
-            w.write({"id": sn["id"], "snippet_id": sn["id"], "prompt_type": sn["prompt_type"],
-                     "prompt": render_snippet(sn), "completion": c[0],
-                     "parsed": c[1]})
-            n["candidates"] += 1
-            n["parsed"] += int(c[1])
-    return n
-
-
-@dataclasses.dataclass
 class InfluenceInputs:
     snippets: Optional[SnippetsResult] = None
     kd_seed: Optional[KDResult] = None
@@ -304,69 +249,52 @@ class KDBoostInputs:
 
 
 def _influence_needs(sec: Any) -> List[str]:
-    return [] if sec.influence.candidates else ["snippets", "kd_seed", "distill"]
+    if sec.influence.candidates:
+        return []
+    return ["snippets", "kd_seed"] + ([] if sec.synth.model_path else ["distill"])
+
+
+def planned_export(up: Any) -> str:
+    """A training input's HF export: `export_path` of its output folder, fixed before it runs;
+    once it has run, its result must name the same folder."""
+    want = export_path(up.out)
+    if up.result is not None:
+        got = up.result.hf_export_dir
+        if not got:
+            raise StageFailed(f"{up.name}: the training run exported no model (trainer.export_hf)")
+        if os.path.abspath(got) != os.path.abspath(want):
+            raise PipelineError(f"{up.name} exported to {got}, the plan names {want}")
+    return str(want)
+
+
+def resolve_influence(sec: Any, r: Resolving) -> Any:
+    """The seed synthesizer (`synth.model_path`, default: distill's export) and what follows
+    from it (`jz3.influence.stage.resolve_section`)."""
+    from jz3.influence.stage import resolve_section
+
+    if sec.influence.candidates:
+        return resolve_section(sec, None)
+    return resolve_section(sec, sec.synth.model_path or planned_export(r.input("distill")))
 
 
 def run_influence(ctx: StageContext) -> StageResult:
     """The seed synthesizer writes for `pool` random non-seed snippets; LESS ranks its text.
 
     With `influence.candidates` set, those records are ranked instead (standalone runs)."""
-    from jz3.data.snippets import sample_ids
-    from jz3.influence.run import run_influence as influence
-    from jz3.synth.run import run_synthesize
+    from jz3.influence.stage import run_influence_stage
 
-    sec = ctx.cfg
     inp: InfluenceInputs = ctx.inputs
-    model = sec.model
-    cn: Dict[str, int] = {}
-    synth_stats: Dict[str, Any] = {}
-    if sec.influence.candidates:
-        cands: Any = sec.influence.candidates
-        pool_file = ctx.out / "pool_snippets.jsonl"
-        write_jsonl(pool_file, [])
-    else:
-        snip = snippets_file(inp.snippets)
-        seed_ids = json.loads(Path(required(inp.kd_seed, "kd_seed").ids).read_text("utf-8"))
-        pool_file = ctx.out / "pool_snippets.jsonl"
-        if not pool_file.exists():
-            want = set(sample_ids(snip, sec.pool, sec.seed, exclude=seed_ids))
-            write_jsonl(pool_file, (r for r in _read_jsonl(snip) if r["id"] in want))
-        synthesizer = export_dir(inp.distill, "distill")
-        gen = dataclasses.replace(sec.synth, limit=None)  # the pool size is the limit here
-        sres = run_synthesize(gen, pool_file, ctx.out / "pool_synth", 1, model_path=synthesizer)
-        synth_stats = _scalars(sres.stats)
-        cn = _influence_candidates(pool_file, Path(sres.records), Path(sres.rejected), ctx.out)
-        cands = ctx.out / "candidates.jsonl"
-        if not model.path:  # the warmup runs on the seed synthesizer itself
-            model = dataclasses.replace(model, path=synthesizer)
-    data = sec.data
-    if data.tokenizer.kind == TokenizerKind.hf and not data.tokenizer.path and model.path:
-        data = dataclasses.replace(data, tokenizer=dataclasses.replace(data.tokenizer,
-                                                                        path=model.path))
-    res = influence(seed=sec.seed, model=model, trainer=sec.trainer, deepspeed=sec.deepspeed,
-                    data=data, influence=sec.influence, candidates=cands,
-                    out_dir=ctx.out / "influence")
-    sel = [r["id"] for r in _read_jsonl(Path(res.selected_path))] if res.selected_path else []
-    snippet_ids = list(dict.fromkeys(str(s) for s in sel))
-    sel_file = ctx.out / "selected_snippets.json"
-    from jz3.data.records import atomic_write_text
-
-    atomic_write_text(sel_file, json.dumps(snippet_ids))
-    scores = ([float(r["score"]) for r in _read_jsonl(Path(res.scores_path))]
-              if res.scores_path and Path(res.scores_path).exists() else [])
-    if not cn:
-        cn = {"candidates": res.candidates.used}
-    counts = {"pool": _count(pool_file), **cn, "selected": len(snippet_ids)}
-    out = InfluenceStageResult(pool=str(pool_file), candidates=str(cands),
-                               selected_snippets=str(sel_file),
-                               scores=str(res.scores_path or ""), selected=len(snippet_ids),
-                               counts=counts, influence=_scalars(_as_dict(res)))
+    own = bool(ctx.cfg.influence.candidates)
+    run = run_influence_stage(
+        ctx.cfg, None if own else snippets_file(inp.snippets),
+        None if own else Path(required(inp.kd_seed, "kd_seed").ids), ctx.out)
+    cn, n = run.candidates, run.result.selected
     return StageResult(
-        counts=counts, outputs=["out/selected_snippets.json", "out/influence/scores.jsonl"],
-        metrics={**cn, "selected": len(snippet_ids),
-                 "selected_fraction": len(snippet_ids) / max(cn.get("candidates", 0), 1),
-                 "scores": scores, "pool_synth": synth_stats, "influence": res.counts()},
-        result=out)
+        counts=run.result.counts,
+        outputs=["out/selected_snippets.json", "out/influence/scores.jsonl"],
+        metrics={**cn, "selected": n, "selected_fraction": n / max(cn.get("candidates", 0), 1),
+                 "scores": run.scores, "pool_synth": run.pool_synth, "influence": run.influence},
+        result=run.result)
 
 
 # ---------------------------------------------------------------- synthesis, filter, pack
@@ -448,29 +376,17 @@ def _data_needs(sec: Any) -> List[str]:
 
 
 @dataclasses.dataclass
-class PackResult:
-    packed_dir: str
-    sources: List[str] = dataclasses.field(default_factory=list)
-    counts: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
 class PackInputs:
     filter: Optional[FilterResult] = None
 
 
 def run_pack(ctx: StageContext) -> StageResult:
     """Tokenize + pack the pretraining data (the section is `stages.pretrain.data`)."""
-    from jz3.data.packing import pack_sources, read_pack_index
-    from jz3.data.tokenizers import load_tokenizer
+    from jz3.data.pack_stage import run_pack_stage
 
-    data = ctx.cfg
     inp: PackInputs = ctx.inputs
-    srcs = list(data.sources) or filtered_sources(inp.filter)
-    data = dataclasses.replace(data, sources=srcs)
-    out = pack_sources(data, load_tokenizer(data.tokenizer), ctx.out)
-    index = read_pack_index(out) or {}
-    res = PackResult(str(out), [s.name for s in srcs], index.get("counts", {}))
+    srcs = list(ctx.cfg.sources) or filtered_sources(inp.filter)
+    res = run_pack_stage(ctx.cfg, srcs, ctx.out)
     return StageResult(counts={"sources": len(srcs)}, outputs=["out"],
                        metrics={"weights": {s.name: s.weight for s in srcs}}, result=res)
 
@@ -522,6 +438,22 @@ def recipe_problems(cfg: Any) -> List[str]:
     return []
 
 
+def resolve_pretrain_raw(sec: Any, r: Resolving) -> Any:
+    """With `match_pretrain_steps`: `trainer.max_steps` = pretrain's step count. Known from
+    pretrain's section when its `trainer.max_steps` > 0 (a run that finishes runs exactly that
+    many steps); from its result otherwise (deferred in the plan: `<pretrain.result.steps>`)."""
+    if not sec.match_pretrain_steps:
+        return sec
+    up = r.input("pretrain")
+    fixed = r.stages.pretrain.trainer.max_steps
+    steps: Any = fixed if fixed > 0 else (up.result.steps if up.result is not None
+                                          else up.deferred("steps"))
+    if up.result is not None and up.result.steps != steps:
+        raise PipelineError(f"pretrain ran {up.result.steps} steps, its trainer.max_steps "
+                            f"says {steps}")
+    return dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, max_steps=steps))
+
+
 def run_pretrain_raw(ctx: StageContext) -> StageResult:
     """The ablation baseline: same model and trainer, raw snippet text instead of synthetic;
     with `match_pretrain_steps`, exactly pretrain's step count; with `extra_seeds`, both arms
@@ -529,11 +461,8 @@ def run_pretrain_raw(ctx: StageContext) -> StageResult:
     stage's output)."""
     from jz3.ablation.arms import raw_text_source, train_seed_runs
 
-    sec = ctx.cfg
+    sec = ctx.cfg  # `trainer.max_steps` resolved: pretrain's steps (`resolve_pretrain_raw`)
     inp: PretrainRawInputs = ctx.inputs
-    if sec.match_pretrain_steps:
-        steps = required(inp.pretrain, "pretrain").steps
-        sec = dataclasses.replace(sec, trainer=dataclasses.replace(sec.trainer, max_steps=steps))
     raw_src = [raw_text_source(snippets_file(inp.snippets), ctx.out)]
     res = _train(ctx, TrainMode.pretrain, raw_src, job=sec)
     synthetic = list(sec.synthetic_sources) or (filtered_sources(inp.filter)
@@ -629,7 +558,8 @@ STAGES: List[Stage] = [
           needs=lambda s: [] if s.from_file else ["snippets"]),
     Stage("distill", run_distill, DistillInputs,
           needs=lambda s: [] if _own_sources(s) else ["kd_seed"], own_weights=lambda s: True),
-    Stage("influence", run_influence, InfluenceInputs, needs=_influence_needs),
+    Stage("influence", run_influence, InfluenceInputs, needs=_influence_needs,
+          resolve=resolve_influence),
     Stage("kd_boost", run_kd_boost, KDBoostInputs,
           needs=lambda s: [] if s.from_file else ["snippets", "influence"]),
     Stage("distill_boost", run_distill_boost, DistillBoostInputs,
@@ -637,14 +567,15 @@ STAGES: List[Stage] = [
           + (["distill"] if s.init_from_seed else []),
           own_weights=lambda s: not s.init_from_seed),
     Stage("synthesize", run_synthesize_merge, SynthesizeInputs,
-          needs=_synth_needs, shard_fn=synthesize_one_shard, shards_key="shards"),
+          needs=_synth_needs, shard_fn=synthesize_one_shard),
     Stage("filter", run_filter, FilterInputs,
           needs=lambda s: [] if s.filter.input else ["synthesize"]),
     Stage("pack", run_pack, PackInputs, section="pretrain.data", needs=_data_needs),
     Stage("pretrain", run_pretrain, PretrainInputs, needs=_pretrain_needs,
           own_weights=lambda s: True),
     Stage("pretrain_raw", run_pretrain_raw, PretrainRawInputs,
-          needs=_raw_needs, enabled=_enabled, own_weights=lambda s: True),
+          needs=_raw_needs, enabled=_enabled, own_weights=lambda s: True,
+          resolve=resolve_pretrain_raw),
     Stage("sft", run_sft, SFTInputs, needs=_sft_needs, enabled=_enabled),
     Stage("evaluate", run_evaluate, EvaluateInputs, needs=_eval_needs),
     Stage("ablation", run_ablation, AblationInputs, enabled=_enabled),

@@ -52,7 +52,7 @@ from jz3.train import checkpoint as ckpt
 from jz3.train.callbacks import Callback, CallbackList, TrainState
 from jz3.train.data import build_train_data, open_dataset, prepare_packed
 from jz3.train.engine import DeepSpeedEngine, TorchEngine
-from jz3.train.result import TrainResult
+from jz3.train.result import HF_DIR, TrainResult, train_dir
 from jz3.train.tracking import ConsoleCallback, MetricsFileCallback, WandbCallback
 from jz3.train.trainer import Trainer
 
@@ -229,7 +229,7 @@ def run_training(cfg: TrainJob, callbacks: Optional[List[Callback]] = None,
 
     hf_dir = None
     if tc.export_hf and not state.stop_requested:
-        hf_dir = export_hf(engine, tokenizer, out / "hf", tc.precision, info)
+        hf_dir = export_hf(engine, tokenizer, out / HF_DIR, tc.precision, info)
     latest = ckpt.latest_checkpoint(out)
     final_loss = state.last_metrics.get("loss")
     if final_loss is None and info.is_main and log_file.exists():  # resumed a finished run
@@ -256,7 +256,7 @@ def train_stage(job: TrainJob, out_dir: str | Path, mode: TrainMode,
     """A training stage: `job` with its inputs as arguments; raises unless it ended exported.
 
     `sources` None = the job's own `data.sources`; `init_from` None = `trainer.init_from`;
-    checkpoints, metrics and the HF export go to `out_dir/train`, packed data to
+    checkpoints, metrics and the HF export (`export_path(out_dir)`) go to `out_dir/train`, packed data to
     `packed_dir` (default `out_dir/packed`)."""
     import dataclasses
 
@@ -267,7 +267,7 @@ def train_stage(job: TrainJob, out_dir: str | Path, mode: TrainMode,
     trainer = dataclasses.replace(job.trainer, mode=mode,
                                   init_from=init_from or job.trainer.init_from)
     run = dataclasses.replace(job, data=data, trainer=trainer)
-    res = run_training(run, callbacks=callbacks, output_dir=out / "train")
+    res = run_training(run, callbacks=callbacks, output_dir=train_dir(out))
     if res.preempted:
         raise TrainingPreempted(f"{out}: preempted at step {res.steps}, checkpoint "
                                 f"{res.checkpoint_dir}; rerun (or requeue) to resume from it")
