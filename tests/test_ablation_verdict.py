@@ -136,6 +136,7 @@ def test_ablation_result_round_trips_through_the_manifest():
     res = AblationResult("a.json", rows, compare_rows(rows, items))
     raw = json.loads(json.dumps(jsonable(res)))
     assert raw["rows"]["base"]["arm"] == "base" and raw["rows"]["base"]["seed"] is None
+    assert raw["rows"] == {n: r.as_dict() for n, r in rows.items()}  # ablation.json's "models"
     back = from_jsonable(AblationResult, raw, "result")
     assert back == res
     assert back.rows["pretrain"].arm is Arm.synthetic and back.rows["pretrain_raw"].accuracy is None

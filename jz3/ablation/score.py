@@ -16,7 +16,6 @@ from jz3.ablation.verdict import Arm, ArmComparison, BenchLoss, ItemLosses, Mode
 from jz3.config.enums import EvalSetting
 from jz3.config.stages import AblationStage
 from jz3.data.records import atomic_write_text
-from jz3.provenance import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def _loss(name: str, m: ArmModel, sec: AblationStage, out: Path) -> Dict[str, An
 def ablation_json(rows: Dict[str, ModelScore], comparison: Dict[str, ArmComparison]
                   ) -> Dict[str, Any]:
     """The content of ablation.json (see `AblationResult`), also the stage's manifest metrics."""
-    return {"models": {n: jsonable(r) for n, r in rows.items()},
+    return {"models": {n: r.as_dict() for n, r in rows.items()},
             "comparison": {b: c.as_dict() for b, c in comparison.items()}}
 
 

@@ -57,6 +57,11 @@ class ModelScore:
     loss: Dict[str, BenchLoss]
     accuracy: Optional[Metrics] = None  # greedy CoT, benchmark -> setting -> metrics
 
+    def as_dict(self) -> Dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["arm"] = self.arm.value
+        return d
+
 
 class Verdict(str, Enum):
     synthetic_better = "synthetic_better"  # lower loss with synthetic data (interval / spread)
