@@ -4,10 +4,17 @@ arms differ only in their data (jz3.ablation.arms.check_same_recipe)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
-from jz3.ablation.verdict import Verdict, compare_arms, compare_rows
+from jz3.ablation.verdict import Arm, BenchLoss, ModelScore, Verdict, compare_arms, compare_rows
+
+
+def _row(arm, seed, **loss):
+    """A scored model with `loss_per_token` per benchmark (10 items of 10 tokens)."""
+    return ModelScore(Arm(arm), seed, 64, 1, {b.replace("_", "-"): BenchLoss(x, 1.0, 100, 10)
+                                              for b, x in loss.items()})
 
 
 def test_gap_beyond_the_larger_spread_is_a_win():
@@ -31,15 +38,15 @@ def test_gap_within_the_spread_or_one_seed_is_no_verdict():
 
 def test_compare_rows_groups_by_arm_and_benchmark():
     def row(arm, seed, g, m):
-        return {"arm": arm, "seed": seed, "loss": {"gsm8k": {"loss_per_token": g},
-                                                   "math-oai": {"loss_per_token": m}}}
+        return _row(arm, seed, gsm8k=g, math_oai=m)
 
     rows = {"pretrain": row("synthetic", 1, 5.2, 5.9), "pretrain_raw": row("raw", 1, 5.7, 5.1),
-            "synthetic_seed2": row("synthetic", 2, 5.3, 5.8), "raw_seed2": row("raw", 2, 5.6, 5.2)}
+            "synthetic_seed2": row("synthetic", 2, 5.3, 5.8), "raw_seed2": row("raw", 2, 5.6, 5.2),
+            "base": row("base", None, 9.0, 9.0)}  # a reference, not an arm
     out = compare_rows(rows)
-    assert out["gsm8k"]["verdict"] == "synthetic_better" and out["gsm8k"]["synthetic"] == [5.2, 5.3]
-    assert out["math-oai"]["verdict"] == "raw_better"
-    assert out["gsm8k"]["gap"] == pytest.approx(0.4)
+    assert out["gsm8k"].verdict is Verdict.synthetic_better and out["gsm8k"].synthetic == [5.2, 5.3]
+    assert out["math-oai"].verdict is Verdict.raw_better
+    assert out["gsm8k"].gap == pytest.approx(0.4) and out["gsm8k"].raw == [5.7, 5.6]
     assert compare_rows({"pretrain": rows["pretrain"]}) == {}  # one arm: nothing to compare
 
 
@@ -101,13 +108,41 @@ def test_paired_bootstrap_without_a_gap_is_inconclusive():
 
 
 def test_compare_rows_pairs_models_by_seed_and_reports_both_rules():
-    rows = {"pretrain": {"arm": "synthetic", "seed": 0, "loss": {"gsm8k": {"loss_per_token": 5.0}}},
-            "pretrain_raw": {"arm": "raw", "seed": 0, "loss": {"gsm8k": {"loss_per_token": 5.5}}}}
+    rows = {"pretrain": _row("synthetic", 0, gsm8k=5.0), "pretrain_raw": _row("raw", 0, gsm8k=5.5)}
     base = _noisy(50, 5.0, 1.0, 2)
     items = {"pretrain": {"gsm8k": _items(base)},
              "pretrain_raw": {"gsm8k": _items([b + 0.5 for b in base])}}
     c = compare_rows(rows, items)["gsm8k"]
-    assert c["spread_verdict"] == "one_seed"  # one seed per arm: the spread rule says nothing
-    assert c["verdict"] == "synthetic_better"  # the item-level comparison still does
-    assert c["paired"]["seed_pairs"] == 1 and c["paired"]["low"] == pytest.approx(0.5)
-    assert compare_rows(rows)["gsm8k"]["verdict"] == "one_seed"  # no per-item losses
+    assert c.spread_verdict is Verdict.one_seed  # one seed per arm: the spread rule says nothing
+    assert c.verdict is Verdict.synthetic_better  # the item-level comparison still does
+    assert c.paired.seed_pairs == 1 and c.paired.low == pytest.approx(0.5)
+    assert compare_rows(rows)["gsm8k"].verdict is Verdict.one_seed  # no per-item losses
+    d = c.as_dict()  # ablation.json's comparison: the enums as their values, with the verdict
+    assert (d["verdict"], d["spread_verdict"], d["paired"]["verdict"]) == (
+        "synthetic_better", "one_seed", "synthetic_better")
+
+
+def test_ablation_result_round_trips_through_the_manifest():
+    from jz3.ablation.results import AblationResult
+    from jz3.provenance import jsonable
+    from jz3.provenance.manifest import from_jsonable
+
+    rows = {"pretrain": _row("synthetic", 0, gsm8k=5.0), "pretrain_raw": _row("raw", 0, gsm8k=5.5),
+            "base": _row("base", None, gsm8k=7.0)}
+    rows["pretrain"].accuracy = {"gsm8k": {"cot": {"accuracy": 0.5, "n": 2, "shots": 0}}}
+    base = _noisy(20, 5.0, 1.0, 3)
+    items = {"pretrain": {"gsm8k": _items(base)},
+             "pretrain_raw": {"gsm8k": _items([b + 0.5 for b in base])}}
+    res = AblationResult("a.json", rows, compare_rows(rows, items))
+    raw = json.loads(json.dumps(jsonable(res)))
+    assert raw["rows"]["base"]["arm"] == "base" and raw["rows"]["base"]["seed"] is None
+    assert raw["rows"] == {n: r.as_dict() for n, r in rows.items()}  # ablation.json's "models"
+    back = from_jsonable(AblationResult, raw, "result")
+    assert back == res
+    assert back.rows["pretrain"].arm is Arm.synthetic and back.rows["pretrain_raw"].accuracy is None
+    assert back.comparison["gsm8k"].paired.verdict is Verdict.synthetic_better
+    assert isinstance(back.rows["base"].loss["gsm8k"], BenchLoss)
+    del raw["rows"]["pretrain"]["loss"]["gsm8k"]["tokens"]
+    with pytest.raises(TypeError, match=r"result\.rows\.pretrain\.loss\.gsm8k.*missing fields "
+                                        r"\['tokens'\]"):
+        from_jsonable(AblationResult, raw, "result")

@@ -339,3 +339,24 @@ def test_an_input_of_the_wrong_result_type_is_an_error(tmp_path):
                                             "SnippetsResult"):
         run_pipeline(_cfg(tmp_path), stages)
     assert not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_pack_result_counts_are_typed_and_round_trip(tmp_path, tiny_tokenizer_dir):
+    from jz3.config.data import DataConfig, DataSource, TokenizerConfig
+    from jz3.config.enums import TokenizerKind
+    from jz3.data.pack_stage import PackResult, SourceCounts, run_pack_stage
+    from jz3.data.records import IOStats
+    from jz3.provenance import jsonable
+    from jz3.provenance.manifest import from_jsonable
+
+    src = tmp_path / "s.jsonl"
+    src.write_text("".join(json.dumps({"text": f"doc {i} " * 20}) + "\n" for i in range(5)))
+    data = DataConfig(tokenizer=TokenizerConfig(kind=TokenizerKind.hf, path=str(tiny_tokenizer_dir)),
+                      num_workers=0)
+    res = run_pack_stage(data, [DataSource("s", str(src), 1.0)], tmp_path / "out")
+    c = res.counts["s"]
+    assert isinstance(c, SourceCounts) and c.n_docs == 5 and c.n_tokens > 0
+    assert c.records == IOStats(read=5, ok=5)
+    raw = json.loads(json.dumps(jsonable(res)))  # as the manifest stores it: pack.json's shape
+    assert raw["counts"]["s"]["records"]["reasons"] == {}
+    assert from_jsonable(PackResult, raw, "result") == res

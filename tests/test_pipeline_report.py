@@ -17,8 +17,13 @@ NAMES = ["kd_seed", "distill"]
 
 
 def _stage(run: Path, name: str, result: object, drop: str = "") -> None:
+    """The stage's manifest with its typed result; `drop`: a field path (`a.b.c`) left out."""
     raw = jsonable(result)
-    raw.pop(drop, None)
+    *up, last = drop.split(".")
+    parent = raw
+    for k in up:
+        parent = parent[k]
+    parent.pop(last, None)
     t = type(result)
     write_manifest(run / name, name, "key", counts={"out": 1}, wall_s=1.0,
                    extra={"result": raw, "result_type": f"{t.__module__}:{t.__qualname__}"})
@@ -69,3 +74,46 @@ def test_report_names_the_stage_and_the_field_a_result_lacks(tmp_path, stage, fi
     assert not (run / "r.md").exists()
     # after a failed stage (its error is the one to see) the report error is only logged
     assert write_report(run, NAMES, run / "r.md", strict=False) is None
+
+
+def _ablation():
+    from jz3.ablation.results import AblationResult
+    from jz3.ablation.verdict import Arm, BenchLoss, ItemLosses, ModelScore, compare_rows
+
+    def row(arm, seed, x):
+        return ModelScore(arm, seed, 64, 1, {"gsm8k": BenchLoss(x, 1.0, 40, 4)})
+
+    rows = {"base": row(Arm.base, None, 7.0), "pretrain": row(Arm.synthetic, 0, 5.0),
+            "pretrain_raw": row(Arm.raw, 0, 5.5)}
+    rows["pretrain"].accuracy = {"gsm8k": {"cot": {"accuracy": 0.25, "n": 4}}}
+    items = {"pretrain": {"gsm8k": ItemLosses([40.0, 60.0, 50.0, 50.0], [10] * 4)},
+             "pretrain_raw": {"gsm8k": ItemLosses([45.0, 65.0, 55.0, 55.0], [10] * 4)}}
+    return AblationResult("ablation.json", rows, compare_rows(rows, items))
+
+
+def test_report_reads_the_typed_ablation_result(tmp_path):
+    from jz3.pipeline.report import write_report
+
+    run = tmp_path / "run"
+    _stage(run, "ablation", _ablation())
+    text = write_report(run, ["ablation"], run / "r.md").read_text()
+    assert "| pretrain_raw | raw | 0 | gsm8k | 5.5 | 40 | 64 | 1 |" in text
+    assert "| base | base | None | gsm8k | 7 | 40 | 64 | 1 |" in text
+    assert 'Accuracy (pretrain): {"gsm8k": {"cot": {"accuracy": 0.25, "n": 4}}}' in text
+    assert ("| gsm8k | 5.0000 (1) | 0.0000 | 5.5000 (1) | 0.0000 | +0.5000 | no verdict (one "
+            "seed per arm: no spread measured) | [+0.5000, +0.5000] (1 x 4) | **synthetic "
+            "better** |") in text
+
+
+@pytest.mark.parametrize("field", ["rows.pretrain.loss.gsm8k.tokens",  # required
+                                   "rows.pretrain.accuracy",  # defaulted in the dataclass
+                                   "comparison.gsm8k.paired"])
+def test_report_names_the_ablation_field_a_result_lacks(tmp_path, field):
+    from jz3.pipeline.report import ReportError, write_report
+
+    run = tmp_path / "run"
+    _stage(run, "ablation", _ablation(), drop=field)
+    with pytest.raises(ReportError) as e:
+        write_report(run, ["ablation"], run / "r.md")
+    assert "'ablation'" in str(e.value) and field.rsplit(".", 1)[-1] in str(e.value), str(e.value)
+    assert field.rsplit(".", 1)[0] in str(e.value), str(e.value)

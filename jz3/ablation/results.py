@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List
+from typing import Dict, List
 
-from jz3.ablation.verdict import Arm
+from jz3.ablation.verdict import Arm, ArmComparison, ModelScore
 from jz3.train.result import TrainResult
 
 
@@ -30,10 +30,12 @@ class PretrainRawResult(TrainResult):
 
 @dataclasses.dataclass
 class AblationResult:
-    """The scored models and the verdict per benchmark (`jz3.ablation.verdict.compare_rows`)."""
+    """The scored models and the verdict per benchmark (`jz3.ablation.verdict.compare_rows`).
 
-    ablation: str  # ablation.json: {"models": rows, "comparison": per benchmark}
-    # model name -> {"arm", "seed", "tokens", "steps", "loss": {benchmark: {...}}, "accuracy"?}
-    rows: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    # benchmark -> ArmComparison.as_dict(): means, seed spreads, gap, paired interval, verdict
-    comparison: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    ablation.json holds `{"models": {name: ModelScore}, "comparison": {benchmark:
+    ArmComparison.as_dict()}}`: the comparison there also carries its `verdict` (the paired
+    verdict when scored per item, else the spread rule's)."""
+
+    ablation: str  # the path of ablation.json
+    rows: Dict[str, ModelScore] = dataclasses.field(default_factory=dict)  # model name ->
+    comparison: Dict[str, ArmComparison] = dataclasses.field(default_factory=dict)  # benchmark ->

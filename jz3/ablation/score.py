@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from jz3.ablation.results import AblationResult
-from jz3.ablation.verdict import Arm, ItemLosses, compare_rows
+from jz3.ablation.verdict import Arm, ArmComparison, BenchLoss, ItemLosses, ModelScore, compare_rows
 from jz3.config.enums import EvalSetting
 from jz3.config.stages import AblationStage
 from jz3.data.records import atomic_write_text
@@ -49,29 +49,36 @@ def _loss(name: str, m: ArmModel, sec: AblationStage, out: Path) -> Dict[str, An
     return loss
 
 
+def ablation_json(rows: Dict[str, ModelScore], comparison: Dict[str, ArmComparison]
+                  ) -> Dict[str, Any]:
+    """The content of ablation.json (see `AblationResult`), also the stage's manifest metrics."""
+    return {"models": {n: r.as_dict() for n, r in rows.items()},
+            "comparison": {b: c.as_dict() for b, c in comparison.items()}}
+
+
 def score_models(models: Dict[str, ArmModel], sec: AblationStage, out: Path) -> AblationResult:
     """Every model's loss (and accuracy), the comparison per benchmark; writes
     `out/ablation.json` ({"models", "comparison"}) and `out/item_losses.json`."""
     from jz3.eval.run import run_evaluation
 
     le = sec.loss_eval
-    rows: Dict[str, Dict[str, Any]] = {}
+    rows: Dict[str, ModelScore] = {}
     items: Dict[str, Dict[str, ItemLosses]] = {}  # model -> benchmark -> per-item losses
     for name, m in models.items():
         loss = _loss(name, m, sec, out)
         items[name] = {b: ItemLosses(v.pop("item_nll"), v.pop("item_tokens"))
                        for b, v in loss.items()}
-        row: Dict[str, Any] = {"arm": m.arm.value, "seed": m.seed, "tokens": m.tokens,
-                               "steps": m.steps, "loss": loss}
+        row = ModelScore(m.arm, m.seed, m.tokens, m.steps,
+                         {b: BenchLoss(**v) for b, v in loss.items()})
         if le.accuracy_limit > 0:
             ecfg = dataclasses.replace(sec.eval, benchmarks=list(le.benchmarks),
                                        settings=[EvalSetting.cot], limit=le.accuracy_limit)
-            row["accuracy"] = run_evaluation(ecfg, m.model, out / f"acc_{name}",
-                                             run_name=f"ablation-{name}").metrics
+            row.accuracy = run_evaluation(ecfg, m.model, out / f"acc_{name}",
+                                          run_name=f"ablation-{name}").metrics
         rows[name] = row
     comparison = compare_rows(rows, items)
     atomic_write_text(out / "ablation.json",
-                      json.dumps({"models": rows, "comparison": comparison}, indent=2))
+                      json.dumps(ablation_json(rows, comparison), indent=2))
     atomic_write_text(out / "item_losses.json", json.dumps(
         {n: {b: dataclasses.asdict(v) for b, v in per.items()} for n, per in items.items()}))
     return AblationResult(str(out / "ablation.json"), rows, comparison)

@@ -19,6 +19,8 @@ import dataclasses
 from enum import Enum
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from jz3.eval.report import Metrics
+
 BOOTSTRAP_DRAWS = 2000
 LEVEL = 0.95
 
@@ -31,12 +33,34 @@ class Arm(str, Enum):
     base = "base"  # not trained: the model both arms start from (a reference row)
 
 
-def arm_of(row: Dict[str, object]) -> Optional[Arm]:
-    """The arm of an ablation row (`row["arm"]`, a value of `Arm`), None when it has none."""
-    try:
-        return Arm(row.get("arm"))
-    except ValueError:
-        return None
+@dataclasses.dataclass
+class BenchLoss:
+    """One model's reference-solution loss on one benchmark (`jz3.eval.loss.SolutionLoss`; its
+    per-item lists go to `item_losses.json`, not here)."""
+
+    loss_per_token: float  # nats/token, lower is better
+    ppl: float
+    tokens: int  # scored tokens
+    items: int
+
+
+@dataclasses.dataclass
+class ModelScore:
+    """One scored model, a value of ablation.json's "models": `{"arm", "seed", "tokens",
+    "steps", "loss": {benchmark: BenchLoss}, "accuracy"}` (`accuracy`: null unless
+    `loss_eval.accuracy_limit` > 0)."""
+
+    arm: Arm
+    seed: Optional[int]  # None: the base model
+    tokens: int  # training tokens (0: not trained)
+    steps: int
+    loss: Dict[str, BenchLoss]
+    accuracy: Optional[Metrics] = None  # greedy CoT, benchmark -> setting -> metrics
+
+    def as_dict(self) -> Dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["arm"] = self.arm.value
+        return d
 
 
 class Verdict(str, Enum):
@@ -57,6 +81,8 @@ class ItemLosses:
 
 @dataclasses.dataclass
 class PairedInterval:
+    """The paired bootstrap's interval of the loss gap and its verdict."""
+
     gap: float  # token-weighted loss, raw - synthetic, averaged over the seed pairs
     low: float  # the 95% bootstrap interval of `gap`
     high: float
@@ -67,6 +93,9 @@ class PairedInterval:
 
 @dataclasses.dataclass
 class ArmComparison:
+    """Both arms on one benchmark: per-seed losses, means, spreads, the gap and both verdicts.
+    `as_dict()` (ablation.json's "comparison" values) adds the `verdict` property."""
+
     synthetic: List[float]
     raw: List[float]
     synthetic_mean: float
@@ -154,15 +183,14 @@ def compare_arms(synthetic: Sequence[float], raw: Sequence[float],
                          spread, verdict, paired_bootstrap(pairs) if pairs else None)
 
 
-def seed_pairs(rows: Dict[str, Dict[str, object]], items: Dict[str, Dict[str, ItemLosses]],
+def seed_pairs(rows: Dict[str, ModelScore], items: Dict[str, Dict[str, ItemLosses]],
                bench: str) -> List[Tuple[ItemLosses, ItemLosses]]:
     """(synthetic, raw) per-item losses on `bench` of the models trained at the same seed; when
     no seed is shared, the arms' models in row order."""
-    by_arm: Dict[Arm, Dict[object, ItemLosses]] = {Arm.synthetic: {}, Arm.raw: {}}
+    by_arm: Dict[Arm, Dict[Optional[int], ItemLosses]] = {Arm.synthetic: {}, Arm.raw: {}}
     for name, row in rows.items():
-        arm = arm_of(row)
-        if arm in by_arm and bench in items.get(name, {}):
-            by_arm[arm].setdefault(row.get("seed"), items[name][bench])
+        if row.arm in by_arm and bench in items.get(name, {}):
+            by_arm[row.arm].setdefault(row.seed, items[name][bench])
     syn, raw = by_arm[Arm.synthetic], by_arm[Arm.raw]
     shared = [s for s in syn if s in raw]
     if shared:
@@ -170,18 +198,16 @@ def seed_pairs(rows: Dict[str, Dict[str, object]], items: Dict[str, Dict[str, It
     return list(zip(syn.values(), raw.values(), strict=False))
 
 
-def compare_rows(rows: Dict[str, Dict[str, object]],
+def compare_rows(rows: Dict[str, ModelScore],
                  items: Optional[Dict[str, Dict[str, ItemLosses]]] = None
-                 ) -> Dict[str, Dict[str, object]]:
-    """Per benchmark, the comparison of the ablation rows (`{"arm", "seed", "loss": {bench:
-    {"loss_per_token"}}}`), arms `synthetic` and `raw` (a `base` row is a reference, not
-    compared); benchmarks scored in both arms only. `items`: model name -> benchmark -> its
-    per-item losses (for the paired interval)."""
+                 ) -> Dict[str, ArmComparison]:
+    """Per benchmark, the comparison of the scored models' `loss_per_token`, arms `synthetic`
+    and `raw` (a `base` row is a reference, not compared); benchmarks scored in both arms only.
+    `items`: model name -> benchmark -> its per-item losses (for the paired interval)."""
     per: Dict[str, Dict[Arm, List[float]]] = {}
     for row in rows.values():
-        arm = arm_of(row)
-        for bench, v in (row.get("loss") or {}).items():  # type: ignore[union-attr]
-            per.setdefault(bench, {}).setdefault(arm, []).append(float(v["loss_per_token"]))
+        for bench, v in row.loss.items():
+            per.setdefault(bench, {}).setdefault(row.arm, []).append(float(v.loss_per_token))
     return {b: compare_arms(a[Arm.synthetic], a[Arm.raw],
-                            seed_pairs(rows, items, b) if items else None).as_dict()
+                            seed_pairs(rows, items, b) if items else None)
             for b, a in per.items() if a.get(Arm.synthetic) and a.get(Arm.raw)}

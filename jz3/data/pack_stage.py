@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 from jz3.config.data import DataConfig, DataSource
+from jz3.data.records import IOStats
+
+
+@dataclasses.dataclass
+class SourceCounts:
+    """One packed source (`pack.json`'s "counts" value): documents, tokens, loss-target tokens,
+    and its records read / rejected."""
+
+    n_docs: int
+    n_tokens: int
+    n_target_tokens: int
+    records: IOStats
 
 
 @dataclasses.dataclass
 class PackResult:
     packed_dir: str
     sources: List[str] = dataclasses.field(default_factory=list)
-    counts: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    counts: Dict[str, SourceCounts] = dataclasses.field(default_factory=dict)  # source ->
 
 
 def run_pack_stage(data: DataConfig, sources: Sequence[DataSource],
@@ -26,4 +38,7 @@ def run_pack_stage(data: DataConfig, sources: Sequence[DataSource],
     data = dataclasses.replace(data, sources=list(sources))
     out = pack_sources(data, load_tokenizer(data.tokenizer), out_dir)
     index = read_pack_index(out) or {}
-    return PackResult(str(out), [s.name for s in sources], index.get("counts", {}))
+    counts = {n: SourceCounts(c["n_docs"], c["n_tokens"], c["n_target_tokens"],
+                              IOStats(**c["records"]))
+              for n, c in index.get("counts", {}).items()}
+    return PackResult(str(out), [s.name for s in sources], counts)

@@ -402,7 +402,13 @@ def shard_from_env(shard: Optional[int], num_shards: Optional[int]) -> Tuple[int
     return shard, num_shards
 
 
-def scalar_stats(stats: Any) -> Dict[str, Any]:
+# A stage's counter as its result records it: a number, a name, a list of numbers (per-shard
+# wall times) or a tally (reason -> count); stats are data the report shows, not graph wiring.
+Stat = Union[int, float, str, bool, None, List[float], Dict[str, int], Dict[str, float]]
+Stats = Dict[str, Stat]
+
+
+def scalar_stats(stats: Any) -> Stats:
     """The JSON-friendly part of a stats object (a dataclass or dict): numbers, strings, None,
     and small dicts of numbers; for manifests and reports."""
     import dataclasses
@@ -415,7 +421,7 @@ def scalar_stats(stats: Any) -> Dict[str, Any]:
         d = dict(stats)
     else:
         return {"value": str(stats)}
-    out: Dict[str, Any] = {}
+    out: Stats = {}
     for k, v in d.items():
         if isinstance(v, (int, float, str, bool)) or v is None:
             out[k] = v

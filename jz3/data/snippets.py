@@ -37,6 +37,7 @@ from jz3.data.records import (
     Quarantine,
     RecordError,
     RecordKind,
+    Stats,
     expand_paths,
     read_records,
     write_jsonl,
@@ -67,7 +68,7 @@ class SnippetStats:
     by_source: Dict[str, int] = field(default_factory=dict)
     by_prompt_type: Dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> Stats:
         return asdict(self)
 
 
@@ -297,7 +298,7 @@ class SnippetsResult:
     snippets: str  # snippets.jsonl: {id, doc_id, text, source, prompt_type}
     rejected: str  # rejected.jsonl (may be absent: nothing rejected)
     count: int = 0
-    stats: Dict[str, Any] = field(default_factory=dict)
+    stats: Stats = field(default_factory=dict)  # SnippetStats as a dict
 
 
 def run_snippets(cfg: SnippetConfig, mixture: Optional[Mapping[str, float]],

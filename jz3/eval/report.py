@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from jz3.config.enums import WandbMode
 from jz3.data.records import atomic_write_text
 
 log = logging.getLogger(__name__)
 # benchmark -> setting -> {accuracy, n, correct, no_answer, shots} or {status, reason}
-Metrics = Dict[str, Dict[str, Dict[str, Any]]]
+Metrics = Dict[str, Dict[str, Dict[str, Union[float, int, str]]]]
 UNAVAILABLE = "unavailable"
 
 

@@ -19,6 +19,7 @@ from jz3.config.enums import TokenizerKind
 from jz3.config.stages import InfluenceStage
 from jz3.data.records import (
     AtomicJsonlWriter,
+    Stats,
     atomic_write_text,
     count_lines,
     read_records,
@@ -42,7 +43,7 @@ class InfluenceStageResult:
     scores: str  # influence/scores.jsonl
     selected: int = 0
     counts: Dict[str, int] = dataclasses.field(default_factory=dict)
-    influence: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    influence: Stats = dataclasses.field(default_factory=dict)  # the LESS run's numbers
 
 
 @dataclasses.dataclass
@@ -52,8 +53,8 @@ class InfluenceStageRun:
     result: InfluenceStageResult
     candidates: Dict[str, int]  # candidates, parsed, no_completion (or: used)
     scores: List[float]  # every candidate's score, in scores.jsonl order
-    pool_synth: Dict[str, Any]  # the pool synthesis' stats
-    influence: Dict[str, Any]  # the LESS run's counts
+    pool_synth: Stats  # the pool synthesis' stats
+    influence: Dict[str, int]  # the LESS run's counts
 
 
 def resolve_section(sec: InfluenceStage, synthesizer: Optional[str]) -> InfluenceStage:

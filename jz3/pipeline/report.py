@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from jz3.ablation.verdict import Verdict
 from jz3.config.enums import PromptType
 from jz3.data.records import atomic_write_text
 from jz3.pipeline.runner import StageOutput
@@ -60,16 +61,16 @@ def _quote(text: str) -> List[str]:
 
 
 EXAMPLES_PER_STAGE = 2
-VERDICT_TEXT = {"synthetic_better": "**synthetic better**",
-                "raw_better": "**raw better**",
-                "inconclusive": "no difference (the 95% interval contains 0)",
-                "within_spread": "no difference (within the seed spread)",
-                "one_seed": "no verdict (one seed per arm: no spread measured)"}
+VERDICT_TEXT = {Verdict.synthetic_better: "**synthetic better**",
+                Verdict.raw_better: "**raw better**",
+                Verdict.inconclusive: "no difference (the 95% interval contains 0)",
+                Verdict.within_spread: "no difference (within the seed spread)",
+                Verdict.one_seed: "no verdict (one seed per arm: no spread measured)"}
 
 
 class Fields:
-    """A stage's typed result (or a dataclass inside it), read by attribute: a field the
-    manifest's result does not carry is a `ReportError` naming the stage and the field (also a
+    """A stage's typed result (or a dataclass inside it, also the values of a dict of them),
+    read by attribute: a field the manifest's result does not carry is a `ReportError` naming the stage and the field (also a
     field whose dataclass default would otherwise stand in for it)."""
 
     def __init__(self, stage: str, value: Any, raw: Dict[str, Any], path: str = ""):
@@ -83,9 +84,12 @@ class Fields:
             raise ReportError(f"report: stage {self._stage!r}: its result "
                               f"({type(self._value).__name__}) has no field {where!r}; the "
                               "stage ran other code: rerun it")
-        v = getattr(self._value, name)
-        if dataclasses.is_dataclass(v) and isinstance(self._raw[name], dict):
-            return Fields(self._stage, v, self._raw[name], f"{where}.")
+        v, raw = getattr(self._value, name), self._raw[name]
+        if dataclasses.is_dataclass(v) and isinstance(raw, dict):
+            return Fields(self._stage, v, raw, f"{where}.")
+        if isinstance(v, dict) and isinstance(raw, dict) and v \
+                and all(dataclasses.is_dataclass(x) for x in v.values()):  # Dict[str, Dataclass]
+            return {k: Fields(self._stage, x, raw[k], f"{where}.{k}.") for k, x in v.items()}
         return v
 
 
@@ -413,19 +417,14 @@ class Report:
         ab, comp = r.rows, r.comparison
         rows = []
         for model, row in ab.items():
-            for bench in need(r, ab, model, "loss", field="rows"):
-                v = need(r, ab, model, "loss", bench, field="rows")
-                rows.append([model, need(r, row, "arm", field=f"rows.{model}"),
-                             need(r, row, "seed", field=f"rows.{model}"), bench,
-                             need(r, v, "loss_per_token", field=f"rows.{model}.loss.{bench}"),
-                             need(r, v, "tokens", field=f"rows.{model}.loss.{bench}"),
-                             need(r, row, "tokens", field=f"rows.{model}"),
-                             need(r, row, "steps", field=f"rows.{model}")])
+            for bench, v in row.loss.items():
+                rows.append([model, row.arm.value, row.seed, bench, v.loss_per_token, v.tokens,
+                             row.tokens, row.steps])
         self.table(["model", "pretrained on", "seed", "benchmark", "loss/token",
                     "scored tokens", "train tokens", "steps"], rows)
         for model, row in ab.items():
-            if row.get("accuracy"):  # only with `loss_eval.accuracy_limit` > 0
-                self.add(f"Accuracy ({model}): {json.dumps(row['accuracy'])}", "")
+            if row.accuracy:  # only with `loss_eval.accuracy_limit` > 0
+                self.add(f"Accuracy ({model}): {json.dumps(row.accuracy)}", "")
         if not comp:
             self.add("_No benchmark was scored in both arms: no comparison._", "")
             return
@@ -435,27 +434,22 @@ class Report:
                  "items and seed pairs resampled together; it must exclude 0.", "")
         table = []
         for b, c in comp.items():
-            def k(name: str, b: str = b, c: Any = c) -> Any:
-                return need(r, c, name, field=f"comparison.{b}")
-
-            table.append([b, f"{k('synthetic_mean'):.4f} ({len(k('synthetic'))})",
-                          f"{k('synthetic_spread'):.4f}",
-                          f"{k('raw_mean'):.4f} ({len(k('raw'))})", f"{k('raw_spread'):.4f}",
-                          f"{k('gap'):+.4f}",
-                          VERDICT_TEXT.get(k("spread_verdict"), k("spread_verdict")),
-                          self._interval(r, k("paired"), f"comparison.{b}.paired"),
-                          VERDICT_TEXT.get(k("verdict"), k("verdict"))])
+            paired = c.paired
+            verdict = paired.verdict if paired is not None else c.spread_verdict
+            table.append([b, f"{c.synthetic_mean:.4f} ({len(c.synthetic)})",
+                          f"{c.synthetic_spread:.4f}",
+                          f"{c.raw_mean:.4f} ({len(c.raw)})", f"{c.raw_spread:.4f}",
+                          f"{c.gap:+.4f}", VERDICT_TEXT[c.spread_verdict],
+                          self._interval(paired), VERDICT_TEXT[verdict]])
         self.table(["benchmark", "synthetic mean (seeds)", "synthetic spread",
                     "raw mean (seeds)", "raw spread", "gap raw - synthetic", "spread rule",
                     "paired 95% interval (seed pairs x items)", "verdict"], table)
 
     @staticmethod
-    def _interval(r: Fields, p: Any, field: str) -> str:
-        if not p:
+    def _interval(p: Optional[Fields]) -> str:
+        if p is None:
             return "not scored per item"
-        low, high, pairs, items = (need(r, p, k, field=field)
-                                   for k in ("low", "high", "seed_pairs", "items"))
-        return f"[{low:+.4f}, {high:+.4f}] ({pairs} x {items})"
+        return f"[{p.low:+.4f}, {p.high:+.4f}] ({p.seed_pairs} x {p.items})"
 
     def build(self, title: str) -> str:
         self.add(f"# {title}", "")

@@ -529,7 +529,7 @@ class AblationInputs:
 def run_ablation(ctx: StageContext) -> StageResult:
     """Synthetic-data pretraining vs raw-snippet pretraining at the same token budget (and the
     base model, `base_model`), scored and compared by `jz3.ablation.score`."""
-    from jz3.ablation.score import ArmModel, score_models
+    from jz3.ablation.score import ArmModel, ablation_json, score_models
 
     inp: AblationInputs = ctx.inputs
     pre = required(inp.pretrain, "pretrain")
@@ -543,9 +543,11 @@ def run_ablation(ctx: StageContext) -> StageResult:
         models[f"{r.arm.value}_seed{r.seed}"] = ArmModel(r.arm, r.seed, r.hf_export_dir,
                                                          r.tokens, r.steps)
     res = score_models(models, ctx.cfg, ctx.out)
+    ab = ablation_json(res.rows, res.comparison)  # as in ablation.json, with each verdict
     return StageResult(counts={"models": len(res.rows)},
                        outputs=["out/ablation.json", "out/item_losses.json"],
-                       metrics={"ablation": res.rows, "comparison": res.comparison}, result=res)
+                       metrics={"ablation": ab["models"], "comparison": ab["comparison"]},
+                       result=res)
 
 
 def _enabled(sec: Any) -> bool:

@@ -41,6 +41,7 @@ from jz3.data.records import (
     Quarantine,
     RecordError,
     RecordKind,
+    Stats,
     expand_paths,
     read_records,
     shard_name,
@@ -243,7 +244,7 @@ class FilterResult:
     read: int = 0
     kept: int = 0
     kept_by_kind: Dict[str, int] = field(default_factory=dict)
-    stats: Dict[str, Any] = field(default_factory=dict)
+    stats: Stats = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)  # e.g. nothing kept (the manifest's)
     reasons: Dict[str, int] = field(default_factory=dict)  # rejected records by reason
     decontam_hits: Dict[str, int] = field(default_factory=dict)  # benchmark -> records dropped

@@ -28,6 +28,7 @@ from jz3.data.records import (
     AtomicJsonlWriter,
     RecordError,
     RecordKind,
+    Stats,
     read_records,
     shard_from_env,
 )
@@ -71,7 +72,7 @@ class SynthResult:
     ok: int = 0
     failed: int = 0
     shards: int = 1
-    stats: Dict[str, Any] = field(default_factory=dict)
+    stats: Stats = field(default_factory=dict)  # counts, reasons, tokens, wall times
     warnings: List[str] = field(default_factory=list)  # e.g. no usable record (the manifest's)
     # the records of `rejected` by reason (its text up to the first ":")
     reasons: Dict[str, int] = field(default_factory=dict)
