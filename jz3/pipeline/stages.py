@@ -26,7 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from jz3.ablation.results import PretrainRawResult
 from jz3.ablation.verdict import Arm
@@ -56,11 +56,6 @@ if TYPE_CHECKING:  # imported by the stages that produce them (jz3.synth.filter 
 log = logging.getLogger("jz3.pipeline.stages")
 
 
-def _read_jsonl(path: Path) -> Iterable[Dict[str, Any]]:
-    """JSON objects of a JSONL file; a bad line raises naming file:line (jz3.data.records)."""
-    yield from read_records(path)
-
-
 def _count(p: Path) -> int:
     if not p.exists():
         return 0
@@ -72,7 +67,7 @@ def _count(p: Path) -> int:
 def _reasons(rejected: Path) -> Dict[str, int]:
     out: Dict[str, int] = {}
     if rejected.exists():
-        for r in _read_jsonl(rejected):
+        for r in read_records(rejected):
             reason = str(r.get("reason", "unknown")).split(":")[0][:60]
             out[reason] = out.get(reason, 0) + 1
     return out
@@ -105,7 +100,7 @@ def _top_reasons(rejected: Path, k: int = 3) -> str:
     """`5 × teacher_failed: ... ClientConnectorError; 2 × ...`: the commonest full reasons."""
     n: Dict[str, int] = {}
     if rejected.exists():
-        for r in _read_jsonl(rejected):
+        for r in read_records(rejected):
             reason = str(r.get("reason", "unknown"))[:160]
             n[reason] = n.get(reason, 0) + 1
     top = sorted(n.items(), key=lambda kv: -kv[1])[:k]
@@ -180,7 +175,7 @@ def _loss_curve(log_file: Optional[str]) -> List[List[float]]:
     """[[step, loss], ...] from the trainer's JSONL log (rows with `step` and `loss`)."""
     if not log_file or not Path(log_file).exists():
         return []
-    return [[float(r["step"]), float(r["loss"])] for r in _read_jsonl(Path(log_file))
+    return [[float(r["step"]), float(r["loss"])] for r in read_records(Path(log_file))
             if isinstance(r, dict) and "loss" in r and "step" in r]
 
 
